@@ -1,0 +1,247 @@
+"""Hydra structured configs: the schema every YAML file in ``conf/`` is validated against.
+
+Typed fields catch unknown keys and wrong types when Hydra composes the config (before any
+work starts); ``__post_init__`` checks values (ranges, consistency) when :func:`deepeut.config.validate`
+turns the composed config into these objects. Units are in the field names (``_K``, ``_fs``, ``_A``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or inconsistent; the message names the key."""
+
+
+def _require(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+# --------------------------------------------------------------------------- system
+@dataclass
+class LabelRule:
+    """One atom label of Fig. 1: the first atom of ``smarts`` gets ``label``.
+
+    ``cis_trans: true`` (amine hydrogens) splits the label into ``label(C)`` / ``label(T)`` by the
+    dihedral H–N–C=O of the current geometry: |φ| < 90° is *cis* to the carbonyl oxygen.
+    """
+
+    label: str = MISSING
+    smarts: str = MISSING
+    cis_trans: bool = False
+
+
+@dataclass
+class SpeciesConfig:
+    """One molecular species of the electrolyte."""
+
+    name: str = MISSING
+    smiles: str = MISSING
+    role: str = MISSING  # cation | anion | solvent
+    charge: int = 0  # e
+    per_ion_pair: float = 1.0  # molecules per LiTFSI ion pair (the molar ratio)
+    labels: List[LabelRule] = field(default_factory=list)
+    #: conformer choice: 4-atom SMARTS → wanted dihedral (degrees), e.g. trans-NMA
+    dihedral_targets: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.role in ("cation", "anion", "solvent"), f"species {self.name}.role",
+                 f"'{self.role}' is not one of cation, anion, solvent")
+        _require(self.per_ion_pair > 0, f"species {self.name}.per_ion_pair", "must be > 0")
+
+
+@dataclass
+class SystemConfig:
+    """The chemistry of one deep eutectic electrolyte (conf/system/*.yaml)."""
+
+    name: str = MISSING
+    title: str = ""
+    species: List[SpeciesConfig] = field(default_factory=list)
+    density_g_cm3: float = MISSING  # from the paper's production box
+    temperature_K: float = 353.0
+    conductivity_exp_S_m: float = MISSING  # Table III, experiment
+    paper_box_edge_A: float = MISSING  # production box edge of the paper (128 ion pairs)
+    #: the paper's numbers for this system (Tables I-III), printed beside ours
+    paper: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.density_g_cm3 > 0, "system.density_g_cm3", "must be > 0")
+        _require(self.temperature_K > 0, "system.temperature_K", f"must be > 0 K, got {self.temperature_K}")
+        _require(len(self.species) >= 2, "system.species", "needs at least a cation and an anion")
+        charge = sum(s.charge * s.per_ion_pair for s in self.species)
+        _require(abs(charge) < 1e-9, "system.species", f"net charge per ion pair is {charge:+g} e, not 0")
+
+
+@dataclass
+class ScaleConfig:
+    """Box size: how many LiTFSI ion pairs (the amide count follows from the molar ratio)."""
+
+    name: str = MISSING
+    n_ion_pairs: int = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.n_ion_pairs >= 1, "scale.n_ion_pairs", "must be >= 1")
+
+
+@dataclass
+class BuildConfig:
+    """Packing of a liquid box (stage=build)."""
+
+    seed: int = 1
+    packmol_tolerance_A: float = 2.0  # packmol distance tolerance between molecules
+    min_distance_A: float = 1.7  # check: no two atoms of different molecules closer than this
+    density_tolerance: float = 0.005  # check: relative deviation of the density
+    max_attempts: int = 3  # packmol retries with new seeds before giving up
+    #: conformer used for each species: RDKit ETKDG + MMFF (UFF when MMFF has no parameters)
+    force_field: str = "MMFF"
+
+    def __post_init__(self) -> None:
+        _require(0 < self.min_distance_A <= self.packmol_tolerance_A, "build.min_distance_A",
+                 "must be in (0, build.packmol_tolerance_A]")
+        _require(self.force_field in ("MMFF", "UFF"), "build.force_field", "one of MMFF, UFF")
+
+
+@dataclass
+class StageConfig:
+    """Which stage ``run.py`` runs (conf/stage/*.yaml)."""
+
+    name: str = MISSING
+
+
+# --------------------------------------------------------------------------- later stages (filled by parts 2-6)
+@dataclass
+class LabelerConfig:
+    """Reference method (conf/labeler/*.yaml)."""
+
+    name: str = MISSING
+    method: str = ""
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Allegro model hyperparameters (conf/model/*.yaml)."""
+
+    name: str = MISSING
+    r_max: float = 6.0  # Å
+    l_max: int = 2
+    num_layers: int = 2
+    parity: bool = True
+    num_scalar_features: int = 64
+    num_tensor_features: int = 8
+    model_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _require(self.r_max > 0, "model.r_max", "must be > 0 Å")
+        _require(self.l_max >= 0, "model.l_max", "must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Training of the ensemble (conf/train/*.yaml)."""
+
+    name: str = MISSING
+    ensemble_size: int = 3
+    lr: float = 1e-3
+    batch_size: int = 1
+    max_epochs: int = 200
+
+    def __post_init__(self) -> None:
+        _require(self.ensemble_size >= 1, "train.ensemble_size", "must be >= 1")
+        _require(self.lr > 0, "train.lr", "must be > 0")
+
+
+@dataclass
+class ALConfig:
+    """Active learning (conf/al/*.yaml)."""
+
+    name: str = MISSING
+    alpha: float = 0.1
+    threshold_kcal_mol_A: float = 3.0
+    stop_below: int = 50
+    max_iterations: int = 5
+
+    def __post_init__(self) -> None:
+        _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
+
+
+@dataclass
+class MDConfig:
+    """Molecular dynamics (conf/md/*.yaml)."""
+
+    name: str = MISSING
+    temperature_K: float = 353.0
+    timestep_fs: float = 0.5
+    duration_ps: float = 10.0
+    save_every_fs: float = 10.0
+    thermostat_tau_ps: float = 0.05  # Nosé–Hoover chain relaxation time
+    chain_length: int = 3
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.temperature_K > 0, "md.temperature_K", f"must be > 0 K, got {self.temperature_K}")
+        _require(0 < self.timestep_fs <= 5.0, "md.timestep_fs",
+                 f"must be in (0, 5] fs, got {self.timestep_fs}: molecules with hydrogens need ~0.5 fs")
+        _require(self.duration_ps > 0, "md.duration_ps", "must be > 0 ps")
+        _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
+        _require(self.thermostat_tau_ps > 0, "md.thermostat_tau_ps", "must be > 0 ps")
+
+
+@dataclass
+class AnalysisConfig:
+    """Trajectory analysis (conf/analysis/*.yaml)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking (conf/logger/*.yaml)."""
+
+    name: str = MISSING
+    mode: str = "offline"
+
+
+# --------------------------------------------------------------------------- top level
+@dataclass
+class Config:
+    """The whole run: ``python run.py system=nma scale=tiny stage=build``."""
+
+    system: SystemConfig = MISSING
+    scale: ScaleConfig = MISSING
+    stage: StageConfig = MISSING
+    labeler: LabelerConfig = MISSING
+    model: ModelConfig = MISSING
+    train: TrainConfig = MISSING
+    al: ALConfig = MISSING
+    md: MDConfig = MISSING
+    analysis: AnalysisConfig = MISSING
+    logger: LoggerConfig = MISSING
+    build: BuildConfig = field(default_factory=BuildConfig)
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    output_dir: Optional[str] = None  # default: the Hydra run directory
+
+    def __post_init__(self) -> None:
+        _require(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
+                 "device", f"'{self.device}' is not cpu, cuda, cuda:N or mps")
+
+
+#: config groups and the schema each of their files is checked against
+GROUPS: Dict[str, type] = {
+    "system": SystemConfig,
+    "scale": ScaleConfig,
+    "stage": StageConfig,
+    "labeler": LabelerConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "al": ALConfig,
+    "md": MDConfig,
+    "analysis": AnalysisConfig,
+    "logger": LoggerConfig,
+}

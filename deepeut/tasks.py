@@ -1,0 +1,43 @@
+"""One function per stage; ``run.py`` dispatches on ``stage.name``.
+
+Each stage reads its inputs from files and writes its outputs into the run directory ``out``;
+nothing flows between stages through globals.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable, Dict
+
+from deepeut.config.schema import Config, ConfigError
+
+#: stage name → "module:function" (imported lazily so that config errors surface in well under a second)
+STAGES: Dict[str, str] = {
+    "build": "deepeut.systems.task:build",
+}
+
+#: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
+PIPELINE = ["build"]
+
+
+def stage_function(name: str) -> Callable[[Config, Path], Dict]:
+    if name == "pipeline":
+        return run_pipeline
+    if name not in STAGES:
+        raise ConfigError(f"stage.name: '{name}' is not one of {', '.join(['pipeline', *STAGES])}")
+    module, func = STAGES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_pipeline(cfg: Config, out: Path) -> Dict:
+    """Run every stage of :data:`PIPELINE` in order, each into its own sub-directory of ``out``."""
+    results = {}
+    for name in PIPELINE:
+        results[name] = stage_function(name)(cfg, out / name)
+    return results
+
+
+def run_stage(cfg: Config, out: Path) -> Dict:
+    out.mkdir(parents=True, exist_ok=True)
+    return stage_function(cfg.stage.name)(cfg, out)

@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""deepeut entry point: ``python run.py system=nma scale=tiny stage=build`` (Hydra; see README.md)."""
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from deepeut.config import ConfigError, check_overrides, register_configs, validate
+
+log = logging.getLogger("deepeut")
+
+
+def _fail(msg: str) -> None:
+    print(f"deepeut: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        conf = validate(cfg)
+    except ConfigError as exc:
+        _fail(str(exc))
+    out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
+    from deepeut.tasks import run_stage
+
+    try:
+        result = run_stage(conf, out)
+    except ConfigError as exc:
+        _fail(str(exc))
+    log.info("stage %s finished; outputs in %s", conf.stage.name, out)
+    return result
+
+
+if __name__ == "__main__":
+    register_configs()
+    try:
+        check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+    except ConfigError as exc:
+        _fail(str(exc))
+    main()
