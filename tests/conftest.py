@@ -1,0 +1,49 @@
+"""Shared fixtures: composed configs and built boxes (built once per session; packmol is seeded)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def load_config(*overrides: str):
+    from deepeut.config import compose, validate
+
+    return validate(compose(list(overrides)))
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config
+
+
+_BOXES = {}
+
+
+def built_box(system: str, scale: str = "tiny"):
+    """A checked box of ``system`` at ``scale`` (cached for the session)."""
+    from deepeut.systems import build_box
+
+    key = (system, scale)
+    if key not in _BOXES:
+        cfg = load_config(f"system={system}", f"scale={scale}")
+        _BOXES[key] = (cfg, build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build))
+    return _BOXES[key]
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python run.py ARGS`` in a subprocess (what a user types)."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -1,0 +1,70 @@
+"""Every config of every group composes and validates; bad input fails fast with a helpful message."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT, load_config, run_cli
+from deepeut.config import ConfigError, check_overrides
+from deepeut.config.schema import GROUPS
+
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((ROOT / "conf" / g).glob("*.yaml"))]
+
+
+def test_every_group_has_options():
+    assert {g for g, _ in OPTIONS} == set(GROUPS)
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_config_composes_and_validates(group, option):
+    cfg = load_config(f"{group}={option}")
+    assert getattr(cfg, group).name == option
+
+
+@pytest.mark.parametrize("system,ratio,density", [("ura", 3.5, 1.615), ("act", 4, 1.370), ("nma", 4, 1.257)])
+def test_system_chemistry(system, ratio, density):
+    cfg = load_config(f"system={system}")
+    solvent = [s for s in cfg.system.species if s.role == "solvent"]
+    assert len(solvent) == 1 and solvent[0].per_ion_pair == ratio
+    assert cfg.system.density_g_cm3 == density
+    assert cfg.system.temperature_K == 353.0
+
+
+def test_misspelled_key_names_key_and_suggests():
+    with pytest.raises(ConfigError, match=r"system\.densty.*Did you mean 'density_g_cm3'"):
+        check_overrides(["system.densty=1.2"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'md\.temprature_K'.*temperature_K"):
+        check_overrides(["md.temprature_K=300"])
+    check_overrides(["md.temperature_K=300", "system=nma", "+foo=1", "hydra.run.dir=x"])  # valid ones pass
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("md.temperature_K=-5", "md.temperature_K: must be > 0 K"),
+    ("md.timestep_fs=6", "md.timestep_fs: must be in (0, 5] fs"),
+    ("scale.n_ion_pairs=0", "scale.n_ion_pairs: must be >= 1"),
+    ("device=tpu", "device: 'tpu' is not"),
+])
+def test_bad_values_fail_with_key(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(override)
+    assert needle in str(err.value)
+
+
+def test_cli_bad_input_one_line_exit_2():
+    r = run_cli("md.timestep_fs=10")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["deepeut: error: md.timestep_fs: must be in (0, 5] fs, got 10.0: "
+                                             "molecules with hydrogens need ~0.5 fs"]
+    r = run_cli("system.densty=1")
+    assert r.returncode == 2 and "Did you mean 'density_g_cm3'" in r.stderr
+
+
+def test_cli_unknown_system_lists_options():
+    r = run_cli("system=water")
+    assert r.returncode != 0
+    assert "system" in r.stderr and "ura" in r.stderr and "nma" in r.stderr
+
+
+def test_cli_wrong_type_names_key():
+    r = run_cli("md.timestep_fs=fast")
+    assert r.returncode != 0 and "timestep_fs" in r.stderr
