@@ -1,0 +1,1 @@
+"""Stage package: active_learning (see the issues for what lands here)."""

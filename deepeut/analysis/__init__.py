@@ -1,0 +1,1 @@
+"""Stage package: analysis (see the issues for what lands here)."""

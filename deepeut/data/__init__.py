@@ -1,0 +1,1 @@
+"""Stage package: data (see the issues for what lands here)."""

@@ -1,0 +1,1 @@
+"""Stage package: labeling (see the issues for what lands here)."""

@@ -1,0 +1,1 @@
+"""Stage package: md (see the issues for what lands here)."""

@@ -1,0 +1,1 @@
+"""Stage package: training (see the issues for what lands here)."""
