@@ -15,6 +15,9 @@ from deepeut.config.schema import Config, ConfigError
 #: stage name → "module:function" (imported lazily so that config errors surface in well under a second)
 STAGES: Dict[str, str] = {
     "build": "deepeut.systems.task:build",
+    "reference": "deepeut.labeling.task:reference",
+    "label": "deepeut.labeling.task:label",
+    "dataset": "deepeut.data.task:dataset",
 }
 
 #: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
