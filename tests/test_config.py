@@ -17,7 +17,8 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_config_composes_and_validates(group, option):
-    cfg = load_config(f"{group}={option}")
+    extra = ["labeler.imported.path=data.extxyz"] if (group, option) == ("labeler", "import") else []
+    cfg = load_config(f"{group}={option}", *extra)
     assert getattr(cfg, group).name == option
 
 
@@ -68,3 +69,8 @@ def test_cli_unknown_system_lists_options():
 def test_cli_wrong_type_names_key():
     r = run_cli("md.timestep_fs=fast")
     assert r.returncode != 0 and "timestep_fs" in r.stderr
+
+
+def test_import_labeler_needs_a_path():
+    with pytest.raises(ConfigError, match="labeler.imported.path"):
+        load_config("labeler=import")

@@ -23,20 +23,24 @@ log = logging.getLogger(__name__)
 def increasing_lag_indices(n_available: int, n_select: int) -> np.ndarray:
     """``n_select`` frame indices from ``range(n_available)``, starting at 0, whose lags grow linearly.
 
-    Lag k (between selected frames k and k+1) is 1 + c·k with the largest c that stays in range, so early
-    frames are dense and later ones sparse.
+    Lag k (between selected frames k and k+1) is 1 + ⌊c·k⌋ with the largest c that stays in range, so
+    early frames are dense and later ones sparse (lags never decrease).
     """
     if n_select > n_available:
         raise ConfigError(f"reference.n_train: {n_select} frames requested but only {n_available} available "
                           "in the train/validation part of the trajectory (raise reference.duration_ps)")
     if n_select <= 1:
         return np.zeros(n_select, dtype=int)
-    k = np.arange(n_select)
-    spare = (n_available - 1) - (n_select - 1)
-    tri = (n_select - 1) * (n_select - 2) / 2
-    c = spare / tri if tri > 0 else 0.0
-    idx = k + np.floor(c * k * (k - 1) / 2 + 1e-9).astype(int)
-    return idx
+    k = np.arange(n_select - 1)
+
+    def indices(c: float) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(1 + np.floor(c * k + 1e-9).astype(int))])
+
+    lo, hi = 0.0, float(n_available)
+    for _ in range(60):  # largest c whose last index stays in range
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if indices(mid)[-1] <= n_available - 1 else (lo, mid)
+    return indices(lo)
 
 
 def evenly_spaced_indices(start: int, stop: int, n_select: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def make_dynamics(atoms, thermostat: str, timestep_fs: float, temperature_K: flo
     if thermostat == "langevin":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=1.0 / (tau_ps * 1000 * units.fs),
+        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=1.0 / (tau_ps * 1000 * units.fs), fixcm=False,
                         rng=np.random.default_rng(seed))
     raise ValueError(f"unknown thermostat '{thermostat}' (nose_hoover_chain, langevin)")
 
