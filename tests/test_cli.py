@@ -29,8 +29,31 @@ def test_build_stage_writes_box_and_topology(tmp_path):
     assert rec.ok and np.array_equal(rec.labels, topo.label)
 
 
-def test_tiny_multirun_sweep(tmp_path):
-    r = run_cli("-m", "stage=build", "system=ura,act", f"hydra.sweep.dir={tmp_path}")
+import pytest
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local"]], ids=["basic", "joblib"])
+def test_tiny_multirun_sweep(tmp_path, launcher):
+    r = run_cli("-m", "stage=build", "system=ura,act", f"hydra.sweep.dir={tmp_path}", *launcher)
     assert r.returncode == 0, r.stderr
     sizes = sorted(len(read(tmp_path / str(k) / "box.extxyz")) for k in (0, 1))
     assert sizes == [88, 104]
+
+
+def test_dataset_stage_summarises_a_store(tmp_path):
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from deepeut.data.store import DatasetStore
+    from deepeut.labeling.base import Label
+
+    store = DatasetStore(tmp_path / "data")
+    a = molecule("H2O", vacuum=3.0, pbc=True)
+    lab = Label(energy=-10.0, forces=np.array([[0.5, 0, 0], [-0.5, 0, 0], [0, 0, 0]]), labeler="test",
+                method="unit-test values", version="0", settings={})
+    store.add("k1", a, lab, "train", {"kind": "unit"})
+    r = run_cli("stage=dataset", f"data.store={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr
+    assert "train" in r.stdout and "unit" in r.stdout and "eV/Å" in r.stdout
+    r = run_cli("stage=dataset", f"data.store={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run2'}")
+    assert r.returncode == 2 and "no dataset store here" in r.stderr

@@ -66,16 +66,12 @@ class CP2KLabeler(Labeler):
     def escalations(self) -> List[Dict[str, Any]]:
         return [{}, {"outer_scf": 20}, {"outer_scf": 20, "ot_minimizer": "CG"}]
 
-    def make_calculator(self, settings: Dict[str, Any], directory: str):
-        from ase.calculators.cp2k import CP2K
+    def calculator_parameters(self, settings: Dict[str, Any]) -> Dict[str, Any]:
+        """Keyword arguments of ASE's ``CP2K`` calculator for ``settings`` (cutoff converted from Ry to eV)."""
         from ase.units import Rydberg
 
-        command = settings.get("command") or cp2k_shell_command()
-        if not command:
-            raise LabelingError("cp2k_shell not found: install CP2K with DEEPEUT_CP2K=1 bash scripts/install.sh")
         data = settings.get("data_dir", CP2K_DATA)
-        return CP2K(command=command, directory=directory, label="cp2k", xc=settings.get("xc", "PBE"),
-                    basis_set=settings.get("basis_set", "DZVP-MOLOPT-SR-GTH"),
+        return dict(xc=settings.get("xc", "PBE"), basis_set=settings.get("basis_set", "DZVP-MOLOPT-SR-GTH"),
                     basis_set_file=f"{data}/{settings.get('basis_set_file', 'BASIS_MOLOPT')}",
                     pseudo_potential=settings.get("pseudo_potential", "GTH-PBE"),
                     potential_file=f"{data}/{settings.get('potential_file', 'GTH_POTENTIALS')}",
@@ -83,9 +79,23 @@ class CP2KLabeler(Labeler):
                     max_scf=int(settings.get("max_scf", 50)), charge=int(settings.get("charge", 0)),
                     stress_tensor=False, inp=cp2k_input_block(settings))
 
+    def make_calculator(self, settings: Dict[str, Any], directory: str):
+        """ASE's CP2K calculator; starts ``cp2k_shell``."""
+        from ase.calculators.cp2k import CP2K
+
+        command = settings.get("command") or cp2k_shell_command()
+        if not command:
+            raise LabelingError("cp2k_shell not found: install CP2K with DEEPEUT_CP2K=1 bash scripts/install.sh")
+        return CP2K(command=command, directory=directory, label="cp2k", **self.calculator_parameters(settings))
+
     def input_text(self, atoms, settings: Optional[Dict[str, Any]] = None) -> str:
-        """The complete CP2K input ASE generates for ``atoms`` (what is saved beside each result)."""
-        calc = self.make_calculator(settings or self.settings, tempfile.mkdtemp(prefix="deepeut-cp2k-"))
+        """The complete CP2K input ASE generates for ``atoms`` (no CP2K needed; saved beside each result)."""
+        from ase.calculators.calculator import Calculator
+        from ase.calculators.cp2k import CP2K
+
+        calc = CP2K.__new__(CP2K)  # ASE's generator without starting cp2k_shell
+        calc._shell = None
+        Calculator.__init__(calc, label="cp2k", **self.calculator_parameters(settings or self.settings))
         calc.atoms = atoms.copy()
         return calc._generate_input()
 
@@ -101,11 +111,7 @@ class CP2KLabeler(Labeler):
         except Exception as exc:  # cp2k_shell errors surface as assorted exceptions
             raise LabelingError(f"CP2K failed: {str(exc).strip()[-300:]}")
         finally:
-            try:
-                calc.atoms = work
-                (Path(directory) / "cp2k.inp").write_text(calc._generate_input())
-            except Exception:  # pragma: no cover - saving the input must never hide the real error
-                pass
+            (Path(directory) / "cp2k.inp").write_text(self.input_text(work, settings))
             del calc
         return Label(energy=energy, forces=forces, labeler=self.name, method=f"{settings.get('xc', 'PBE')}-"
                      f"{settings.get('dispersion', 'D3(BJ)')}/{settings.get('basis_set', 'DZVP-MOLOPT-SR-GTH')}",
