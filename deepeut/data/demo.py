@@ -1,0 +1,53 @@
+"""The shipped GFN2-xTB demo datasets (``scale=tiny``), so the laptop demo does not start by labeling.
+
+``deepeut/data/demo/<system>/`` holds ``train.extxyz.gz`` and ``test.extxyz.gz`` (energy in eV, forces in
+eV/Å, provenance in each frame's info) and ``manifest.jsonl`` (the store's rows). Regenerate with
+``bash scripts/make_demo_data.sh`` (runs ``python run.py stage=reference system=S ...`` and
+``python -m deepeut.data.demo pack``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+class DemoDataMissing(FileNotFoundError):
+    pass
+
+
+def demo_files(system: str) -> Dict[str, Path]:
+    """Paths of the shipped demo dataset of ``system`` (train, test, manifest)."""
+    d = DEMO_DIR / system
+    files = {"train": d / "train.extxyz.gz", "test": d / "test.extxyz.gz", "manifest": d / "manifest.jsonl"}
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        raise DemoDataMissing(f"no shipped demo dataset for system '{system}' (missing {', '.join(missing)}); "
+                              "regenerate with bash scripts/make_demo_data.sh")
+    return files
+
+
+def pack(store_dir: Path, dest: Path) -> Dict[str, Path]:
+    """Copy a store's split files (gzipped) and manifest into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split in ("train", "test"):
+        src = store_dir / f"{split}.extxyz"
+        with open(src, "rb") as fin, gzip.open(dest / f"{split}.extxyz.gz", "wb", compresslevel=9) as fout:
+            shutil.copyfileobj(fin, fout)
+        out[split] = dest / f"{split}.extxyz.gz"
+    shutil.copy(store_dir / "manifest.jsonl", dest / "manifest.jsonl")
+    out["manifest"] = dest / "manifest.jsonl"
+    return out
+
+
+if __name__ == "__main__":  # python -m deepeut.data.demo pack <store dir> <dest>
+    if len(sys.argv) != 4 or sys.argv[1] != "pack":
+        sys.exit("usage: python -m deepeut.data.demo pack <store dir> <dest dir>")
+    for k, v in pack(Path(sys.argv[2]), Path(sys.argv[3])).items():
+        print(f"{k}: {v} ({v.stat().st_size / 1024:.0f} KiB)")
