@@ -22,6 +22,15 @@ def _require(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _check_dynamics(prefix: str, temperature_K: float, timestep_fs: float, duration_ps: float, tau_ps: float) -> None:
+    """Checks shared by every MD-like config (md.*, reference.*)."""
+    _require(temperature_K > 0, f"{prefix}.temperature_K", f"must be > 0 K, got {temperature_K}")
+    _require(0 < timestep_fs <= 5.0, f"{prefix}.timestep_fs",
+             f"must be in (0, 5] fs, got {timestep_fs}: molecules with hydrogens need ~0.5 fs")
+    _require(duration_ps > 0, f"{prefix}.duration_ps", "must be > 0 ps")
+    _require(tau_ps > 0, f"{prefix}.thermostat_tau_ps", "must be > 0 ps")
+
+
 # --------------------------------------------------------------------------- system
 @dataclass
 class LabelRule:
@@ -219,9 +228,7 @@ class ReferenceConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.temperature_K > 0, "reference.temperature_K", f"must be > 0 K, got {self.temperature_K}")
-        _require(0 < self.timestep_fs <= 5.0, "reference.timestep_fs", f"must be in (0, 5] fs, got {self.timestep_fs}")
-        _require(self.duration_ps > 0, "reference.duration_ps", "must be > 0 ps")
+        _check_dynamics("reference", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
         _require(self.thermostat in ("nose_hoover_chain", "langevin"), "reference.thermostat",
                  "one of nose_hoover_chain, langevin")
         _require(0 < self.trainval_fraction < 1, "reference.trainval_fraction", "must be in (0, 1)")
@@ -297,12 +304,8 @@ class MDConfig:
     replicas: int = 1
 
     def __post_init__(self) -> None:
-        _require(self.temperature_K > 0, "md.temperature_K", f"must be > 0 K, got {self.temperature_K}")
-        _require(0 < self.timestep_fs <= 5.0, "md.timestep_fs",
-                 f"must be in (0, 5] fs, got {self.timestep_fs}: molecules with hydrogens need ~0.5 fs")
-        _require(self.duration_ps > 0, "md.duration_ps", "must be > 0 ps")
+        _check_dynamics("md", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
         _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
-        _require(self.thermostat_tau_ps > 0, "md.thermostat_tau_ps", "must be > 0 ps")
 
 
 @dataclass

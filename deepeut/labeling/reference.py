@@ -80,7 +80,7 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
     traj, ckpt = workdir / "trajectory.extxyz", workdir / "checkpoint.pkl"
     done = workdir / "done.json"
     n_steps = int(round(ref.duration_ps * 1000 / ref.timestep_fs))
-    if done.exists() and json.loads(done.read_text()).get("n_steps") == n_steps:
+    if done.exists() and json.loads(done.read_text()) == {"n_steps": n_steps, "labeler_hash": labeler.hash}:
         return traj
     atoms = atoms.copy()
     init_velocities(atoms, ref.temperature_K, ref.seed)
@@ -89,6 +89,9 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
     dyn = make_dynamics(atoms, ref.thermostat, ref.timestep_fs, ref.temperature_K, ref.thermostat_tau_ps,
                         ref.chain_length, ref.seed)
     saved = load_checkpoint(ckpt)
+    if saved is not None and saved["extra"].get("labeler_hash") != labeler.hash:
+        raise ConfigError(f"{workdir}: this reference MD was started with other labeler settings; "
+                          "use a new output directory")
     if saved is not None:
         from deepeut.md.dynamics import set_state
 
@@ -108,7 +111,7 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
         _append_frame(traj, frame)
 
     def on_checkpoint() -> None:
-        save_checkpoint(ckpt, dyn, {"traj_bytes": traj.stat().st_size})
+        save_checkpoint(ckpt, dyn, {"traj_bytes": traj.stat().st_size, "labeler_hash": labeler.hash})
 
     run_steps(dyn, n_steps, 1, on_frame, on_checkpoint, ref.checkpoint_every, desc="reference MD",
               timestep_fs=ref.timestep_fs, progress=progress)
