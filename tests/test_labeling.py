@@ -181,3 +181,50 @@ def test_killed_labeling_run_resumes_without_recomputing(tmp_path):
     assert report["n_skipped"] == len(first) and report["n_labeled"] == 6 - len(first)
     after = {p.name: p.stat().st_mtime_ns for p in structures.glob("*.extxyz")}
     assert len(after) == 6 and all(after[k] == v for k, v in first.items())
+
+
+def test_labeler_md_resume_equals_unbroken_run(tmp_path):
+    """xTB-driven NVT MD stopped after 3 steps and resumed gives the frames of an unbroken 6-step run."""
+    from ase.io import read
+
+    from deepeut.config.schema import ReferenceConfig
+    from deepeut.labeling.reference import run_labeler_md
+
+    lab = XTBLabeler(XTB)
+    atoms = water_box(2)
+    full = run_labeler_md(atoms, lab, ReferenceConfig(duration_ps=0.003, checkpoint_every=1), tmp_path / "a", False)
+    run_labeler_md(atoms, lab, ReferenceConfig(duration_ps=0.0015, checkpoint_every=1), tmp_path / "b", False)
+    resumed = run_labeler_md(atoms, lab, ReferenceConfig(duration_ps=0.003, checkpoint_every=1), tmp_path / "b", False)
+    a, b = read(full, index=":"), read(resumed, index=":")
+    assert len(a) == len(b) == 7
+    for fa, fb in zip(a, b):
+        assert np.allclose(fa.positions, fb.positions, atol=1e-8)
+        assert fa.get_potential_energy() == pytest.approx(fb.get_potential_energy(), abs=1e-6)
+
+
+def test_import_cp2k_fpmd_output(tmp_path):
+    """CP2K MD output written the way CP2K writes it (Å, Hartree, Hartree/Bohr) imports in eV and eV/Å."""
+    from ase.units import Bohr, Hartree
+
+    from deepeut.labeling.importer import read_cp2k_fpmd
+
+    a = water_box(0)
+    pos, frc = [], []
+    for i in range(2):
+        e = -34.1 - 0.01 * i
+        f = np.full((len(a), 3), 0.01 * (i + 1))
+        head = f"{len(a)}\n i =        {i}, time =        {0.5 * i:.3f}, E =     {e:.10f}\n"
+        pos.append(head + "".join(f"{s} {x:.6f} {y:.6f} {z:.6f}\n" for s, (x, y, z) in zip(a.symbols, a.positions)))
+        frc.append(head + "".join(f"{s} {x:.6f} {y:.6f} {z:.6f}\n" for s, (x, y, z) in zip(a.symbols, f)))
+    (tmp_path / "DES-pos-1.xyz").write_text("".join(pos))
+    (tmp_path / "DES-frc-1.xyz").write_text("".join(frc))
+    (tmp_path / "md.inp").write_text("&FORCE_EVAL\n &SUBSYS\n  &CELL\n   ABC 7.0 7.0 7.0\n  &END CELL\n &END SUBSYS\n&END\n")
+    got = list(read_cp2k_fpmd(tmp_path / "DES-pos-1.xyz"))
+    assert len(got) == 2
+    atoms, label = got[1]
+    assert np.allclose(atoms.cell.array, np.eye(3) * 7.0) and atoms.pbc.all()
+    assert label.energy == pytest.approx(-34.11 * Hartree)
+    assert np.allclose(label.forces, 0.02 * Hartree / Bohr)
+    (tmp_path / "DES-frc-1.xyz").write_text("".join(frc)[:-40])  # truncated force file
+    with pytest.raises(ImportDataError, match=r"DES-frc-1\.xyz: frame 1 is truncated"):
+        list(read_cp2k_fpmd(tmp_path / "DES-pos-1.xyz"))
