@@ -245,20 +245,43 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Allegro model hyperparameters (conf/model/*.yaml)."""
+    """Allegro hyperparameters (conf/model/*.yaml), mapped onto ``allegro.model.AllegroModel`` (allegro 0.8).
+
+    ``*_nonlinearity: null`` means a linear MLP. Widths of MLP hidden layers are one number per MLP in
+    allegro 0.8 (the paper's widening two-body MLP cannot be expressed exactly; see model/allegro_paper.yaml).
+    """
 
     name: str = MISSING
-    r_max: float = 6.0  # Å
-    l_max: int = 2
-    num_layers: int = 2
-    parity: bool = True
-    num_scalar_features: int = 64
-    num_tensor_features: int = 8
+    r_max: float = 6.0  # Å, radial cutoff
+    l_max: int = 2  # maximal rotation order of the spherical harmonics
+    parity: bool = True  # even and odd parity features
+    num_layers: int = 2  # Allegro interaction layers
+    num_scalar_features: int = 64  # latent scalar width
+    num_tensor_features: int = 8  # equivariant feature multiplicity
+    num_bessels: int = 8
+    bessel_trainable: bool = True
+    polynomial_cutoff_p: int = 6
+    radial_chemical_embed_dim: Optional[int] = None  # default: num_scalar_features
+    scalar_embed_mlp_hidden_layers_depth: int = 1  # two-body MLP
+    scalar_embed_mlp_hidden_layers_width: int = 64
+    scalar_embed_mlp_nonlinearity: Optional[str] = "silu"
+    allegro_mlp_hidden_layers_depth: int = 1  # latent MLP
+    allegro_mlp_hidden_layers_width: int = 64
+    allegro_mlp_nonlinearity: Optional[str] = "silu"
+    readout_mlp_hidden_layers_depth: int = 1  # pair-energy MLP
+    readout_mlp_hidden_layers_width: int = 32
+    readout_mlp_nonlinearity: Optional[str] = None
+    tp_path_channel_coupling: bool = True
     model_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         _require(self.r_max > 0, "model.r_max", "must be > 0 Å")
         _require(self.l_max >= 0, "model.l_max", "must be >= 0")
+        _require(self.num_layers >= 1, "model.num_layers", "must be >= 1")
+        _require(self.model_dtype in ("float32", "float64"), "model.model_dtype", "one of float32, float64")
+        for key in ("scalar_embed_mlp_nonlinearity", "allegro_mlp_nonlinearity", "readout_mlp_nonlinearity"):
+            val = getattr(self, key)
+            _require(val in (None, "silu", "mish", "gelu"), f"model.{key}", f"'{val}' is not silu, mish, gelu or null")
 
 
 @dataclass
