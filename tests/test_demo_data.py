@@ -1,0 +1,35 @@
+"""The shipped GFN2-xTB demo datasets are complete, labeled in eV and eV/Å, and chemically intact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from conftest import built_box
+from deepeut.data.demo import demo_files
+from deepeut.systems import MoleculeRecognizer
+
+
+@pytest.mark.parametrize("system", ["ura", "act", "nma"])
+def test_demo_dataset(system):
+    files = demo_files(system)
+    train, test = read(files["train"], index=":"), read(files["test"], index=":")
+    assert (len(train), len(test)) == (45, 15)
+    _, box = built_box(system)
+    rec = MoleculeRecognizer(box.templates)
+    for atoms in train + test:
+        assert len(atoms) == len(box.atoms) and atoms.info["labeler"] == "xtb" and atoms.info["method"] == "GFN2-xTB"
+        assert atoms.info["energy_unit"] == "eV" and atoms.info["force_unit"] == "eV/A"
+        f = atoms.get_forces()
+        assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(f).all()
+        assert np.linalg.norm(f.sum(0)) < 0.05  # net force of a periodic xTB calculation
+        assert rec.recognise(atoms.positions, atoms.numbers, atoms.cell.array).ok  # no molecule broke in the MD
+    rows = [json.loads(x) for x in files["manifest"].read_text().splitlines()]
+    assert sum(r["split"] == "train" for r in rows) == 45
+    assert {json.loads(r["source"])["kind"] for r in rows} == {"reference_md"}
+    # test frames come from the last quarter of the trajectory, after all training frames
+    t_train = max(json.loads(a.info["source"])["frame"] for a in train)
+    assert min(json.loads(a.info["source"])["frame"] for a in test) > t_train
