@@ -40,8 +40,20 @@ def test_generated_input_has_the_paper_settings_and_round_trips_cell(tmp_path):
 def test_cp2k_water_single_point(tmp_path):
     if cp2k_shell_command() is None:
         pytest.skip("cp2k_shell not installed (DEEPEUT_CP2K=1 bash scripts/install.sh)")
-    lab = CP2KLabeler({**asdict(CP2KSettings()), "cutoff_Ry": 300})
+    from conftest import load_config
+    from deepeut.labeling.runner import labeler_spec, make_labeler
+
+    lab = make_labeler(labeler_spec(load_config("labeler=cp2k").labeler))  # the default input: 400 Ry, D3(BJ)
     label = lab.label(water(), workdir=str(tmp_path))
-    assert np.isfinite(label.energy) and label.forces.shape == (3, 3)
-    assert (tmp_path / "cp2k.inp").exists()
-    assert label.net_force < 0.05
+    assert label.energy == pytest.approx(-468.56, abs=0.05)  # eV, PBE-D3(BJ)/DZVP water (measured here)
+    assert label.forces.shape == (3, 3) and np.isfinite(label.forces).all()
+    assert "TYPE DFTD3(BJ)" in (tmp_path / "cp2k.inp").read_text()  # the input is saved beside the result
+    assert 0 < label.net_force < 0.5  # GPW egg-box effect, recorded
+    # forces agree with a central finite difference of the energy (one component)
+    h = 1e-3
+    e = []
+    for s in (+1, -1):
+        w = water()
+        w.positions[0, 2] += s * h
+        e.append(lab.label(w, workdir=str(tmp_path / f"fd{s}")).energy)
+    assert label.forces[0, 2] == pytest.approx(-(e[0] - e[1]) / (2 * h), abs=0.05)

@@ -151,6 +151,7 @@ class CP2KSettings:
     pseudo_potential: str = "GTH-PBE"
     potential_file: str = "GTH_POTENTIALS"
     cutoff_Ry: float = 400.0
+    rel_cutoff_Ry: float = 60.0  # multigrid REL_CUTOFF
     max_scf: int = 50
     ot_minimizer: str = "DIIS"
     outer_scf: int = 0

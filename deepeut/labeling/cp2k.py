@@ -38,8 +38,9 @@ def cp2k_input_block(settings: Dict[str, Any]) -> str:
               f"          REFERENCE_FUNCTIONAL {settings.get('xc', 'PBE')}\n"
               "        &END PAIR_POTENTIAL\n      &END VDW_POTENTIAL\n    &END XC\n")
     scf = _ot_block(settings.get("ot_minimizer", "DIIS"), int(settings.get("outer_scf", 0)))
+    mgrid = f"    &MGRID\n      REL_CUTOFF {float(settings.get('rel_cutoff_Ry', 60.0))}\n    &END MGRID\n"
     extra = settings.get("extra_input", "")
-    return f"&FORCE_EVAL\n  &DFT\n{scf}{d3}  &END DFT\n&END FORCE_EVAL\n{extra}"
+    return f"&FORCE_EVAL\n  &DFT\n{scf}{d3}{mgrid}  &END DFT\n&END FORCE_EVAL\n{extra}"
 
 
 def cp2k_shell_command() -> Optional[str]:
