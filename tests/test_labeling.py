@@ -87,6 +87,8 @@ def test_store_keeps_duplicates_once_and_exports(tmp_path):
     back = read(paths["train"], index=":")
     assert len(back) == 1 and len(store) == 1
     assert back[0].get_potential_energy() == pytest.approx(label.energy)
+    assert json.loads(back[0].info["labeler_settings"]) == XTB  # the full settings travel with the structure
+    assert back[0].info["labeler_version"] == "tblite-0.8.0" and back[0].info["settings_hash"] == label.settings_hash
     assert np.allclose(back[0].get_forces(), label.forces)
     assert json.loads(paths["manifest"].read_text().splitlines()[0])["key"] == key
 

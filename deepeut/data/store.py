@@ -60,7 +60,8 @@ def label_to_atoms(atoms, label: Label, key: str, split: str, source: Dict):
     out = atoms.copy()
     out.calc = None
     out.info = {"key": key, "split": split, "labeler": label.labeler, "method": label.method,
-                "settings_hash": label.settings_hash, "source": json.dumps(source, sort_keys=True),
+                "labeler_version": label.version, "settings_hash": label.settings_hash,
+                "labeler_settings": json.dumps(label.settings, sort_keys=True, default=str), "source": json.dumps(source, sort_keys=True),
                 "attempts": label.attempts, "energy_unit": "eV", "force_unit": "eV/A"}
     out.calc = SinglePointCalculator(out, energy=label.energy, forces=label.forces)
     return out
