@@ -27,12 +27,15 @@ def main(cfg: DictConfig):
     except ConfigError as exc:
         _fail(str(exc))
     out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
-    from deepeut.tasks import run_stage
+    from deepeut.tasks import RUN_ERRORS, run_stage
 
     try:
         result = run_stage(conf, out)
     except ConfigError as exc:
         _fail(str(exc))
+    except RUN_ERRORS as exc:  # a stage stopped for a reason it can name (failed labels, a bad box, ...)
+        print(f"deepeut: {conf.stage.name} stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
     log.info("stage %s finished; outputs in %s", conf.stage.name, out)
     return result
 

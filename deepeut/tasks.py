@@ -24,6 +24,19 @@ STAGES: Dict[str, str] = {
 PIPELINE = ["build"]
 
 
+def _run_errors() -> tuple:
+    from deepeut.data.store import StoreError
+    from deepeut.labeling.base import LabelingError
+    from deepeut.systems.box import BoxError
+    from deepeut.systems.topology import TopologyError
+
+    return (LabelingError, BoxError, StoreError, TopologyError)
+
+
+#: errors that end a stage with one clear line (and exit code 1) instead of a traceback
+RUN_ERRORS = _run_errors()
+
+
 def stage_function(name: str) -> Callable[[Config, Path], Dict]:
     if name == "pipeline":
         return run_pipeline

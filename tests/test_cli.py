@@ -57,3 +57,15 @@ def test_dataset_stage_summarises_a_store(tmp_path):
     assert "train" in r.stdout and "unit" in r.stdout and "eV/Å" in r.stdout
     r = run_cli("stage=dataset", f"data.store={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run2'}")
     assert r.returncode == 2 and "no dataset store here" in r.stderr
+
+
+def test_failure_budget_stops_with_one_line(tmp_path):
+    from ase.build import molecule
+    from ase.io import write
+
+    src = tmp_path / "s.extxyz"
+    write(src, [molecule("H2O", vacuum=3.0, pbc=True)], format="extxyz")
+    r = run_cli("stage=label", f"data.source={src}", "labeler.executor.kind=serial", "labeler.xtb.max_iterations=1",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("deepeut: label stopped: failure budget exceeded: 1 of 1")

@@ -120,13 +120,14 @@ def label_structures(items: Sequence[LabelItem], spec: Dict[str, Any], store: Da
     store.recover()
     labeler = make_labeler(spec)
     report = LabelingReport(n_tasks=len(items))
-    todo = []
+    todo, queued = [], set()
     for it in items:
         key = structure_hash(it.atoms, labeler.hash)
-        if store.has(key) or any(k == key for k, _ in todo):
+        if store.has(key) or key in queued:
             report.n_skipped += 1
         else:
             todo.append((key, it))
+            queued.add(key)
     log.info("labeling with %s (%s): %d tasks, %d already done, %d to run on %s×%d", spec["name"],
              labeler.method, len(items), report.n_skipped, len(todo), exec_cfg.kind, exec_cfg.n_workers)
     max_failures = failure_budget * max(len(items), 1)
