@@ -147,8 +147,11 @@ def test_frame_selection_increasing_lag():
 def test_failure_budget_trips(tmp_path):
     spec = {"name": "xtb", "settings": {**XTB, "max_iterations": 1}, "max_net_force": 0.05}
     items = [LabelItem(water_box(k), "train", {"kind": "test", "frame": k}) for k in range(3)]
+    store = DatasetStore(tmp_path / "d")
     with pytest.raises(FailureBudgetExceeded, match="failure budget exceeded: 1 of 3"):
-        label_structures(items, spec, DatasetStore(tmp_path / "d"), ExecutorConfig(kind="serial"), 0.2, False)
+        label_structures(items, spec, store, ExecutorConfig(kind="serial"), 0.2, False)
+    (row,) = store.rows(status="failed")
+    assert "SCF not converged" in row["reason"] and row["labeler"] == "xtb" and row["n_atoms"] == 6
 
 
 def test_submitit_local_executor_labels(tmp_path):

@@ -67,14 +67,30 @@ def label_to_atoms(atoms, label: Label, key: str, split: str, source: Dict):
     return out
 
 
+def structure_file(root: str | Path, key: str) -> Path:
+    return Path(root) / "structures" / f"{key}.extxyz"
+
+
+def failure_file(root: str | Path, key: str) -> Path:
+    return Path(root) / "failed" / f"{key}.json"
+
+
 def write_labeled_structure(root: str | Path, key: str, atoms, label: Label, split: str, source: Dict) -> Path:
     """Write ``structures/<key>.extxyz`` of the store at ``root`` atomically (what a labeling worker does)."""
     from ase.io import write
 
-    path = Path(root) / "structures" / f"{key}.extxyz"
+    path = structure_file(root, key)
     with atomic_path(path) as tmp:
         write(tmp, label_to_atoms(atoms, label, key, split, source), format="extxyz")
     return path
+
+
+def write_failure(root: str | Path, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "",
+                  settings_hash: str = "") -> Path:
+    """Write ``failed/<key>.json`` of the store at ``root`` atomically: why a structure could not be labeled."""
+    return write_json_atomic(failure_file(root, key), {
+        "key": key, "reason": reason, "source": source, "split": split, "labeler": labeler,
+        "settings_hash": settings_hash, "n_atoms": len(atoms), "formula": atoms.get_chemical_formula()})
 
 
 class DatasetStore:
@@ -92,10 +108,7 @@ class DatasetStore:
 
     # ------------------------------------------------------------------ writing
     def structure_path(self, key: str) -> Path:
-        return self.root / "structures" / f"{key}.extxyz"
-
-    def failure_path(self, key: str) -> Path:
-        return self.root / "failed" / f"{key}.json"
+        return structure_file(self.root, key)
 
     def has(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM structures WHERE key=?", (key,)).fetchone() is not None
@@ -134,12 +147,19 @@ class DatasetStore:
 
     def add_failure(self, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "",
                     settings_hash: str = "") -> None:
-        write_json_atomic(self.failure_path(key), {"key": key, "reason": reason, "source": source, "split": split})
-        if not self.has(key):
-            self._insert(key=key, split=split, source=json.dumps(source, sort_keys=True), labeler=labeler,
-                         method="", settings_hash=settings_hash, status="failed", reason=reason, energy_eV=None,
-                         max_force_eV_A=None, net_force_eV_A=None, n_atoms=len(atoms),
-                         formula=atoms.get_chemical_formula(), attempts=None)
+        write_failure(self.root, key, atoms, split, source, reason, labeler, settings_hash)
+        self.ingest_failure(key)
+
+    def ingest_failure(self, key: str) -> bool:
+        """Index the failure file ``failed/<key>.json`` (written by :meth:`add_failure` or a worker)."""
+        if self.has(key):
+            return False
+        d = json.loads(failure_file(self.root, key).read_text())
+        self._insert(key=key, split=d.get("split", "train"), source=json.dumps(d.get("source", {}), sort_keys=True),
+                     labeler=d.get("labeler", ""), method="", settings_hash=d.get("settings_hash", ""),
+                     status="failed", reason=d.get("reason", ""), energy_eV=None, max_force_eV_A=None,
+                     net_force_eV_A=None, n_atoms=d.get("n_atoms"), formula=d.get("formula", ""), attempts=None)
+        return True
 
     def _insert(self, **row) -> None:
         row["created"] = time.time()
@@ -154,13 +174,7 @@ class DatasetStore:
         for path in sorted((self.root / "structures").glob("*.extxyz")):
             n += self.ingest(path.stem)
         for path in sorted((self.root / "failed").glob("*.json")):
-            if not self.has(path.stem):
-                d = json.loads(path.read_text())
-                self._insert(key=path.stem, split=d.get("split", "train"), source=json.dumps(d.get("source", {})),
-                             labeler="", method="", settings_hash="", status="failed", reason=d.get("reason", ""),
-                             energy_eV=None, max_force_eV_A=None, net_force_eV_A=None, n_atoms=None, formula="",
-                             attempts=None)
-                n += 1
+            n += self.ingest_failure(path.stem)
         return n
 
     # ------------------------------------------------------------------ reading

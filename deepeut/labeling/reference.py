@@ -74,7 +74,8 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from deepeut.labeling.base import LabelerCalculator
-    from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint
+    from deepeut.md.dynamics import (init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint,
+                                      set_state)
 
     workdir.mkdir(parents=True, exist_ok=True)
     traj, ckpt = workdir / "trajectory.extxyz", workdir / "checkpoint.pkl"
@@ -93,8 +94,6 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
         raise ConfigError(f"{workdir}: this reference MD was started with other labeler settings; "
                           "use a new output directory")
     if saved is not None:
-        from deepeut.md.dynamics import set_state
-
         set_state(dyn, saved["state"])
         with open(traj, "r+b") as f:
             f.truncate(saved["extra"]["traj_bytes"])

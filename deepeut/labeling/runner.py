@@ -66,8 +66,7 @@ def make_labeler(spec: Dict[str, Any]) -> Labeler:
 
 def label_task(spec: Dict[str, Any], atoms, key: str, split: str, source: Dict, store_root: str) -> Dict:
     """Worker: label one structure and write its result (or failure) file into the store atomically."""
-    from deepeut.data.store import write_labeled_structure
-    from deepeut.utils.io import write_json_atomic
+    from deepeut.data.store import write_failure, write_labeled_structure
 
     labeler = make_labeler(spec)
     root = Path(store_root)
@@ -75,8 +74,7 @@ def label_task(spec: Dict[str, Any], atoms, key: str, split: str, source: Dict, 
     try:
         label = labeler.label(atoms, workdir=str(workdir) if workdir else None)
     except LabelingError as exc:
-        write_json_atomic(root / "failed" / f"{key}.json", {"key": key, "reason": str(exc), "source": source,
-                                                           "split": split})
+        write_failure(root, key, atoms, split, source, str(exc), spec["name"], labeler.hash)
         return {"key": key, "status": "failed", "reason": str(exc)}
     write_labeled_structure(root, key, atoms, label, split, source)
     return {"key": key, "status": "ok", "reason": ""}
@@ -139,7 +137,7 @@ def label_structures(items: Sequence[LabelItem], spec: Dict[str, Any], store: Da
             store.ingest(key)
             report.n_labeled += 1
         else:
-            store.add_failure(key, it.atoms, it.split, it.source, result["reason"], spec["name"], labeler.hash)
+            store.ingest_failure(key)
             report.n_failed += 1
             report.reasons.append(f"{key}: {result['reason']}")
         bar.update(1)
