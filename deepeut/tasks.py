@@ -18,6 +18,8 @@ STAGES: Dict[str, str] = {
     "reference": "deepeut.labeling.task:reference",
     "label": "deepeut.labeling.task:label",
     "dataset": "deepeut.data.task:dataset",
+    "train": "deepeut.training.task:train",
+    "evaluate": "deepeut.training.evaluate:evaluate",
 }
 
 #: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
@@ -29,8 +31,9 @@ def _run_errors() -> tuple:
     from deepeut.labeling.base import LabelingError
     from deepeut.systems.box import BoxError
     from deepeut.systems.topology import TopologyError
+    from deepeut.training.ensemble import TrainingError
 
-    return (LabelingError, BoxError, StoreError, TopologyError)
+    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

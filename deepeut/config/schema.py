@@ -287,17 +287,43 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Training of the ensemble (conf/train/*.yaml)."""
+    """Training of the Allegro ensemble through ``nequip-train`` (conf/train/*.yaml).
+
+    Loss (Eq. 5): ``energy_weight`` × per-atom energy MSE (eV²/atom²) + ``force_weight`` × force MSE (eV²/Å²).
+    Members differ in the weight-initialisation seed and in the train/validation split (seed ``seed + k``).
+    """
 
     name: str = MISSING
     ensemble_size: int = 3
-    lr: float = 1e-3
-    batch_size: int = 1
-    max_epochs: int = 200
+    #: which members this run trains (null: all). A multirun ``train.members=[0],[1],[2]`` trains them side by side
+    members: Optional[List[int]] = None
+    seed: int = 1  # member k uses seed + k for its weights and its train/validation split
+    val_fraction: float = 0.1  # of the training pool, per member
+    lr: float = 1e-3  # Adam
+    batch_size: int = 1  # structures per step (paper: 1)
+    val_batch_size: int = 5
+    max_epochs: int = 200  # paper: at most 200
+    early_stopping_patience: Optional[int] = None  # epochs without validation improvement; null: off
+    energy_weight: float = 1.0  # per-atom energy MSE weight (Eq. 5)
+    force_weight: float = 1.0  # force MSE weight (Eq. 5)
+    #: Lightning Trainer: devices per member (GPUs when device=cuda), nodes and strategy (ddp for several GPUs)
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0  # DataLoader worker processes
+    package: bool = True  # nequip-package each finished member (model.nequip.zip)
 
     def __post_init__(self) -> None:
         _require(self.ensemble_size >= 1, "train.ensemble_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
+        _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")
+        _require(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _require(self.energy_weight >= 0 and self.force_weight >= 0 and self.energy_weight + self.force_weight > 0,
+                 "train.energy_weight", "loss weights must be >= 0 and not both 0")
+        for k in self.members or []:
+            _require(0 <= k < self.ensemble_size, "train.members",
+                     f"member {k} is outside 0..{self.ensemble_size - 1} (train.ensemble_size={self.ensemble_size})")
 
 
 @dataclass
@@ -341,10 +367,17 @@ class AnalysisConfig:
 
 @dataclass
 class LoggerConfig:
-    """Experiment tracking (conf/logger/*.yaml)."""
+    """Experiment tracking (conf/logger/*.yaml): none | csv | wandb (offline unless ``mode: online``)."""
 
     name: str = MISSING
-    mode: str = "offline"
+    mode: str = "offline"  # wandb: offline | online | disabled
+    project: str = "deepeut"  # wandb project
+    entity: Optional[str] = None  # wandb team/user
+    tags: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require(self.name in ("none", "csv", "wandb"), "logger.name", f"'{self.name}' is not one of none, csv, wandb")
+        _require(self.mode in ("offline", "online", "disabled"), "logger.mode", "one of offline, online, disabled")
 
 
 # --------------------------------------------------------------------------- top level
@@ -368,6 +401,9 @@ class Config:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | cuda:N
     output_dir: Optional[str] = None  # default: the Hydra run directory
+    #: a trained ensemble (a stage=train output folder with ensemble.json) for evaluate, md and al;
+    #: default: the train/ folder beside this stage's output (stage=pipeline)
+    ensemble: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",

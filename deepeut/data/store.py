@@ -49,6 +49,16 @@ COLUMNS = {
 }
 
 
+def manifest_hash(rows: List[Dict]) -> str:
+    """Hash of the ``key`` and ``split`` of manifest rows with status ok (order-independent)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in sorted((r for r in rows if r.get("status", "ok") == "ok"), key=lambda r: r["key"]):
+        h.update(f"{r['key']}:{r['split']};".encode())
+    return h.hexdigest()[:16]
+
+
 class StoreError(RuntimeError):
     """The dataset store is missing, inconsistent, or asked for something it does not hold."""
 
@@ -214,12 +224,7 @@ class DatasetStore:
 
     def manifest_hash(self) -> str:
         """Hash of the keys and splits of all ok structures (identifies the training data of a model)."""
-        import hashlib
-
-        h = hashlib.sha256()
-        for r in sorted(self.rows(), key=lambda r: r["key"]):
-            h.update(f"{r['key']}:{r['split']};".encode())
-        return h.hexdigest()[:16]
+        return manifest_hash(self.rows())
 
     def summary(self) -> str:
         """Counts per split and source kind, and force statistics (eV/Å), as a text table."""

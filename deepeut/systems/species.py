@@ -196,3 +196,11 @@ def _cached_template(name, smiles, role, charge, frozen, seed, force_field) -> S
                         labels=[LabelRule(label=a, smarts=b, cis_trans=c) for a, b, c in rules],
                         dihedral_targets=dict(targets))
     return build_template(cfg, seed=seed, force_field=force_field)
+
+
+def system_elements(species: Sequence[SpeciesConfig]) -> List[str]:
+    """Chemical symbols present in the system, sorted (the model's atom types)."""
+    from ase.data import chemical_symbols
+
+    numbers = {int(z) for t in build_templates(species) for z in t.numbers}
+    return sorted(chemical_symbols[z] for z in numbers)

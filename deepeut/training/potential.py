@@ -1,0 +1,182 @@
+"""A trained ensemble as a potential: batched predictions of every member, and an ASE calculator.
+
+:class:`Ensemble` loads the members of a ``stage=train`` folder (their ``model.nequip.zip`` packages, or
+``best.ckpt`` when not packaged) with nequip's own loader and evaluates many frames per model call (frames are
+batched into one graph). Energies in eV, forces in eV/Å. The ensemble force uncertainty is Eq. 6 of the paper.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from deepeut.training.ensemble import MANIFEST
+
+
+class EnsembleError(RuntimeError):
+    """No usable ensemble at the given path."""
+
+
+@dataclass
+class Predictions:
+    """Per-member predictions for a list of frames."""
+
+    energies: np.ndarray  # (n_members, n_frames), eV
+    forces: List[np.ndarray]  # per frame: (n_members, n_atoms, 3), eV/Å
+
+    @property
+    def mean_forces(self) -> List[np.ndarray]:
+        return [f.mean(axis=0) for f in self.forces]
+
+    @property
+    def mean_energies(self) -> np.ndarray:
+        return self.energies.mean(axis=0)
+
+    def uncertainty(self) -> List[np.ndarray]:
+        """Eq. 6 per atom: sqrt of the component-averaged variance over members (eV/Å); one array per frame."""
+        return [force_uncertainty(f) for f in self.forces]
+
+
+def force_uncertainty(member_forces: np.ndarray) -> np.ndarray:
+    """Eq. 6: u_i = sqrt( 1/(3 N_c) Σ_models Σ_α (F̂_iα − F̄_iα)² ) for member forces (N_c, n_atoms, 3); eV/Å."""
+    dev = member_forces - member_forces.mean(axis=0, keepdims=True)
+    return np.sqrt((dev**2).sum(axis=(0, 2)) / (3 * member_forces.shape[0]))
+
+
+def manifest_path(path: str | Path) -> Path:
+    """``ensemble.json`` for a training folder or the file itself."""
+    p = Path(path)
+    p = p / MANIFEST if p.is_dir() else p
+    if not p.exists():
+        raise EnsembleError(f"{path}: no trained ensemble here ({MANIFEST} missing); run stage=train first")
+    return p
+
+
+def member_model_files(path: str | Path) -> List[Path]:
+    """The saved model of each finished member (package when present, else best.ckpt)."""
+    mpath = manifest_path(path)
+    manifest = json.loads(mpath.read_text())
+    files = []
+    for m in manifest["members"]:
+        d = mpath.parent / m["dir"]
+        files.append(d / m.get("package", m["checkpoint"]))
+    if not files:
+        raise EnsembleError(f"{mpath}: the ensemble has no finished member yet")
+    return files
+
+
+class Ensemble:
+    """Members of a trained ensemble, evaluated together on batched graphs.
+
+    Args:
+        models: nequip ``GraphModel``s in eval mode
+        type_names: model atom types (chemical symbols)
+        r_max: cutoff radius (Å)
+        device: torch device string (``cpu``, ``cuda``, ``cuda:1``)
+    """
+
+    def __init__(self, models: Sequence, type_names: Sequence[str], r_max: float, device: str = "cpu",
+                 files: Optional[Sequence[Path]] = None):
+        from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+
+        self.models = [m.to(device) for m in models]
+        self.type_names = list(type_names)
+        self.r_max = float(r_max)
+        self.device = device
+        self.files = list(files or [])
+        self.transforms: List[Callable] = [
+            ChemicalSpeciesToAtomTypeMapper(model_type_names=self.type_names,
+                                            chemical_species_to_atom_type_map={t: t for t in self.type_names}),
+            NeighborListTransform(r_max=self.r_max),
+        ]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None) -> "Ensemble":
+        """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``."""
+        from nequip.model.saved_models.load_utils import load_saved_model
+        from nequip.nn import graph_model
+        from nequip.utils.global_state import set_global_state
+
+        set_global_state(allow_tf32=False)
+        files = member_model_files(path)
+        if members is not None:
+            files = [files[k] for k in members]
+        models = []
+        for f in files:
+            model = load_saved_model(str(f), compile_mode="eager")
+            model.eval()
+            models.append(model)
+        meta = models[0].metadata
+        return cls(models, meta[graph_model.TYPE_NAMES_KEY].split(" "), float(meta[graph_model.R_MAX_KEY]), device,
+                   files)
+
+    def graphs(self, frames: Sequence) -> Dict:
+        """One batched nequip graph of ``frames`` (ase.Atoms) with neighbour lists, on the device."""
+        from nequip.data import AtomicDataDict, from_ase
+
+        data = []
+        for atoms in frames:
+            d = from_ase(atoms)
+            for t in self.transforms:
+                d = t(d)
+            data.append(d)
+        return AtomicDataDict.to_(AtomicDataDict.batched_from_list(data), self.device)
+
+    def predict(self, frames: Sequence, batch_size: int = 8, progress: bool = False) -> Predictions:
+        """Energies and forces of every member for every frame, ``batch_size`` frames per model call."""
+        from nequip.data import AtomicDataDict
+        from tqdm.auto import tqdm
+
+        energies = np.zeros((len(self.models), len(frames)))
+        forces: List[np.ndarray] = []
+        starts = range(0, len(frames), batch_size)
+        for start in tqdm(starts, desc="ensemble predictions", unit="batch", disable=not progress):
+            chunk = frames[start:start + batch_size]
+            graph = self.graphs(chunk)
+            counts = [len(a) for a in chunk]
+            chunk_forces = np.zeros((len(self.models), sum(counts), 3))
+            for m, model in enumerate(self.models):
+                out = model(dict(graph))
+                energies[m, start:start + len(chunk)] = out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu().numpy().ravel()
+                chunk_forces[m] = out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy()
+            forces.extend(np.split(chunk_forces, np.cumsum(counts)[:-1], axis=1))
+        return Predictions(energies, forces)
+
+    def calculator(self, member: Optional[int] = None):
+        """An ASE calculator: member ``member``, or the ensemble mean with per-atom uncertainty (Eq. 6)."""
+        return EnsembleCalculator(self, member)
+
+
+class EnsembleCalculator(Calculator):
+    """ASE calculator over an :class:`Ensemble`.
+
+    ``member=None``: energy and forces are the ensemble mean; ``results`` also holds ``forces_members``
+    (N_c, n_atoms, 3) and ``force_uncertainty`` (n_atoms,) in eV/Å (Eq. 6). ``member=k``: that model alone.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, ensemble: Ensemble, member: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.ensemble = ensemble
+        self.member = member
+        self._single = Ensemble([ensemble.models[member]], ensemble.type_names, ensemble.r_max, ensemble.device) \
+            if member is not None else None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        pred = (self._single or self.ensemble).predict([self.atoms], batch_size=1)
+        forces = pred.forces[0]
+        energy = float(pred.energies[:, 0].mean())
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces.mean(axis=0)}
+        if self._single is None:
+            self.results["forces_members"] = forces
+            self.results["force_uncertainty"] = force_uncertainty(forces)

@@ -1,0 +1,159 @@
+"""Ensemble training through nequip-train on the shipped tiny dataset, resume, evaluation (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_config, run_cli
+
+TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tmp_path_factory) -> Path:
+    """A 3-member allegro_small ensemble trained for 2 epochs on the URA demo data (~1 min)."""
+    out = tmp_path_factory.mktemp("ensemble")
+    res = run_cli("stage=train", "train.max_epochs=2", f"output_dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_member_configs_differ_in_seed_and_split(tmp_path):
+    from deepeut.training.nequip_config import member_config
+
+    cfg = load_config("train.val_fraction=0.2")
+    kw = dict(model=cfg.model, train=cfg.train, logger=cfg.logger, train_file=tmp_path / "t.xyz",
+              test_file=tmp_path / "s.xyz", member_dir=tmp_path, type_names=TYPES, device="cpu", n_train_frames=45,
+              group="g", tracked={})
+    a, b = member_config(member=0, **kw), member_config(member=2, **kw)
+    assert (a["data"]["seed"], b["data"]["seed"]) == (1, 3)
+    assert (a["training_module"]["model"]["seed"], b["training_module"]["model"]["seed"]) == (1, 3)
+    assert a["data"]["split_dataset"]["val"] == pytest.approx(0.2)
+    # Eq. 5 with the paper's weights: per-atom energy MSE + force MSE, Adam lr 1e-3, batch 1
+    assert a["training_module"]["loss"]["per_atom_energy"] is True
+    assert a["training_module"]["loss"]["coeffs"] == {"total_energy": 1.0, "forces": 1.0}
+    assert a["training_module"]["optimizer"] == {"_target_": "torch.optim.Adam", "lr": 1e-3}
+    assert a["data"]["train_dataloader"]["batch_size"] == 1
+    assert a["training_module"]["model"]["avg_num_neighbors"] == "${training_data_stats:num_neighbors_mean}"
+
+
+def test_device_maps_to_lightning_accelerator():
+    from deepeut.training.nequip_config import lightning_accelerator
+
+    assert lightning_accelerator("cpu", 1) == {"accelerator": "cpu", "devices": 1}
+    assert lightning_accelerator("cuda", 4) == {"accelerator": "gpu", "devices": 4}
+    assert lightning_accelerator("cuda:1", 4) == {"accelerator": "gpu", "devices": [1]}
+
+
+def test_ensemble_members_are_different_and_beat_zero_forces(ensemble_dir):
+    from ase.io import read
+
+    from deepeut.training.potential import Ensemble
+
+    manifest = json.loads((ensemble_dir / "ensemble.json").read_text())
+    assert manifest["complete"] and [m["member"] for m in manifest["members"]] == [0, 1, 2]
+    assert len({m["seed"] for m in manifest["members"]}) == 3
+    for m in manifest["members"]:
+        d = ensemble_dir / m["dir"]
+        assert (d / "best.ckpt").exists() and (d / "last.ckpt").exists() and (d / "model.nequip.zip").exists()
+        assert (d / "metrics" / "metrics.csv").exists()
+    frames = read(ensemble_dir / "data" / "test.extxyz", ":")
+    ens = Ensemble.load(ensemble_dir)
+    pred = ens.predict(frames)
+    f_ref = np.concatenate([a.get_forces() for a in frames])
+    zero_rmse = np.sqrt((f_ref**2).mean())
+    rmses = []
+    for m in range(3):
+        f = np.concatenate([p[m] for p in pred.forces])
+        rmses.append(np.sqrt(((f - f_ref) ** 2).mean()))
+    assert np.all(np.isfinite(rmses)) and max(rmses) < zero_rmse
+    # the members are three different models
+    f0, f1, f2 = (np.concatenate([p[m] for p in pred.forces]) for m in range(3))
+    assert np.abs(f0 - f1).max() > 1e-3 and np.abs(f1 - f2).max() > 1e-3
+    # the ASE calculator returns the ensemble mean and Eq. 6 uncertainty
+    atoms = frames[0].copy()
+    atoms.calc = ens.calculator()
+    np.testing.assert_allclose(atoms.get_forces(), pred.forces[0].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(atoms.calc.results["force_uncertainty"], pred.uncertainty()[0], atol=1e-5)
+
+
+def test_finished_members_are_not_retrained(ensemble_dir):
+    before = {p: p.stat().st_mtime for p in ensemble_dir.glob("member_*/best.ckpt")}
+    res = run_cli("stage=train", "train.max_epochs=2", f"output_dir={ensemble_dir}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (res.stdout + res.stderr).count("not retrained") == 3
+    assert before == {p: p.stat().st_mtime for p in ensemble_dir.glob("member_*/best.ckpt")}
+
+
+def test_evaluate_per_element_rmse_sums_to_overall(ensemble_dir, tmp_path):
+    from deepeut.training.evaluate import combine_rmse
+
+    res = run_cli("stage=evaluate", f"ensemble={ensemble_dir}", f"output_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert set(report["models"]) == {"member_0", "member_1", "member_2", "ensemble_mean"}
+    for errors in report["models"].values():
+        by_el = errors["forces_by_element_eV_A"]
+        assert set(by_el) == set(TYPES)
+        assert combine_rmse(by_el) == pytest.approx(errors["forces_eV_A"]["rmse"], rel=1e-9)
+        assert errors["forces_kcal_mol_A"]["rmse"] == pytest.approx(errors["forces_eV_A"]["rmse"] * 23.0605, rel=1e-3)
+    # the ensemble mean is at least as good as the average member in RMSE (convexity of the squared error)
+    members = [report["models"][f"member_{k}"]["forces_eV_A"]["rmse"] ** 2 for k in range(3)]
+    assert report["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] ** 2 <= np.mean(members) + 1e-12
+    for name in ("evaluation.txt", "fig3_errors.png", "figS2_force_errors_by_element.png", "predictions.npz"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "kcal/mol/Å" in (tmp_path / "evaluation.txt").read_text()
+
+
+def test_killed_member_resumes_from_checkpoint(tmp_path):
+    """Kill a training run after its first epoch; the restarted run continues from last.ckpt."""
+    import torch
+
+    args = [sys.executable, str(ROOT / "run.py"), "stage=train", "train.ensemble_size=1", "train.max_epochs=3",
+            "train.early_stopping_patience=null", "train.package=false", f"output_dir={tmp_path}"]
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpt = tmp_path / "member_0" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no checkpoint was written"
+    time.sleep(0.5)  # let the checkpoint file be complete
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "member_0" / "done.json").exists()
+    killed_epoch = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]
+    assert killed_epoch < 2
+    res = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = json.loads((tmp_path / "member_0" / "done.json").read_text())
+    assert done["resumed"] is True
+    assert "Continuing training with checkpoint" in (tmp_path / "member_0" / "nequip.log").read_text()
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"] == 2  # epochs 0, 1, 2 in all
+
+
+def test_wandb_logger_works_offline(tmp_path):
+    res = run_cli("stage=train", "logger=wandb", "train.ensemble_size=1", "train.max_epochs=1", "train.package=false",
+                  f"output_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = list((tmp_path / "member_0" / "wandb").glob("offline-run-*"))
+    assert runs, "no offline W&B run was written"
+
+
+def test_mismatched_dataset_refuses_to_mix(tmp_path):
+    from deepeut.training.task import _check_same_dataset
+    from deepeut.training.ensemble import TrainingError
+
+    (tmp_path / "ensemble.json").write_text(json.dumps({"dataset": {"manifest_hash": "aaaa"}}))
+    with pytest.raises(TrainingError, match="new output_dir"):
+        _check_same_dataset(tmp_path, "bbbb")
