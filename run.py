@@ -37,7 +37,8 @@ def main(cfg: DictConfig):
         print(f"deepeut: {conf.stage.name} stopped: {exc}", file=sys.stderr)
         sys.exit(1)
     log.info("stage %s finished; outputs in %s", conf.stage.name, out)
-    return result
+    # sweepers (Optuna) minimise the number a stage reports as its objective
+    return result.get("objective", result) if isinstance(result, dict) else result
 
 
 if __name__ == "__main__":

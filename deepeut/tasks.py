@@ -20,6 +20,7 @@ STAGES: Dict[str, str] = {
     "dataset": "deepeut.data.task:dataset",
     "train": "deepeut.training.task:train",
     "evaluate": "deepeut.training.evaluate:evaluate",
+    "md": "deepeut.md.task:md",
 }
 
 #: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
@@ -31,9 +32,11 @@ def _run_errors() -> tuple:
     from deepeut.labeling.base import LabelingError
     from deepeut.systems.box import BoxError
     from deepeut.systems.topology import TopologyError
+    from deepeut.md.safety import SimulationExploded
     from deepeut.training.ensemble import TrainingError
+    from deepeut.training.potential import EnsembleError
 
-    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError)
+    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

@@ -47,3 +47,12 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.Co
     env = dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def ensemble_dir(tmp_path_factory) -> Path:
+    """A 3-member allegro_small ensemble trained for 2 epochs on the URA demo data (~1 min, once per session)."""
+    out = tmp_path_factory.mktemp("ensemble")
+    res = run_cli("stage=train", "train.max_epochs=2", f"output_dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out

@@ -18,15 +18,6 @@ from conftest import ROOT, load_config, run_cli
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
 
-@pytest.fixture(scope="module")
-def ensemble_dir(tmp_path_factory) -> Path:
-    """A 3-member allegro_small ensemble trained for 2 epochs on the URA demo data (~1 min)."""
-    out = tmp_path_factory.mktemp("ensemble")
-    res = run_cli("stage=train", "train.max_epochs=2", f"output_dir={out}")
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
-
-
 def test_member_configs_differ_in_seed_and_split(tmp_path):
     from deepeut.training.nequip_config import member_config
 
@@ -157,3 +148,31 @@ def test_mismatched_dataset_refuses_to_mix(tmp_path):
     (tmp_path / "ensemble.json").write_text(json.dumps({"dataset": {"manifest_hash": "aaaa"}}))
     with pytest.raises(TrainingError, match="new output_dir"):
         _check_same_dataset(tmp_path, "bbbb")
+
+
+def test_multirun_trains_members_side_by_side(tmp_path):
+    """``-m train.members=[0],[1]`` with the joblib launcher: two jobs, one ensemble folder."""
+    res = run_cli("-m", "stage=train", "train.members=[0],[1]", "train.ensemble_size=2", "train.max_epochs=1",
+                  "train.package=false", f"output_dir={tmp_path}", "hydra/launcher=local",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((tmp_path / "ensemble.json").read_text())
+    assert manifest["complete"] and [m["member"] for m in manifest["members"]] == [0, 1]
+
+
+def test_compile_commands_name_every_member(ensemble_dir):
+    from deepeut.training.compile import compile_commands
+
+    cmds = compile_commands(ensemble_dir, "pair_allegro", "cuda")
+    assert len(cmds) == 3
+    assert all("--target" in c and c[c.index("--target") + 1] == "pair_allegro" for c in cmds)
+    assert cmds[1][3].endswith("member_1/best.ckpt") and cmds[1][4].endswith("compiled_pair_allegro.nequip.pt2")
+    with pytest.raises(ValueError, match="not one of"):
+        compile_commands(ensemble_dir, "gromacs", "cpu")
+
+
+def test_optuna_sweeper_example_is_valid_yaml(root):
+    import yaml
+
+    cfg = yaml.safe_load((root / "conf" / "hydra" / "sweeper" / "optuna.yaml").read_text())
+    assert cfg["direction"] == "minimize" and "model.r_max" in cfg["params"]

@@ -75,6 +75,7 @@ class SystemConfig:
     temperature_K: float = 353.0
     conductivity_exp_S_m: float = MISSING  # Table III, experiment
     paper_box_edge_A: float = MISSING  # production box edge of the paper (128 ion pairs)
+    production_ps: float = 2000.0  # the paper's production run (URA 3 ns, ACT and NMA 2 ns)
     #: the paper's numbers for this system (Tables I-III), printed beside ours
     paper: Dict[str, float] = field(default_factory=dict)
 
@@ -92,6 +93,8 @@ class ScaleConfig:
 
     name: str = MISSING
     n_ion_pairs: int = MISSING
+    #: default MD durations (ps) of the md configs at this scale: explore, equilibrate, production
+    md_duration_ps: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(self.n_ion_pairs >= 1, "scale.n_ion_pairs", "must be >= 1")
@@ -342,20 +345,43 @@ class ALConfig:
 
 @dataclass
 class MDConfig:
-    """Molecular dynamics (conf/md/*.yaml)."""
+    """Molecular dynamics with the trained potential (conf/md/*.yaml): NVT, Nosé–Hoover chain by default.
+
+    Durations default to the ``scale``'s (``scale.md_duration_ps``): the paper's at ``scale=production``,
+    a few ps at ``scale=tiny``.
+    """
 
     name: str = MISSING
+    engine: str = "ase"  # ase (CPU default) | torchsim (batched replicas on a GPU) | lammps (pair_allegro)
     temperature_K: float = 353.0
     timestep_fs: float = 0.5
     duration_ps: float = 10.0
-    save_every_fs: float = 10.0
-    thermostat_tau_ps: float = 0.05  # Nosé–Hoover chain relaxation time
+    save_every_fs: float = 10.0  # positions, velocities and observables
+    thermostat: str = "nose_hoover_chain"  # nose_hoover_chain | langevin
+    thermostat_tau_ps: float = 0.05  # Nosé–Hoover chain relaxation time (Langevin: 1/friction)
     chain_length: int = 3
-    replicas: int = 1
+    replicas: int = 1  # independent runs from different initial structures (build.seed + r) and velocity seeds
+    seed: int = 0  # velocity seed of replica r: seed + r
+    start: Optional[str] = None  # extxyz or H5MD (last frame, with velocities); default: build a box per replica
+    topology: Optional[str] = None  # topology.json of ``start`` (default: the one beside it, else recognised)
+    ensemble_member: Optional[int] = 0  # which member drives the MD; null: the ensemble mean (N_c× the cost)
+    checkpoint_every_steps: int = 200
+    equilibration_ps: float = 0.0  # leading part of the run that the analysis skips
+    max_force_eV_A: float = 30.0  # stop when any force exceeds this
+    max_temperature_factor: float = 2.0  # stop when T > factor × temperature_K
+    check_molecules_every: int = 10  # saved frames between molecule-recognition checks (0: never)
+    lammps_command: str = "lmp"  # LAMMPS binary with the Allegro pair style (engine=lammps)
 
     def __post_init__(self) -> None:
         _check_dynamics("md", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
+        _require(self.engine in ("ase", "torchsim", "lammps"), "md.engine",
+                 f"'{self.engine}' is not one of ase, torchsim, lammps")
+        _require(self.thermostat in ("nose_hoover_chain", "langevin"), "md.thermostat",
+                 "one of nose_hoover_chain, langevin")
         _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
+        _require(self.replicas >= 1, "md.replicas", "must be >= 1")
+        _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
+        _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
 
 
 @dataclass

@@ -89,14 +89,16 @@ def run_steps(dyn, n_steps: int, every: int, on_frame: Callable[[int], None],
               on_checkpoint: Callable[[], None], checkpoint_every: int, desc: str = "MD",
               timestep_fs: float = 0.5, progress: bool = True) -> None:
     """Advance ``dyn`` to step ``n_steps``: ``on_frame(step)`` every ``every`` steps (and at step 0 of a
-    fresh run), ``on_checkpoint()`` every ``checkpoint_every`` steps; a tqdm bar shows ps and ETA."""
+    fresh run), ``on_checkpoint()`` every ``checkpoint_every`` steps; a tqdm bar shows simulated ps, ns/day, ETA."""
+    import time
+
     from tqdm.auto import tqdm
 
     start = dyn.nsteps
     if start == 0:
         on_frame(0)
-    bar = tqdm(total=n_steps, initial=start, desc=desc, unit="step", disable=not progress,
-               postfix={"t_ps": f"{start * timestep_fs / 1000:.3f}"})
+    bar = tqdm(total=n_steps, initial=start, desc=desc, unit="step", disable=not progress)
+    t0 = time.perf_counter()
     try:
         while dyn.nsteps < n_steps:
             dyn.run(1)
@@ -106,6 +108,8 @@ def run_steps(dyn, n_steps: int, every: int, on_frame: Callable[[int], None],
             if step % checkpoint_every == 0 or step == n_steps:
                 on_checkpoint()
             bar.update(1)
-            bar.set_postfix(t_ps=f"{step * timestep_fs / 1000:.3f}", refresh=False)
+            if step % 10 == 0 or step == n_steps:
+                ns_day = (step - start) * timestep_fs * 1e-6 / max(time.perf_counter() - t0, 1e-9) * 86400
+                bar.set_postfix(t_ps=f"{step * timestep_fs / 1000:.3f}", ns_day=f"{ns_day:.3g}", refresh=False)
     finally:
         bar.close()

@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from deepeut.config.schema import Config, ConfigError
+from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 from deepeut.utils.tracking import log_results
 from deepeut.utils.units import KCAL_PER_MOL_IN_EV
@@ -148,22 +148,13 @@ def plot_figS2(path: Path, f_ref, f_pred, symbols, title: str) -> Path:
     return path
 
 
-def ensemble_dir(cfg: Config, out: Path) -> Path:
-    """``ensemble`` from the config, else the pipeline's ``train/`` folder beside ``out``."""
-    path = Path(cfg.ensemble) if cfg.ensemble else out.parent / "train"
-    if not (path / "ensemble.json").exists() and not path.name.endswith(".json"):
-        raise ConfigError(f"ensemble: no trained ensemble at {path} (ensemble.json missing); "
-                          "pass ensemble=<a stage=train output folder>")
-    return path
-
-
 def evaluate(cfg: Config, out: Path) -> Dict:
     """Evaluate the ensemble on its test split (or on ``data.store``'s test split when given)."""
     from ase.io import read
 
-    from deepeut.training.potential import Ensemble, manifest_path
+    from deepeut.training.potential import Ensemble, manifest_path, resolve_ensemble
 
-    src = ensemble_dir(cfg, out)
+    src = resolve_ensemble(cfg.ensemble, out)
     manifest = json.loads(manifest_path(src).read_text())
     test_file = Path(manifest["dataset"]["test"])
     if cfg.data.store:

