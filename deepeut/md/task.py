@@ -14,6 +14,7 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.md.runner import ReplicaSetup, run_replica
+from deepeut.md.safety import SimulationExploded
 from deepeut.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,10 @@ def md(cfg: Config, out: Path) -> Dict:
             continue
         setup = start_structure(cfg, r, rdir)
         setup.calculator = calc
-        summaries.append(run_replica(setup, cfg.md, rdir))
+        try:
+            summaries.append(run_replica(setup, cfg.md, rdir))
+        except SimulationExploded as exc:
+            raise SimulationExploded(f"replica {r}, {exc} (frame saved in {rdir}; checkpoint kept)") from None
         s = summaries[-1]
         log.info("replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day", r,
                  s["temperature_mean_K"], s["temperature_sem_K"], cfg.md.temperature_K,

@@ -1,0 +1,222 @@
+"""``md.engine=torchsim``: all replicas advance together as one batched torch-sim state on ``device``.
+
+Forces come from nequip's ``NequIPTorchSimCalc`` (one batched graph for all replicas) and the velocity-Verlet
+step from torch-sim; the thermostat is :class:`BatchedNoseHooverChain`, one chain per replica. torch-sim 0.3.0's
+own ``nvt_nose_hoover`` is not used: it couples all replicas to a single chain, and on this machine its first step
+already blew the momenta up 200-fold (chain momentum 8e5); torch-sim >= 0.4 needs Python >= 3.12, for which no
+CPU torch 2.13 wheel exists here. Units: torch-sim metal units (Å, eV, amu; time in sqrt(amu Å²/eV)).
+
+Each replica gets ``replica_<r>/trajectory.h5`` and ``md.json`` like the ASE engine; ``checkpoint.pt`` in the
+stage folder holds the batched state, chains, step and committed frame counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from deepeut.config.schema import Config
+
+log = logging.getLogger(__name__)
+
+#: fourth-order Suzuki–Yoshida weights for the chain sub-steps
+SY3 = (1.0 / (2.0 - 2.0 ** (1.0 / 3.0)), 1.0 - 2.0 / (2.0 - 2.0 ** (1.0 / 3.0)), 1.0 / (2.0 - 2.0 ** (1.0 / 3.0)))
+
+
+class BatchedNoseHooverChain:
+    """Nosé–Hoover chains (Martyna–Tuckerman–Klein), one per system of a batch; same masses as ASE's NHC.
+
+    Q_0 = N_f kT τ², Q_j = kT τ² with N_f = 3 N (per system); all tensors (n_systems, chain_length).
+    """
+
+    def __init__(self, n_atoms, kT: float, tau: float, chain_length: int):
+        import torch
+
+        n_atoms = torch.as_tensor(n_atoms, dtype=torch.float64)
+        self.dof = 3.0 * n_atoms
+        self.kT = kT
+        s = len(n_atoms)
+        self.Q = torch.full((s, chain_length), kT * tau**2, dtype=torch.float64)
+        self.Q[:, 0] *= self.dof
+        self.eta = torch.zeros((s, chain_length), dtype=torch.float64)
+        self.p_eta = torch.zeros((s, chain_length), dtype=torch.float64)
+
+    def to(self, device):
+        for k in ("dof", "Q", "eta", "p_eta"):
+            setattr(self, k, getattr(self, k).to(device))
+        return self
+
+    def _g(self, j: int, ke2):
+        return (ke2 - self.dof * self.kT) if j == 0 else (self.p_eta[:, j - 1] ** 2 / self.Q[:, j - 1] - self.kT)
+
+    def _kick_chain(self, delta: float, ke2, reverse: bool) -> None:
+        import torch
+
+        m = self.Q.shape[1]
+        order = range(m - 1, -1, -1) if reverse else range(m)
+        for j in order:
+            if j == m - 1:
+                self.p_eta[:, j] += 0.5 * delta * self._g(j, ke2)
+                continue
+            damp = torch.exp(-0.25 * delta * self.p_eta[:, j + 1] / self.Q[:, j + 1])
+            self.p_eta[:, j] = damp * (damp * self.p_eta[:, j] + 0.5 * delta * self._g(j, ke2))
+
+    def half_step(self, momenta, masses, system_idx, dt: float):
+        """Propagate chains and rescale momenta over dt/2 (Suzuki–Yoshida order 4); returns new momenta."""
+        import torch
+
+        ke2 = torch.zeros_like(self.dof).index_add_(0, system_idx, (momenta**2).sum(1) / masses)
+        for w in SY3:
+            delta = w * dt / 2.0
+            self._kick_chain(delta, ke2, reverse=True)
+            scale = torch.exp(-delta * self.p_eta[:, 0] / self.Q[:, 0])
+            momenta = momenta * scale[system_idx, None]
+            ke2 = ke2 * scale**2
+            self.eta += delta * self.p_eta / self.Q
+            self._kick_chain(delta, ke2, reverse=False)
+        return momenta
+
+    def energy(self):
+        """Thermostat energy per system (eV): Σ p²/2Q + N_f kT η_0 + kT Σ_j≥1 η_j."""
+        return (self.p_eta**2 / (2 * self.Q)).sum(1) + self.dof * self.kT * self.eta[:, 0] + \
+            self.kT * self.eta[:, 1:].sum(1)
+
+    def state(self) -> Dict:
+        return {"eta": self.eta.cpu(), "p_eta": self.p_eta.cpu()}
+
+    def load(self, st: Dict) -> None:
+        self.eta.copy_(st["eta"])
+        self.p_eta.copy_(st["p_eta"])
+
+
+def velocity_verlet_unwrapped(state, dt: float, model) -> None:
+    """One velocity-Verlet step in place, without wrapping positions into the cell (trajectories stay unwrapped
+    for diffusion analysis; torch-sim's own step wraps)."""
+    state.momenta = state.momenta + 0.5 * dt * state.forces
+    state.positions = state.positions + dt * state.momenta / state.masses[:, None]
+    out = model(state)
+    state.energy, state.forces = out["energy"], out["forces"]
+    state.momenta = state.momenta + 0.5 * dt * state.forces
+
+
+def _calculator(cfg: Config, out: Path):
+    from nequip.integrations.torchsim import NequIPTorchSimCalc
+
+    from deepeut.training.potential import member_model_files, resolve_ensemble
+
+    files = member_model_files(resolve_ensemble(cfg.ensemble, out))
+    return NequIPTorchSimCalc._from_saved_model(str(files[cfg.md.ensemble_member or 0]), device=cfg.device,
+                                                chemical_species_to_atom_type_map=True)
+
+
+def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
+    """Run all ``md.replicas`` side by side in one batched state (see module docstring)."""
+    import torch
+    import torch_sim as ts
+
+    from deepeut.md.dynamics import init_velocities
+    from deepeut.md.h5md import H5MDWriter
+    from deepeut.md.runner import n_steps as total_steps, save_interval, summarise
+    from deepeut.md.safety import SimulationExploded, check_forces, check_molecules, check_temperature
+    from deepeut.md.task import start_structure
+    from deepeut.utils.io import atomic_path, write_json_atomic
+
+    md = cfg.md
+    device = torch.device(cfg.device)
+    U = ts.units.MetalUnits
+    setups = [start_structure(cfg, r, out / f"replica_{r}") for r in range(md.replicas)]
+    for s in setups:
+        if not s.use_start_velocities:
+            init_velocities(s.atoms, md.temperature_K, s.seed)
+    state = ts.io.atoms_to_state([s.atoms for s in setups], device=device, dtype=torch.float64)
+    from deepeut.md.h5md import ase_velocity_to_A_ps
+
+    vel_A_ps = np.concatenate([s.atoms.get_velocities() * ase_velocity_to_A_ps() for s in setups])
+    # U.velocity converts Å/ps to torch-sim's Å / sqrt(amu Å²/eV)
+    state.momenta = torch.as_tensor(vel_A_ps, dtype=torch.float64, device=device) * float(U.velocity) * \
+        state.masses[:, None]
+    model = _calculator(cfg, out)
+    kT = md.temperature_K * float(U.temperature)
+    dt = md.timestep_fs / 1000.0 * float(U.time)
+    n_atoms = [len(s.atoms) for s in setups]
+    chain = BatchedNoseHooverChain(n_atoms, kT, md.thermostat_tau_ps * float(U.time), md.chain_length).to(device)
+    ckpt_path = out / "checkpoint.pt"
+    step = 0
+    ckpt = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    if ckpt is not None:
+        state.positions, state.momenta, step = ckpt["positions"].to(device), ckpt["momenta"].to(device), ckpt["step"]
+        chain.load(ckpt["chain"])
+    result = model(state)
+    state.energy, state.forces = result["energy"], result["forces"]
+    writers = [H5MDWriter(out / f"replica_{r}" / "trajectory.h5", s.atoms.numbers, s.atoms.get_masses(),
+                          s.atoms.cell.array, s.molecule, s.labels,
+                          {"engine": "torchsim", "timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K,
+                           "seed": s.seed}, resume_frames=ckpt["n_frames"][r] if ckpt else None)
+               for r, s in enumerate(setups)]
+    bounds = np.cumsum([0] + n_atoms)
+    every, nsteps = save_interval(md), total_steps(md)
+
+    def save_frames(step: int) -> None:
+        pos = state.positions.detach().cpu().numpy()
+        vel = (state.momenta / state.masses[:, None]).detach().cpu().numpy() / float(U.velocity)  # Å/ps
+        forces = state.forces.detach().cpu().numpy()
+        ke = (0.5 * (state.momenta**2).sum(1) / state.masses).detach()
+        ke = torch.zeros(len(setups), dtype=ke.dtype, device=ke.device).index_add_(0, state.system_idx, ke).cpu()
+        epot, thermo = state.energy.detach().cpu().numpy(), chain.energy().cpu().numpy()
+        for r, (s, w) in enumerate(zip(setups, writers)):
+            sl = slice(bounds[r], bounds[r + 1])
+            temp = 2 * float(ke[r]) / (3 * n_atoms[r] * float(U.temperature))
+            try:
+                fmax = check_forces(forces[sl], md.max_force_eV_A, step)
+                check_temperature(temp, md.temperature_K, md.max_temperature_factor, step)
+                if md.check_molecules_every and w.n_frames % md.check_molecules_every == 0:
+                    check_molecules(s.recognizer, pos[sl], s.atoms.numbers, s.atoms.cell.array, s.expected_counts,
+                                    step)
+            except SimulationExploded as exc:
+                raise SimulationExploded(f"replica {r}, {exc}") from None
+            w.append(step, step * md.timestep_fs / 1000.0, pos[sl], vel[sl],
+                     {"potential_energy": epot[r], "kinetic_energy": float(ke[r]), "total_energy": epot[r] + float(ke[r]),
+                      "conserved_energy": epot[r] + float(ke[r]) + thermo[r], "temperature": temp, "max_force": fmax})
+
+    def checkpoint(step: int) -> None:
+        n_frames = [w.commit() for w in writers]
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"positions": state.positions.cpu(), "momenta": state.momenta.cpu(), "step": step,
+                        "chain": chain.state(), "n_frames": n_frames}, tmp)
+
+    from tqdm.auto import tqdm
+
+    t0, start = time.perf_counter(), step
+    if step == 0:
+        save_frames(0)
+    bar = tqdm(total=nsteps, initial=step, desc=f"torch-sim MD ({md.replicas} replicas)", unit="step")
+    try:
+        while step < nsteps:
+            state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
+            velocity_verlet_unwrapped(state, dt, model)
+            state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
+            step += 1
+            if step % every == 0:
+                save_frames(step)
+            if step % md.checkpoint_every_steps == 0 or step == nsteps:
+                checkpoint(step)
+            bar.update(1)
+    finally:
+        bar.close()
+        for w in writers:
+            w.f.close()
+    wall = time.perf_counter() - t0
+    summaries: List[Dict] = []
+    for r in range(md.replicas):
+        s = summarise(out / f"replica_{r}" / "trajectory.h5", md, wall, step - start)
+        s["aggregate_ns_per_day"] = s["ns_per_day"] * md.replicas if math.isfinite(s["ns_per_day"]) else s["ns_per_day"]
+        s["engine"] = "torchsim"
+        write_json_atomic(out / f"replica_{r}" / "md.json", s)
+        summaries.append(s)
+    write_json_atomic(out / "md.json", {"system": cfg.system.name, "engine": "torchsim", "replicas": summaries})
+    return {"md": str(out / "md.json"), "replicas": len(summaries)}
