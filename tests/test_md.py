@@ -289,3 +289,43 @@ def test_lammps_engine_writes_a_complete_job_without_a_binary(ensemble_dir, tmp_
     assert "-k on g 4 -sf kk" in (rdir / "run.slurm").read_text()
     assert (rdir / "system.data").read_text().count("\n") > 2 * 88
     assert json.loads((tmp_path / "md.json").read_text())["ran"] is False
+
+
+def test_trajectory_readers_agree_across_formats(tmp_path):
+    """The same frames as H5MD, extxyz and LAMMPS dump read back identically (Å, Å/ps, ps)."""
+    from ase.io import write
+
+    from deepeut.md.h5md import H5MDWriter, OBSERVABLES, ase_velocity_to_A_ps
+    from deepeut.md.trajectory import open_trajectory
+
+    atoms, _ = lj_argon(1)
+    rng = np.random.default_rng(1)
+    frames = []
+    for i in range(3):
+        a = atoms.copy()
+        a.positions += rng.normal(scale=0.1, size=a.positions.shape)
+        a.set_velocities(rng.normal(scale=0.01, size=a.positions.shape))
+        frames.append(a)
+    write(tmp_path / "t.extxyz", frames)
+    with H5MDWriter(tmp_path / "t.h5", atoms.numbers, atoms.get_masses(), atoms.cell.array) as w:
+        for i, a in enumerate(frames):
+            w.append(20 * i, 0.01 * i, a.positions, a.get_velocities() * ase_velocity_to_A_ps(),
+                     {k: 0.0 for k in OBSERVABLES})
+    with open(tmp_path / "t.lammpstrj", "w") as f:
+        for i, a in enumerate(frames):
+            v = a.get_velocities() * ase_velocity_to_A_ps()
+            f.write(f"ITEM: TIMESTEP\n{20 * i}\nITEM: NUMBER OF ATOMS\n{len(a)}\nITEM: BOX BOUNDS pp pp pp\n"
+                    + "".join(f"0 {a.cell[k, k]}\n" for k in range(3)) + "ITEM: ATOMS id element x y z vx vy vz\n")
+            for j in range(len(a))[::-1]:  # unsorted ids, as LAMMPS writes them without sort
+                f.write(f"{j + 1} Ar {' '.join(f'{x:.10f}' for x in a.positions[j])} "
+                        f"{' '.join(f'{x:.10f}' for x in v[j])}\n")
+    trajs = [open_trajectory(tmp_path / "t.h5"), open_trajectory(tmp_path / "t.extxyz", timestep_fs=10.0),
+             open_trajectory(tmp_path / "t.lammpstrj", timestep_fs=0.5)]
+    for tr in trajs:
+        assert tr.n_frames == 3 and tr.n_atoms == len(atoms)
+        np.testing.assert_allclose(tr.times_ps, [0, 0.01, 0.02], atol=1e-12)
+        np.testing.assert_allclose(tr.positions(atoms=[3, 1]), trajs[0].positions(atoms=[3, 1]), atol=1e-5)
+        np.testing.assert_allclose(tr.velocities(), trajs[0].velocities(), atol=1e-5)
+        assert list(tr.numbers) == [18] * len(atoms)
+    with pytest.raises(ValueError, match="timestep_fs"):
+        open_trajectory(tmp_path / "t.extxyz")

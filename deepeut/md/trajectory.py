@@ -1,0 +1,105 @@
+"""One reader interface for trajectories from deepeut (H5MD) and from elsewhere (LAMMPS dump, extxyz).
+
+:func:`open_trajectory` returns an object with ``n_frames``, ``n_atoms``, ``times_ps``, ``numbers``, ``masses``,
+``cell`` (Å), ``molecule`` (or None), ``positions(frames, atoms)`` (Å) and ``velocities(frames, atoms)`` (Å/ps):
+an :class:`~deepeut.md.h5md.H5MDTrajectory` (streamed from disk) or an :class:`ArrayTrajectory` (in memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class ArrayTrajectory:
+    """A trajectory held in memory (positions Å, velocities Å/ps, times ps)."""
+
+    times_ps: np.ndarray
+    pos: np.ndarray  # (n_frames, n_atoms, 3)
+    vel: Optional[np.ndarray]
+    numbers: np.ndarray
+    masses: np.ndarray
+    cell: np.ndarray  # (3, 3)
+    molecule: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+
+    @property
+    def n_frames(self) -> int:
+        return self.pos.shape[0]
+
+    @property
+    def n_atoms(self) -> int:
+        return self.pos.shape[1]
+
+    def _sel(self, arr, frames, atoms):
+        if arr is None:
+            raise ValueError("this trajectory has no velocities")
+        out = arr[frames if frames is not None else slice(None)]
+        return out[:, atoms] if atoms is not None else out
+
+    def positions(self, frames=None, atoms=None) -> np.ndarray:
+        return self._sel(self.pos, frames, atoms)
+
+    def velocities(self, frames=None, atoms=None) -> np.ndarray:
+        return self._sel(self.vel, frames, atoms)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_extxyz_trajectory(path: str | Path, timestep_fs: float) -> ArrayTrajectory:
+    """extxyz frames (velocities from ``momenta``/``velocities`` arrays when present); frame spacing ``timestep_fs``."""
+    from ase.io import read
+
+    from deepeut.md.h5md import ase_velocity_to_A_ps
+
+    frames = read(path, ":")
+    vel = np.array([a.get_velocities() for a in frames]) * ase_velocity_to_A_ps() \
+        if frames[0].has("momenta") else None
+    mol = frames[0].arrays.get("molecule")
+    return ArrayTrajectory(np.arange(len(frames)) * timestep_fs / 1000.0, np.array([a.positions for a in frames]),
+                           vel, frames[0].numbers, frames[0].get_masses(), frames[0].cell.array, mol)
+
+
+def read_dump_trajectory(path: str | Path, timestep_fs: float) -> ArrayTrajectory:
+    """LAMMPS ``dump custom`` with ``element`` (and ``mol``, ``vx vy vz``) columns; step × ``timestep_fs`` = time."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    from deepeut.md.lammps import read_lammps_dump
+
+    d = read_lammps_dump(path)
+    if d["elements"] is None:
+        raise ValueError(f"{path}: the dump needs an 'element' column (dump_modify ... element ...)")
+    numbers = np.array([atomic_numbers[e] for e in d["elements"]])
+    mol = d["mol"] - 1 if d["mol"] is not None else None
+    return ArrayTrajectory(d["steps"] * timestep_fs / 1000.0, d["positions"], d["velocities"], numbers,
+                           atomic_masses[numbers], d["cell"], mol)
+
+
+def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None):
+    """Open ``path`` by its suffix: .h5/.h5md (H5MD), .lammpstrj/.dump (LAMMPS), .extxyz/.xyz.
+
+    ``timestep_fs``: the MD timestep (LAMMPS: time = step × timestep) or the frame spacing (extxyz).
+    """
+    from deepeut.md.h5md import H5MDTrajectory
+
+    path = Path(path)
+    if path.suffix in (".h5", ".h5md"):
+        return H5MDTrajectory(path)
+    if timestep_fs is None:
+        raise ValueError(f"{path}: give timestep_fs (not stored in {path.suffix} files)")
+    if path.suffix in (".lammpstrj", ".dump") or path.name.startswith("dump"):
+        return read_dump_trajectory(path, timestep_fs)
+    if path.suffix in (".extxyz", ".xyz"):
+        return read_extxyz_trajectory(path, timestep_fs)
+    raise ValueError(f"{path}: unknown trajectory format (h5/h5md, lammpstrj/dump, extxyz/xyz)")
