@@ -1,0 +1,138 @@
+"""Self-diffusion (Eqs. 8–10), transport number, ionic conductivity (Eqs. 12–14) and VCCFs (Eqs. 15–16).
+
+Inputs are centre-of-mass time series: positions in Å (unwrapped), velocities in Å/ps, times in ps.
+Diffusion coefficients come out in Å²/ps (1 Å²/ps = 10⁻⁸ m²/s = 1000 × 10⁻¹¹ m²/s, the unit of Table II),
+conductivities in S/m (Table III).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+from scipy import constants
+
+from deepeut.analysis.correlate import (autocorrelation, correlation_sum, fit_exponential_plateau, linear_slope,
+                                        msd, running_integral)
+
+#: Å²/ps → 10⁻¹¹ m²/s (the unit of Table II)
+A2_PS_IN_1E_11_M2_S = 1e-8 / 1e-11
+
+
+def max_lag_frames(n_frames: int, fraction: float = 0.3) -> int:
+    """The paper's maximum correlation depth: 30 % of the trajectory."""
+    return max(2, int(fraction * n_frames))
+
+
+@dataclass
+class Diffusion:
+    """D from the VACF (Green–Kubo, Eq. 9) and from the MSD (Einstein, Eq. 10), Å²/ps, with the curves."""
+
+    lag_ps: np.ndarray
+    vacf: np.ndarray  # Å²/ps², unnormalised ⟨v(0)·v(t)⟩
+    vacf_normalised: np.ndarray  # Eq. 8
+    gk_running: np.ndarray  # (1/3) ∫ VACF, Å²/ps
+    msd_A2: Optional[np.ndarray]
+    D_gk: float
+    D_msd: float
+
+    def in_paper_units(self) -> Dict[str, float]:
+        return {"D_gk_1e-11_m2_s": self.D_gk * A2_PS_IN_1E_11_M2_S, "D_msd_1e-11_m2_s": self.D_msd * A2_PS_IN_1E_11_M2_S}
+
+
+def diffusion(velocities: np.ndarray, dt_ps: float, positions: Optional[np.ndarray] = None,
+              max_lag: Optional[int] = None) -> Diffusion:
+    """Self-diffusion of one species from CoM velocities (T, N, 3) Å/ps and, optionally, positions (T, N, 3) Å."""
+    n = velocities.shape[0]
+    max_lag = max_lag or max_lag_frames(n)
+    lag = np.arange(max_lag) * dt_ps
+    vacf = autocorrelation(velocities, max_lag)
+    gk = running_integral(vacf, dt_ps) / 3.0
+    d_gk, _ = fit_exponential_plateau(lag, gk)
+    d_msd, m = float("nan"), None
+    if positions is not None:
+        m = msd(positions, max_lag)
+        half = slice(max_lag // 2, max_lag)  # the paper: linear fit to the second half
+        d_msd = linear_slope(lag[half], m[half]) / 6.0
+    return Diffusion(lag, vacf, vacf / vacf[0], gk, m, d_gk, d_msd)
+
+
+def transport_number(d_cation: float, d_anion: float) -> float:
+    """t+ = D+ / (D+ + D−)."""
+    return d_cation / (d_cation + d_anion)
+
+
+def charge_current(velocities: np.ndarray, charges: Sequence[float]) -> np.ndarray:
+    """Eq. 13: J(t) = e Σ_i q_i v_i(t) in e·Å/ps, from CoM velocities (T, N, 3) and charges (N,) in e."""
+    return np.einsum("tnk,n->tk", velocities, np.asarray(charges, float))
+
+
+def _sigma_prefactor(temperature_K: float, volume_A3: float) -> float:
+    """e² × (Å²/ps → m²/s) / (k_B T V) in S/m per (e² Å²/ps) of ∫⟨J·J⟩dt."""
+    return constants.e**2 * 1e-8 / (constants.k * temperature_K * volume_A3 * 1e-30)
+
+
+@dataclass
+class Conductivity:
+    lag_ps: np.ndarray
+    jacf: np.ndarray  # ⟨J(0)·J(t)⟩, e² Å²/ps²
+    running_S_m: np.ndarray  # running Green–Kubo conductivity
+    sigma_S_m: float  # Eq. 12, limit of the exponential fit
+    sigma_ne_S_m: float  # Eq. 14
+    ratio: float  # σ/σ_NE
+
+
+def conductivity(velocities: np.ndarray, charges: Sequence[float], dt_ps: float, temperature_K: float,
+                 volume_A3: float, d_cation: float, d_anion: float, n_ion_pairs: int,
+                 max_lag: Optional[int] = None) -> Conductivity:
+    """Green–Kubo (Eqs. 12–13) and Nernst–Einstein (Eq. 14, D in Å²/ps) conductivities in S/m."""
+    n = velocities.shape[0]
+    max_lag = max_lag or max_lag_frames(n)
+    j = charge_current(velocities, charges)
+    jacf = correlation_sum(j, j, max_lag)
+    lag = np.arange(max_lag) * dt_ps
+    pref = _sigma_prefactor(temperature_K, volume_A3)
+    running = running_integral(jacf, dt_ps) * pref / 3.0
+    sigma, _ = fit_exponential_plateau(lag, running)
+    sigma_ne = nernst_einstein(n_ion_pairs, d_cation, d_anion, temperature_K, volume_A3)
+    return Conductivity(lag, jacf, running, sigma, sigma_ne, sigma / sigma_ne)
+
+
+def nernst_einstein(n_ion_pairs: int, d_cation: float, d_anion: float, temperature_K: float,
+                    volume_A3: float) -> float:
+    """Eq. 14: σ_NE = N e² (D+ + D−) / (k_B T V), D in Å²/ps → S/m."""
+    return n_ion_pairs * (d_cation + d_anion) * _sigma_prefactor(temperature_K, volume_A3)
+
+
+def vccf(vel_i: np.ndarray, vel_j: np.ndarray, pos_i0: np.ndarray, pos_j0: np.ndarray, cell: np.ndarray,
+         radius: float, max_lag: int, same: bool = False, origins: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Eqs. 15–16: restricted velocity cross-correlation ⟨Σ_j v_j(t)·v_i(0) u(R − r_ij(0))⟩ / N_shell,
+    normalised by (⟨v_i²⟩⟨v_j²⟩)^½; time origins ``origins`` (frames; default every max_lag/4).
+
+    vel_*: (T, N, 3) Å/ps; pos_*0: (T, N, 3) Å positions used for the shell test at each origin.
+    """
+    from deepeut.utils.neighbors import neighbor_pairs
+
+    n = vel_i.shape[0]
+    origins = list(origins) if origins is not None else list(range(0, n - max_lag, max(1, max_lag // 4)))
+    acc, n_pairs = np.zeros(max_lag), 0
+    ni = vel_i.shape[1]
+    for t0 in origins:
+        pos = np.concatenate([pos_i0[t0], pos_j0[t0]]) if not same else pos_i0[t0]
+        a, b, d = neighbor_pairs(pos, cell, radius)
+        if same:
+            ii, jj = np.concatenate([a, b]), np.concatenate([b, a])
+        else:
+            cross = (a < ni) != (b < ni)
+            a, b = a[cross], b[cross]
+            ii = np.where(a < ni, a, b)
+            jj = np.where(a < ni, b, a) - ni
+        if len(ii) == 0:
+            continue
+        v0 = vel_i[t0, ii]  # (P, 3)
+        vt = vel_j[t0:t0 + max_lag][:, jj]  # (L, P, 3)
+        acc += np.einsum("pk,lpk->l", v0, vt)
+        n_pairs += len(ii)
+    norm = np.sqrt((vel_i**2).sum(-1).mean() * (vel_j**2).sum(-1).mean())
+    return acc / max(n_pairs, 1) / norm
