@@ -106,3 +106,37 @@ def test_vccf_of_independent_particles_vanishes():
     assert np.all(np.abs(c) < 0.05)
     same = vccf(v[:, :100], v[:, :100], pos[:, :100], pos[:, :100], np.eye(3) * 15.0, 6.0, 100, same=True)
     assert np.all(np.abs(same) < 0.05)
+
+
+def test_exponential_pair_existence_lifetime_is_recovered():
+    from deepeut.analysis.lifetimes import lifetime, pair_existence_acf
+
+    rng = np.random.default_rng(5)
+    n_t, dt, tau = 6000, 0.01, 0.5  # frames, ps, ps
+    h = np.zeros((n_t, 3000), dtype=np.uint8)
+    for p in range(3000):  # one residence episode per pair, exponential length
+        start, length = rng.integers(0, n_t), int(round(rng.exponential(tau) / dt))
+        h[start:start + length, p] = 1
+    lag = np.arange(300) * dt
+    c = pair_existence_acf(h, 300)
+    assert c[0] == pytest.approx(1.0)
+    assert lifetime(lag, c) == pytest.approx(tau, rel=0.15)
+
+
+def test_rotational_relaxation_time_of_a_freely_rotating_vector():
+    from deepeut.analysis.lifetimes import lifetime, vector_acf
+
+    rng = np.random.default_rng(6)
+    d_r, dt, n_t, n = 0.5, 0.01, 4000, 100  # rad²/ps rotational diffusion → τ_R = 1/(2 D_r) = 1 ps
+    u = np.empty((n_t, n, 3))
+    u[0] = rng.normal(size=(n, 3))
+    u[0] /= np.linalg.norm(u[0], axis=1, keepdims=True)
+    for t in range(1, n_t):
+        step = rng.normal(scale=np.sqrt(2 * d_r * dt), size=(n, 3))
+        step -= (step * u[t - 1]).sum(1, keepdims=True) * u[t - 1]  # tangent kick
+        w = u[t - 1] + step
+        u[t] = w / np.linalg.norm(w, axis=1, keepdims=True)
+    lag = np.arange(400) * dt
+    c = vector_acf(u, 400)
+    assert c[0] == pytest.approx(1.0)
+    assert lifetime(lag, c, n_terms=1) == pytest.approx(1.0 / (2 * d_r), rel=0.15)
