@@ -21,6 +21,7 @@ STAGES: Dict[str, str] = {
     "train": "deepeut.training.task:train",
     "evaluate": "deepeut.training.evaluate:evaluate",
     "md": "deepeut.md.task:md",
+    "analysis": "deepeut.analysis.task:analysis",
 }
 
 #: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)

@@ -386,9 +386,33 @@ class MDConfig:
 
 @dataclass
 class AnalysisConfig:
-    """Trajectory analysis (conf/analysis/*.yaml)."""
+    """Trajectory analysis (conf/analysis/*.yaml): which analyses run and their settings (Å, ps)."""
 
     name: str = MISSING
+    #: trajectories (H5MD, LAMMPS dump, extxyz; several = replicas); default: the md stage's replicas beside
+    trajectories: List[str] = field(default_factory=list)
+    timestep_fs: Optional[float] = None  # MD timestep of LAMMPS dumps / frame spacing of extxyz files
+    start_ps: Optional[float] = None  # skip this much (default: the run's md.equilibration_ps, else 0)
+    stride: int = 1  # use every stride-th frame for the dynamics
+    block_frames: int = 256  # frames per streaming block
+    rdf: bool = True
+    com_rdf: bool = True
+    rdf_stride: int = 10  # frames between RDF samples
+    rdf_r_max_A: float = 8.0  # (clipped to half the smallest box width)
+    rdf_bins: int = 160
+    diffusion: bool = True  # VACF (Eq. 8-9) and MSD (Eq. 10)
+    conductivity: bool = True  # Eqs. 12-14
+    lifetimes: bool = True  # Li-amide pair lifetime (Eq. 11) and rotational relaxation
+    vccf: bool = True  # Eqs. 15-16
+    cdf: bool = True  # g(r, φ): Li-TFSI CoM distance vs TFSI C-S-S-C torsion
+    contact_cutoff_A: float = 3.0  # Li-O(amide) first shell (Eq. 11)
+    max_lag_fraction: float = 0.3  # correlation depth (the paper: 30 % of the trajectory)
+    vccf_lag_ps: float = 1.0  # VCCF correlation depth
+
+    def __post_init__(self) -> None:
+        _require(0 < self.max_lag_fraction <= 0.5, "analysis.max_lag_fraction", "must be in (0, 0.5]")
+        _require(self.stride >= 1 and self.rdf_stride >= 1, "analysis.stride", "must be >= 1")
+        _require(self.rdf_r_max_A > 0 and self.rdf_bins > 10, "analysis.rdf_r_max_A", "must be > 0 (and rdf_bins > 10)")
 
 
 @dataclass

@@ -1,0 +1,272 @@
+"""``stage=analysis``: every analysis of the paper on one or more trajectories (replicas), Tables I–III.
+
+Per trajectory ``replica_<r>/``: ``cache.h5`` (see deepeut.analysis.cache) and ``results.json`` (every curve and
+number). For the whole stage: ``tables.json`` and ``tables.txt`` (Tables I–III: ours as mean ± standard error over
+replicas, beside the paper's values and the experimental conductivity), ``curves/*.csv`` and PNG figures.
+Units: Å, ps, D in 10⁻¹¹ m²/s, lifetimes in ns, conductivities in S/m.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from deepeut.config.schema import Config, ConfigError
+from deepeut.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+TABLE_KEYS = {
+    "I": ["cn_Li_O_TFSI", "cn_Li_O_amide", "cn_Hamide_O_TFSI", "cn_Hamide_O_amide"],
+    "II": ["D_Li", "D_TFSI", "D_amide", "t_plus", "tau_Li_amide", "tau_R", "tau_ratio"],
+    "III": ["sigma_GK", "sigma_NE", "sigma_ratio"],
+}
+UNITS = {"cn": "", "D": "1e-11 m^2/s", "t_plus": "", "tau_Li_amide": "ns", "tau_R": "ns", "tau_ratio": "",
+         "sigma_GK": "S/m", "sigma_NE": "S/m", "sigma_ratio": ""}
+
+
+def trajectory_paths(cfg: Config, out: Path) -> List[Path]:
+    if cfg.analysis.trajectories:
+        return [Path(p) for p in cfg.analysis.trajectories]
+    found = sorted((out.parent / "md").glob("replica_*/trajectory.h5"))
+    if not found:
+        raise ConfigError("analysis.trajectories: none given and no md/replica_*/trajectory.h5 beside this stage")
+    return found
+
+
+def sites_for(cfg: Config, traj):
+    """Molecule ids, species and Fig. 1 labels by molecule recognition on the first frame."""
+    from deepeut.analysis.cache import sites_from
+    from deepeut.systems import MoleculeRecognizer, build_templates
+
+    rec = MoleculeRecognizer(build_templates(cfg.system.species))
+    pos0 = traj.positions(slice(0, 1))[0]
+    res = rec.recognise(pos0, np.asarray(traj.numbers), traj.cell)
+    if not res.ok:
+        raise ConfigError(f"analysis: the first frame's molecules are not those of system={cfg.system.name}: "
+                          f"{'; '.join(res.problems[:2])}")
+    species_atom = np.array([res.fragment_species[f] for f in res.fragment])
+    amide = next(s.name for s in cfg.system.species if s.role == "solvent")
+    species_atom = np.where(species_atom == amide, "amide", species_atom)
+    charges = {s.name if s.role != "solvent" else "amide": s.charge for s in cfg.system.species}
+    return sites_from(res.fragment, res.labels, np.asarray(traj.masses), species_atom, charges)
+
+
+def atom_rdf_pairs(sites) -> Dict[str, tuple]:
+    return {"Li-O_TFSI": (sites.li, sites.o_tfsi), "Li-O_amide": (sites.li, sites.o_amide),
+            "Hamide-O_TFSI": (sites.h_amine, sites.o_tfsi), "Hamide-O_amide": (sites.h_amine, sites.o_amide),
+            "Li-Li": (sites.li, sites.li)}
+
+
+def com_pairs(species: np.ndarray) -> Dict[str, tuple]:
+    idx = {s: np.nonzero(species == s)[0] for s in ("Li", "TFSI", "amide")}
+    names = [("Li", "Li"), ("Li", "TFSI"), ("Li", "amide"), ("TFSI", "TFSI"), ("TFSI", "amide"), ("amide", "amide")]
+    return {f"{a}-{b}": (idx[a], idx[b]) for a, b in names}
+
+
+def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
+    """Cache pass, then every enabled analysis of one trajectory; writes ``results.json``."""
+    import h5py
+
+    from deepeut.analysis.cache import build_cache
+    from deepeut.analysis.rdf import RDFAccumulator
+    from deepeut.md.trajectory import open_trajectory
+
+    a = cfg.analysis
+    rdir.mkdir(parents=True, exist_ok=True)
+    traj = open_trajectory(path, a.timestep_fs)
+    sites = sites_for(cfg, traj)
+    times = np.asarray(traj.times_ps)
+    start_ps = a.start_ps if a.start_ps is not None else float(getattr(traj, "parameters", {}).get("equilibration_ps", 0.0))
+    start = int(np.searchsorted(times, start_ps))
+    from deepeut.utils.neighbors import plane_distances
+
+    r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
+    rdf = RDFAccumulator(atom_rdf_pairs(sites), r_max, a.rdf_bins) if a.rdf else None
+    cache = build_cache(traj, sites, rdir / "cache.h5", a.contact_cutoff_A, start, a.stride, a.block_frames, rdf,
+                        a.rdf_stride)
+    traj.close()
+    res: Dict = {"trajectory": str(path), "start_ps": start_ps, "rdf_r_max_A": r_max}
+    if rdf is not None:
+        res["rdf"] = {k: v.to_json() for k, v in rdf.result().items()}
+    with h5py.File(cache) as f:
+        res.update(dynamics_from_cache(cfg, f, r_max))
+    write_json_atomic(rdir / "results.json", res)
+    return res
+
+
+def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
+    """CoM RDFs, diffusion, conductivity, lifetimes, VCCFs and the CDF from an open cache file."""
+    from deepeut.analysis import lifetimes as lt
+    from deepeut.analysis import transport as tr
+    from deepeut.analysis.rdf import RDFAccumulator
+
+    a = cfg.analysis
+    t = f["time_ps"][:]
+    dt = float(t[1] - t[0]) if len(t) > 1 else float("nan")
+    species = f["species"].asstr()[:]
+    cell = f["cell"][:]
+    volume = abs(float(np.linalg.det(cell)))
+    com, vel = f["com_position"], f["com_velocity"]
+    n_t = len(t)
+    max_lag = tr.max_lag_frames(n_t, a.max_lag_fraction)
+    out: Dict = {"n_frames": n_t, "dt_ps": dt, "volume_A3": volume}
+    idx = {s: np.nonzero(species == s)[0] for s in ("Li", "TFSI", "amide")}
+    if a.com_rdf:
+        acc = RDFAccumulator(com_pairs(species), r_max, a.rdf_bins)
+        for k in range(0, n_t, a.rdf_stride):
+            acc.add(com[k], cell)
+        out["com_rdf"] = {k: v.to_json() for k, v in acc.result().items()}
+    d = {}
+    if a.diffusion or a.conductivity:
+        for s, ids in idx.items():
+            res = tr.diffusion(vel[:, ids], dt, com[:, ids], max_lag)
+            d[s] = res
+            out.setdefault("diffusion", {})[s] = {"D_gk_A2_ps": res.D_gk, "D_msd_A2_ps": res.D_msd,
+                                                   **res.in_paper_units(), "lag_ps": res.lag_ps.tolist(),
+                                                   "vacf_normalised": res.vacf_normalised.tolist(),
+                                                   "msd_A2": res.msd_A2.tolist()}
+        out["t_plus"] = tr.transport_number(d["Li"].D_gk, d["TFSI"].D_gk)
+    if a.conductivity:
+        ions = np.concatenate([idx["Li"], idx["TFSI"]])
+        charges = f["charge"][:][ions]
+        c = tr.conductivity(vel[:, ions], charges, dt, cfg.system.temperature_K, volume, d["Li"].D_gk,
+                            d["TFSI"].D_gk, len(idx["Li"]), max_lag)
+        out["conductivity"] = {"sigma_GK_S_m": c.sigma_S_m, "sigma_NE_S_m": c.sigma_ne_S_m, "ratio": c.ratio,
+                               "lag_ps": c.lag_ps.tolist(), "running_S_m": c.running_S_m.tolist()}
+    if a.lifetimes:
+        offs, ids_all = f["contact_offsets"][:], f["contact_ids"][:]
+        per_frame = [ids_all[offs[k]:offs[k + 1]] for k in range(n_t)]
+        _, h = lt.contacts_to_series(per_frame, n_t)
+        lag = np.arange(max_lag) * dt
+        p = lt.pair_existence_acf(h, max_lag) if h.shape[1] else np.full(max_lag, np.nan)
+        u = lt.vector_acf(f["co_vector"], max_lag)
+        tau_pair = lt.lifetime(lag, p) if np.all(np.isfinite(p)) else float("nan")
+        tau_r = lt.lifetime(lag, u, n_terms=1)
+        out["lifetimes"] = {"tau_Li_amide_ps": tau_pair, "tau_R_ps": tau_r, "ratio": tau_pair / tau_r,
+                            "lag_ps": lag.tolist(), "pair_existence": p.tolist(), "co_acf": u.tolist()}
+    if a.vccf and a.com_rdf:
+        lag_n = min(max(2, int(round(a.vccf_lag_ps / dt))), n_t // 2)
+        out["vccf"] = {}
+        for name, (ia, ib) in com_pairs(species).items():
+            radius = out["com_rdf"][name]["first_min_A"]
+            if not np.isfinite(radius) or len(ia) == 0 or len(ib) == 0:
+                continue
+            same = name.split("-")[0] == name.split("-")[1]
+            c = tr.vccf(vel[:, ia], vel[:, ib], com[:, ia], com[:, ib], cell, min(radius, r_max), lag_n, same=same)
+            out["vccf"][name] = {"R_A": radius, "lag_ps": (np.arange(lag_n) * dt).tolist(), "C": c.tolist()}
+    if a.cdf and len(idx["TFSI"]):
+        out["cdf"] = li_tfsi_torsion_cdf(com, f["torsion_CSSC"], idx, cell, r_max, a.rdf_stride)
+    return out
+
+
+def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r: int = 40, n_phi: int = 36) -> Dict:
+    """g(r, φ): Li–TFSI CoM distance vs the TFSI's C–S–S–C torsion |φ| (Fig. 9), normalised to 1 for no correlation."""
+    from deepeut.analysis.cache import minimum_image
+
+    hist = np.zeros((n_r, n_phi))
+    n_frames = 0
+    for k in range(0, com.shape[0], stride):
+        li, tf = com[k][idx["Li"]], com[k][idx["TFSI"]]
+        r = np.linalg.norm(minimum_image(li[:, None] - tf[None], cell), axis=2)  # (n_li, n_tfsi)
+        phi = np.broadcast_to(np.abs(torsion[k])[None, :], r.shape)
+        h, _, _ = np.histogram2d(r.ravel(), phi.ravel(), bins=(n_r, n_phi), range=((0, r_max), (0, 180)))
+        hist += h
+        n_frames += 1
+    r_edges, phi_edges = np.linspace(0, r_max, n_r + 1), np.linspace(0, 180, n_phi + 1)
+    shell = 4 / 3 * np.pi * np.diff(r_edges**3)
+    rho = len(idx["TFSI"]) / abs(np.linalg.det(cell))
+    phi_frac = hist.sum(axis=0) / max(hist.sum(), 1)
+    expected = len(idx["Li"]) * n_frames * rho * shell[:, None] * phi_frac[None, :]
+    g = np.divide(hist, expected, out=np.zeros_like(hist), where=expected > 0)
+    return {"r_edges_A": r_edges.tolist(), "phi_edges_deg": phi_edges.tolist(), "g": g.tolist(),
+            "ranges_deg": {"cis": [0, 60], "gauche": [60, 120], "trans": [120, 180]}}
+
+
+def paper_numbers(res: Dict) -> Dict[str, float]:
+    """One trajectory's values of the Tables I–III quantities, in the paper's units."""
+    v: Dict[str, float] = {}
+    rdf = res.get("rdf", {})
+    for key, name in (("cn_Li_O_TFSI", "Li-O_TFSI"), ("cn_Li_O_amide", "Li-O_amide"),
+                      ("cn_Hamide_O_TFSI", "Hamide-O_TFSI"), ("cn_Hamide_O_amide", "Hamide-O_amide")):
+        if name in rdf:
+            v[key] = rdf[name]["cn_first_min"]
+    dif = res.get("diffusion", {})
+    for s in ("Li", "TFSI", "amide"):
+        if s in dif:
+            v[f"D_{s}"] = dif[s]["D_gk_1e-11_m2_s"]
+    if "t_plus" in res:
+        v["t_plus"] = res["t_plus"]
+    if "lifetimes" in res:
+        v["tau_Li_amide"] = res["lifetimes"]["tau_Li_amide_ps"] / 1000.0
+        v["tau_R"] = res["lifetimes"]["tau_R_ps"] / 1000.0
+        v["tau_ratio"] = res["lifetimes"]["ratio"]
+    if "conductivity" in res:
+        c = res["conductivity"]
+        v.update(sigma_GK=c["sigma_GK_S_m"], sigma_NE=c["sigma_NE_S_m"], sigma_ratio=c["ratio"])
+    return v
+
+
+def tables(cfg: Config, per_replica: List[Dict[str, float]]) -> Dict:
+    """Mean and standard error over replicas, beside the paper's value, for every Table I–III entry."""
+    from deepeut.analysis.correlate import block_error
+
+    out = {}
+    for table, keys in TABLE_KEYS.items():
+        rows = {}
+        for k in keys:
+            vals = [r[k] for r in per_replica if k in r]
+            if not vals:
+                continue
+            rows[k] = {"ours": float(np.nanmean(vals)), "sem": block_error(vals), "n_replicas": len(vals),
+                       "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
+        out[table] = rows
+    out["III"]["sigma_exp"] = {"ours": None, "paper": cfg.system.conductivity_exp_S_m, "unit": "S/m"}
+    return out
+
+
+def tables_text(cfg: Config, tabs: Dict) -> str:
+    lines = [f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
+             "(ours: mean ± standard error over replicas; paper: Shayestehpour & Zahn)"]
+    titles = {"I": "Table I: coordination numbers N(r_c) at the first RDF minimum (Eq. 7)",
+              "II": "Table II: D (1e-11 m²/s, Green–Kubo), t+, τ_Li-amide and τ_R (ns)",
+              "III": "Table III: ionic conductivity (S/m): Green–Kubo σ, Nernst–Einstein σ_NE, α = σ/σ_NE"}
+    for table, rows in tabs.items():
+        lines += ["", titles[table], f"{'quantity':<20}{'ours':>12}{'± sem':>10}{'paper':>10}  unit"]
+        for k, r in rows.items():
+            ours = "" if r["ours"] is None else f"{r['ours']:.3g}"
+            sem = "" if r.get("sem") is None or not np.isfinite(r.get("sem", np.nan)) else f"{r['sem']:.2g}"
+            paper = "" if r["paper"] is None else f"{r['paper']:g}"
+            lines.append(f"{k:<20}{ours:>12}{sem:>10}{paper:>10}  {r['unit']}")
+    return "\n".join(lines)
+
+
+def analysis(cfg: Config, out: Path) -> Dict:
+    """Analyse every trajectory (replica), then write Tables I–III and the figures."""
+    from deepeut.analysis.plots import write_figures
+
+    paths = trajectory_paths(cfg, out)
+    results = []
+    for r, path in enumerate(paths):
+        rdir = out / f"replica_{r}"
+        done = rdir / "results.json"
+        if done.exists() and json.loads(done.read_text()).get("trajectory") == str(path):
+            results.append(json.loads(done.read_text()))
+            continue
+        log.info("analysing %s", path)
+        results.append(analyse_trajectory(cfg, path, rdir))
+    tabs = tables(cfg, [paper_numbers(r) for r in results])
+    write_json_atomic(out / "tables.json", tabs)
+    text = tables_text(cfg, tabs)
+    write_text_atomic(out / "tables.txt", text + "\n")
+    print(text)
+    write_figures(results, out, cfg.system.name)
+    from deepeut.utils.tracking import log_results
+
+    log_results(cfg, out, "analysis", {t: {k: r["ours"] for k, r in rows.items() if r["ours"] is not None}
+                                       for t, rows in tabs.items()}, text)
+    return {"tables": str(out / "tables.json")}
