@@ -140,3 +140,46 @@ def test_rotational_relaxation_time_of_a_freely_rotating_vector():
     c = vector_acf(u, 400)
     assert c[0] == pytest.approx(1.0)
     assert lifetime(lag, c, n_terms=1) == pytest.approx(1.0 / (2 * d_r), rel=0.15)
+
+
+def _rigid_trajectory(tmp_path, wrap: bool, n_t=5000, dt_ps=0.02):
+    """The tiny URA box with every molecule translating rigidly with OU velocities (known D = 0.75 Å²/ps)."""
+    from conftest import built_box
+    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+
+    cfg, box = built_box("ura")
+    mol = box.topology.molecule
+    n_mol = mol.max() + 1
+    r, v = ornstein_uhlenbeck(n_t, n_mol, dt_ps, 2.0, 1.5, seed=7)
+    cell = box.atoms.cell.array
+    path = tmp_path / f"rigid_{'wrapped' if wrap else 'unwrapped'}.h5"
+    with H5MDWriter(path, box.atoms.numbers, box.atoms.get_masses(), cell, mol) as w:
+        for t in range(n_t):
+            pos = box.atoms.positions + r[t][mol]
+            if wrap:  # every atom wrapped into the cell: molecules are cut by the boundary
+                pos = pos - np.floor(pos / np.diag(cell)) * np.diag(cell)
+            w.append(t, t * dt_ps, pos, v[t][mol], {k: 0.0 for k in OBSERVABLES})
+    return cfg, path
+
+
+def test_analysis_is_independent_of_periodic_wrapping_and_recovers_D(tmp_path):
+    from conftest import load_config
+    from deepeut.analysis.task import analyse_trajectory
+
+    cfg = load_config("system=ura", "analysis.rdf_stride=50", "analysis.vccf=false", "analysis.cdf=false",
+                      "analysis.lifetimes=false", "analysis.conductivity=false")
+    results = {}
+    for wrap in (False, True):
+        _, path = _rigid_trajectory(tmp_path, wrap)
+        results[wrap] = analyse_trajectory(cfg, path, tmp_path / f"an_{wrap}")
+    for s in ("Li", "TFSI", "amide"):
+        a, b = results[False]["diffusion"][s], results[True]["diffusion"][s]
+        np.testing.assert_allclose(a["msd_A2"], b["msd_A2"], rtol=1e-6, atol=1e-8)
+        assert a["D_gk_A2_ps"] == pytest.approx(b["D_gk_A2_ps"], rel=1e-5)
+    # 11 molecules only: D of all molecules together (count-weighted) is within 25 % of kT/(mγ) = 0.75 Å²/ps
+    counts = {"Li": 2, "TFSI": 2, "amide": 7}
+    for key in ("D_msd_A2_ps", "D_gk_A2_ps"):
+        d_all = sum(counts[s] * results[True]["diffusion"][s][key] for s in counts) / sum(counts.values())
+        assert d_all == pytest.approx(0.75, rel=0.25), key
+    for k in results[False]["rdf"]:
+        np.testing.assert_allclose(results[False]["rdf"][k]["g"], results[True]["rdf"][k]["g"], atol=1e-9)

@@ -68,6 +68,7 @@ class H5MDWriter:
 
         self.path = Path(path)
         self.n_atoms = len(numbers)
+        self._buffer: list = []  # frames not yet written (flushed every BUFFER_FRAMES and on commit)
         if resume_frames is not None and self.path.exists():
             self.f = h5py.File(self.path, "r+")
             self._truncate(resume_frames)
@@ -120,21 +121,38 @@ class H5MDWriter:
         self.f["parameters"].attrs["n_frames_committed"] = n
         self.f.flush()
 
+    BUFFER_FRAMES = 64
+
     @property
     def n_frames(self) -> int:
-        return int(self.f["particles/all/position/step"].shape[0])
+        return int(self.f["particles/all/position/step"].shape[0]) + len(self._buffer)
 
     def append(self, step: int, time_ps: float, positions: np.ndarray, velocities_A_ps: np.ndarray,
                observables: Dict[str, float]) -> None:
         """Add one frame (positions Å, velocities Å/ps, observables in the units of :data:`OBSERVABLES`)."""
-        i = self.n_frames
-        for g, value in zip(self._series(), [positions, velocities_A_ps] + [observables[k] for k in OBSERVABLES]):
+        values = [np.asarray(positions), np.asarray(velocities_A_ps)] + [observables[k] for k in OBSERVABLES]
+        self._buffer.append((step, time_ps, values))
+        if len(self._buffer) >= self.BUFFER_FRAMES:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        """Write the buffered frames with one resize per dataset."""
+        if not self._buffer:
+            return
+        i = int(self.f["particles/all/position/step"].shape[0])
+        n = len(self._buffer)
+        steps = np.array([b[0] for b in self._buffer])
+        times = np.array([b[1] for b in self._buffer])
+        for k, g in enumerate(self._series()):
             for key in ("step", "time", "value"):
-                g[key].resize(i + 1, axis=0)
-            g["step"][i], g["time"][i], g["value"][i] = step, time_ps, value
+                g[key].resize(i + n, axis=0)
+            g["step"][i:i + n], g["time"][i:i + n] = steps, times
+            g["value"][i:i + n] = np.stack([b[2][k] for b in self._buffer])
+        self._buffer = []
 
     def commit(self) -> int:
-        """Flush to disk and record the frame count as committed; returns it."""
+        """Write buffered frames, flush to disk and record the frame count as committed; returns it."""
+        self._write_buffer()
         n = self.n_frames
         self.f["parameters"].attrs["n_frames_committed"] = n
         self.f.flush()
