@@ -62,13 +62,14 @@ def test_uncorrelated_ions_follow_nernst_einstein_and_bound_pairs_do_not_conduct
     assert abs(c0.sigma_S_m) < 1e-9 * c.sigma_S_m + 1e-12
 
 
-def test_ideal_gas_rdf_is_one():
+@pytest.mark.parametrize("backend", ["freud", "numpy"])
+def test_ideal_gas_rdf_is_one(backend):
     from deepeut.analysis.rdf import RDFAccumulator
 
     rng = np.random.default_rng(2)
     cell = np.eye(3) * 20.0
     acc = RDFAccumulator({"AA": (np.arange(1000), np.arange(1000)), "AB": (np.arange(500), np.arange(500, 1000))},
-                         r_max=9.0, n_bins=30)
+                         r_max=9.0, n_bins=30, backend=backend)
     for _ in range(20):
         acc.add(rng.uniform(0, 20.0, size=(1000, 3)), cell)
     res = acc.result()
@@ -79,20 +80,22 @@ def test_ideal_gas_rdf_is_one():
                                                  rel=0.03)
 
 
-def test_simple_cubic_lattice_shells_and_coordination_numbers():
+@pytest.mark.parametrize("backend", ["freud", "numpy"])
+def test_simple_cubic_lattice_shells_and_coordination_numbers(backend):
     from deepeut.analysis.rdf import RDFAccumulator
 
     a, n = 3.0, 8
     grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
     cell = np.eye(3) * a * n
-    acc = RDFAccumulator({"all": (np.arange(len(grid)), np.arange(len(grid)))}, r_max=6.0, n_bins=600)
+    acc = RDFAccumulator({"all": (np.arange(len(grid)), np.arange(len(grid)))}, r_max=6.0, n_bins=600, backend=backend)
     acc.add(grid + 1e-3, cell)
     res = acc.result()["all"]
     peaks = res.r[res.g > 0]
     for shell_r in (a, a * np.sqrt(2), a * np.sqrt(3), 2 * a):
         assert np.min(np.abs(peaks - shell_r)) < 0.01
     cn_at = lambda r: np.interp(r, acc.edges[1:], res.cn)  # noqa: E731
-    assert cn_at(3.5) == pytest.approx(6) and cn_at(4.5) == pytest.approx(18) and cn_at(5.5) == pytest.approx(26)
+    assert cn_at(3.5) == pytest.approx(6, rel=1e-4) and cn_at(4.5) == pytest.approx(18, rel=1e-4)
+    assert cn_at(5.5) == pytest.approx(26, rel=1e-4)  # freud histograms in float32
     assert res.first_min_A == pytest.approx(a, abs=0.5) or res.first_min_A > a  # minimum just after the first shell
 
 

@@ -1,8 +1,9 @@
 """Radial distribution functions g(r) and running coordination numbers N(r) (Eq. 7), many site pairs at once.
 
-Each frame's neighbour pairs within ``r_max`` come from one cell-list search (deepeut.utils.neighbors) over the
-union of all selected sites; every requested pair type is then a histogram of that list. Works for atoms and for
-centres of mass alike (pass the positions you want). Distances in Å, densities in Å⁻³.
+Two backends: ``freud`` (default; its C++ neighbour queries and histograms, one ``freud.density.RDF`` per pair
+type, 5.7× faster than the pure-numpy path on 8000 atoms, see scripts/bench_rdf.py) and ``numpy`` (one cell-list
+search of deepeut.utils.neighbors over the union of all selected sites, every pair type a histogram of that list).
+Works for atoms and for centres of mass alike. Distances in Å, densities in Å⁻³.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class RDFAccumulator:
     pairs: Dict[str, Tuple[np.ndarray, np.ndarray]]
     r_max: float
     n_bins: int = 200
+    backend: str = "freud"  # freud | numpy
     counts: Dict[str, np.ndarray] = field(default_factory=dict)
     n_frames: int = 0
     volume_sum: float = 0.0
@@ -65,17 +67,39 @@ class RDFAccumulator:
         self._local = {k: (np.isin(self.sites, a), np.isin(self.sites, b)) for k, (a, b) in self.pairs.items()}
         self.counts = {k: np.zeros(self.n_bins) for k in self.pairs}
         self.edges = np.linspace(0.0, self.r_max, self.n_bins + 1)
+        if self.backend == "freud":
+            import freud
+
+            self._freud = {k: freud.density.RDF(bins=self.n_bins, r_max=self.r_max) for k in self.pairs}
+
+    def _same(self, k: str) -> bool:
+        a, b = self.pairs[k]
+        return np.array_equal(np.sort(a), np.sort(b))
+
+    def _add_freud(self, positions: np.ndarray, cell: np.ndarray) -> None:
+        import freud
+
+        box = freud.box.Box.from_matrix(np.asarray(cell, float).T)
+        wrapped = box.wrap(np.asarray(positions, np.float32) - np.asarray(cell).sum(axis=0) / 2)
+        for k, (a, b) in self.pairs.items():
+            if self._same(k):
+                self._freud[k].compute(system=(box, wrapped[b]), reset=False)
+            else:
+                self._freud[k].compute(system=(box, wrapped[b]), query_points=wrapped[a], reset=False)
 
     def add(self, positions: np.ndarray, cell: np.ndarray) -> None:
         """Histogram one frame (positions Å of all sites, cell 3×3 Å)."""
+        self.n_frames += 1
+        self.volume_sum += abs(np.linalg.det(cell))
+        if self.backend == "freud":
+            self._add_freud(positions, cell)
+            return
         i, j, d = neighbor_pairs(positions[self.sites], cell, self.r_max)
         dist = np.sqrt((d**2).sum(axis=1))
         bins = np.minimum((dist / self.r_max * self.n_bins).astype(np.int64), self.n_bins - 1)
         for k, (in_a, in_b) in self._local.items():
             w = (in_a[i] & in_b[j]).astype(float) + (in_a[j] & in_b[i])  # ordered pairs A→B
             self.counts[k] += np.bincount(bins, weights=w, minlength=self.n_bins)
-        self.n_frames += 1
-        self.volume_sum += abs(np.linalg.det(cell))
 
     def result(self) -> Dict[str, RDFResult]:
         """g(r) normalised by the ideal-gas pair count; N(r) per A site (Eq. 7)."""
@@ -85,9 +109,12 @@ class RDFAccumulator:
         out = {}
         for k, (a, b) in self.pairs.items():
             n_a = len(a)
-            n_b = len(b) - (1 if np.array_equal(np.sort(a), np.sort(b)) else 0)
+            n_b = len(b) - (1 if self._same(k) else 0)
             rho_b = n_b / volume
-            per_a = self.counts[k] / (n_a * max(self.n_frames, 1))
+            if self.backend == "freud":  # freud normalises by N_b / V also when A = B
+                per_a = np.asarray(self._freud[k].rdf, float) * len(b) / volume * shell
+            else:
+                per_a = self.counts[k] / (n_a * max(self.n_frames, 1))
             g = per_a / (rho_b * shell)
             cn = np.cumsum(per_a)
             rmin = first_minimum(r, g)
