@@ -24,9 +24,13 @@ def correlation_sum(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray:
 
     n = a.shape[0]
     nfft = _nfft(n)
-    fa = rfft(a.reshape(n, -1), nfft, axis=0)
-    fb = fa if b is a else rfft(b.reshape(n, -1), nfft, axis=0)
-    c = irfft(np.conj(fa) * fb, nfft, axis=0)[:max_lag].sum(axis=1)
+    fa = rfft(a.reshape(n, -1), nfft, axis=0, workers=-1)
+    if b is a:
+        spectrum = (fa.real**2 + fa.imag**2).sum(axis=1)
+    else:
+        spectrum = (np.conj(fa) * rfft(b.reshape(n, -1), nfft, axis=0, workers=-1)).sum(axis=1)
+    # the sum over particles commutes with the inverse FFT: one inverse transform per block
+    c = irfft(spectrum, nfft)[:max_lag]
     return c / (n - np.arange(max_lag))
 
 
