@@ -186,3 +186,19 @@ def test_analysis_is_independent_of_periodic_wrapping_and_recovers_D(tmp_path):
         assert d_all == pytest.approx(0.75, rel=0.25), key
     for k in results[False]["rdf"]:
         np.testing.assert_allclose(results[False]["rdf"][k]["g"], results[True]["rdf"][k]["g"], atol=1e-9)
+
+
+def test_streamed_pair_existence_equals_dense_and_lazy_columns_equal_arrays():
+    from deepeut.analysis.correlate import Columns, autocorrelation
+    from deepeut.analysis.lifetimes import contacts_to_series, pair_existence_acf, pair_existence_acf_from_contacts
+
+    rng = np.random.default_rng(8)
+    per_frame = [np.unique(rng.integers(0, 300, size=rng.integers(0, 40))) for _ in range(500)]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in per_frame])])
+    ids = np.concatenate(per_frame)
+    _, h = contacts_to_series(per_frame, 500)
+    np.testing.assert_allclose(pair_existence_acf_from_contacts(offsets, ids, 50, pairs_per_pass=37),
+                               pair_existence_acf(h, 50), rtol=1e-10)
+    v = rng.normal(size=(200, 30, 3))
+    cols = np.array([2, 5, 11, 29])
+    np.testing.assert_allclose(autocorrelation(Columns(v, cols), 20, block=3), autocorrelation(v[:, cols], 20))

@@ -1,7 +1,8 @@
 """Time correlations by FFT (O(T log T), all time origins), batched over particles, and the fits the paper uses.
 
-Arrays are time-major: ``x[t, particle, component]``. Particles are processed in blocks so that memory stays at
-about ``block × n_fft × 3 × 16`` bytes (complex128), never the whole trajectory at once.
+Arrays are time-major: ``x[t, particle, component]``. Particles are processed in blocks sized so that one block's
+FFT (``block × n_fft × 3 × 16`` bytes, complex128) stays under ``MEMORY_BUDGET_BYTES``; inputs may be lazy
+(h5py datasets or :class:`Columns`), so only one block is ever in memory.
 """
 
 from __future__ import annotations
@@ -9,6 +10,28 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+
+
+#: upper bound on one particle block's FFT work arrays
+MEMORY_BUDGET_BYTES = 512 * 2**20
+
+
+class Columns:
+    """Lazy view ``data[:, ids]`` of a (T, N, 3) array or h5py dataset; ``view[:, a:b]`` reads only those columns."""
+
+    def __init__(self, data, ids):
+        self.data, self.ids = data, np.asarray(ids)
+        self.shape = (data.shape[0], len(self.ids), *data.shape[2:])
+
+    def __getitem__(self, key):
+        rows, cols = key
+        return np.asarray(self.data[rows, self.ids[cols]])
+
+
+def block_size(n_frames: int, n_components: int = 3, requested: int = 256) -> int:
+    """Particles per FFT block under :data:`MEMORY_BUDGET_BYTES` (at least 1)."""
+    per_particle = 2 * _nfft(n_frames) * n_components * 16
+    return max(1, min(requested, MEMORY_BUDGET_BYTES // per_particle))
 
 
 def _nfft(n: int) -> int:
@@ -38,6 +61,7 @@ def autocorrelation(x: np.ndarray, max_lag: int, block: int = 256) -> np.ndarray
     """Mean over particles of ⟨x_i(t0)·x_i(t0+τ)⟩ (summed over components), x: (T, N, d); FFT per particle block."""
     n_part = x.shape[1]
     total = np.zeros(max_lag)
+    block = block_size(x.shape[0], x.shape[2] if len(x.shape) > 2 else 1, block)
     for s in range(0, n_part, block):
         chunk = np.asarray(x[:, s:s + block], dtype=float)
         total += correlation_sum(chunk, chunk, max_lag)
@@ -50,6 +74,7 @@ def msd(r: np.ndarray, max_lag: int, block: int = 256) -> np.ndarray:
     n, n_part = r.shape[0], r.shape[1]
     out = np.zeros(max_lag)
     lags = np.arange(max_lag)
+    block = block_size(n, 3, block)
     for s in range(0, n_part, block):
         chunk = np.asarray(r[:, s:s + block], dtype=float)
         d = np.append((chunk**2).sum(axis=(1, 2)), 0.0)  # Σ_i |r_i(t)|², with d[n] = 0

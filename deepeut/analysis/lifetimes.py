@@ -16,11 +16,37 @@ from deepeut.analysis.correlate import correlation_sum
 
 def pair_existence_acf(h: np.ndarray, max_lag: int, block: int = 2048) -> np.ndarray:
     """Eq. 11: P(t) = ⟨h_ij(t) h_ij(0)⟩ / ⟨h_ij(0)²⟩ over pairs and origins; h: (T, n_pairs) 0/1."""
+    num, den = _existence_sums(h, max_lag, block)
+    return num / den if den > 0 else np.full(max_lag, np.nan)
+
+
+def _existence_sums(h: np.ndarray, max_lag: int, block: int) -> Tuple[np.ndarray, float]:
+    from deepeut.analysis.correlate import block_size
+
     num = np.zeros(max_lag)
+    block = block_size(h.shape[0], 1, block)
     for s in range(0, h.shape[1], block):
         x = np.asarray(h[:, s:s + block], dtype=float)
         num += correlation_sum(x, x, max_lag)
-    den = float(np.asarray(h, dtype=float).mean(axis=0).sum())
+    return num, float(np.asarray(h, dtype=float).mean(axis=0).sum())
+
+
+def pair_existence_acf_from_contacts(offsets: np.ndarray, ids: np.ndarray, max_lag: int,
+                                     pairs_per_pass: int = 4096) -> np.ndarray:
+    """Eq. 11 from per-frame contact lists (CSR: ``ids[offsets[t]:offsets[t+1]]``) without ever holding the full
+    (frames × pairs) indicator matrix: pairs are processed ``pairs_per_pass`` at a time."""
+    n_t = len(offsets) - 1
+    frame_of = np.repeat(np.arange(n_t), np.diff(offsets))
+    unique = np.unique(ids)
+    num, den = np.zeros(max_lag), 0.0
+    for s in range(0, len(unique), pairs_per_pass):
+        block_ids = unique[s:s + pairs_per_pass]
+        sel = (ids >= block_ids[0]) & (ids <= block_ids[-1])
+        h = np.zeros((n_t, len(block_ids)), dtype=np.uint8)
+        h[frame_of[sel], np.searchsorted(block_ids, ids[sel])] = 1
+        n, d = _existence_sums(h, max_lag, 2048)
+        num += n
+        den += d
     return num / den if den > 0 else np.full(max_lag, np.nan)
 
 

@@ -103,6 +103,7 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     """CoM RDFs, diffusion, conductivity, lifetimes, VCCFs and the CDF from an open cache file."""
     from deepeut.analysis import lifetimes as lt
     from deepeut.analysis import transport as tr
+    from deepeut.analysis.correlate import Columns
     from deepeut.analysis.rdf import RDFAccumulator
 
     a = cfg.analysis
@@ -123,8 +124,8 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
         out["com_rdf"] = {k: v.to_json() for k, v in acc.result().items()}
     d = {}
     if a.diffusion or a.conductivity:
-        for s, ids in idx.items():
-            res = tr.diffusion(vel[:, ids], dt, com[:, ids], max_lag)
+        for s, ids in idx.items():  # lazy column views: one particle block in memory at a time
+            res = tr.diffusion(Columns(vel, ids), dt, Columns(com, ids), max_lag)
             d[s] = res
             out.setdefault("diffusion", {})[s] = {"D_gk_A2_ps": res.D_gk, "D_msd_A2_ps": res.D_msd,
                                                    **res.in_paper_units(), "lag_ps": res.lag_ps.tolist(),
@@ -132,18 +133,14 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
                                                    "msd_A2": res.msd_A2.tolist()}
         out["t_plus"] = tr.transport_number(d["Li"].D_gk, d["TFSI"].D_gk)
     if a.conductivity:
-        ions = np.concatenate([idx["Li"], idx["TFSI"]])
-        charges = f["charge"][:][ions]
-        c = tr.conductivity(vel[:, ions], charges, dt, cfg.system.temperature_K, volume, d["Li"].D_gk,
-                            d["TFSI"].D_gk, len(idx["Li"]), max_lag)
+        ions = np.sort(np.concatenate([idx["Li"], idx["TFSI"]]))
+        c = tr.conductivity(Columns(vel, ions), f["charge"][:][ions], dt, cfg.system.temperature_K, volume,
+                            d["Li"].D_gk, d["TFSI"].D_gk, len(idx["Li"]), max_lag)
         out["conductivity"] = {"sigma_GK_S_m": c.sigma_S_m, "sigma_NE_S_m": c.sigma_ne_S_m, "ratio": c.ratio,
                                "lag_ps": c.lag_ps.tolist(), "running_S_m": c.running_S_m.tolist()}
     if a.lifetimes:
-        offs, ids_all = f["contact_offsets"][:], f["contact_ids"][:]
-        per_frame = [ids_all[offs[k]:offs[k + 1]] for k in range(n_t)]
-        _, h = lt.contacts_to_series(per_frame, n_t)
         lag = np.arange(max_lag) * dt
-        p = lt.pair_existence_acf(h, max_lag) if h.shape[1] else np.full(max_lag, np.nan)
+        p = lt.pair_existence_acf_from_contacts(f["contact_offsets"][:], f["contact_ids"][:], max_lag)
         u = lt.vector_acf(f["co_vector"], max_lag)
         tau_pair = lt.lifetime(lag, p) if np.all(np.isfinite(p)) else float("nan")
         tau_r = lt.lifetime(lag, u, n_terms=1)

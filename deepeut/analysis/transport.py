@@ -63,9 +63,13 @@ def transport_number(d_cation: float, d_anion: float) -> float:
     return d_cation / (d_cation + d_anion)
 
 
-def charge_current(velocities: np.ndarray, charges: Sequence[float]) -> np.ndarray:
-    """Eq. 13: J(t) = e Σ_i q_i v_i(t) in e·Å/ps, from CoM velocities (T, N, 3) and charges (N,) in e."""
-    return np.einsum("tnk,n->tk", velocities, np.asarray(charges, float))
+def charge_current(velocities, charges: Sequence[float], block: int = 4096) -> np.ndarray:
+    """Eq. 13: J(t) = e Σ_i q_i v_i(t) in e·Å/ps, from CoM velocities (T, N, 3) and charges (N,) in e;
+    read ``block`` frames at a time (``velocities`` may be a lazy view)."""
+    q = np.asarray(charges, float)
+    n_t = velocities.shape[0]
+    return np.concatenate([np.einsum("tnk,n->tk", np.asarray(velocities[s:s + block, :], float), q)
+                           for s in range(0, n_t, block)])
 
 
 def _sigma_prefactor(temperature_K: float, volume_A3: float) -> float:
