@@ -225,3 +225,11 @@ def test_analysis_stage_writes_tables_and_figures(tmp_path):
                 "fig13_vccf.png", "figS7_lifetimes.png"):
         assert (out / fig).stat().st_size > 1000, fig
     assert list((out / "curves").glob("*.csv"))
+
+
+def test_yeh_hummer_correction_value():
+    from deepeut.analysis.transport import yeh_hummer
+
+    # water-like: 298 K, 0.89 mPa s, L = 30 Å → ξ k_B T / (6 π η L) = 2.32e-10 m²/s = 0.0232 Å²/ps
+    assert yeh_hummer(0.0, 298.0, 0.89, 30.0) == pytest.approx(2.3194e-10 / 1e-8, rel=1e-3)
+    assert yeh_hummer(0.1, 298.0, 0.89, 30.0) - yeh_hummer(0.0, 298.0, 0.89, 30.0) == pytest.approx(0.1)

@@ -17,15 +17,18 @@ MEMORY_BUDGET_BYTES = 512 * 2**20
 
 
 class Columns:
-    """Lazy view ``data[:, ids]`` of a (T, N, 3) array or h5py dataset; ``view[:, a:b]`` reads only those columns."""
+    """Lazy view ``data[frames, ids]`` of a (T, N, 3) array or h5py dataset; ``view[:, a:b]`` reads only those
+    columns (and only the frames of ``frames``, a slice with step 1)."""
 
-    def __init__(self, data, ids):
+    def __init__(self, data, ids, frames: slice = slice(None)):
         self.data, self.ids = data, np.asarray(ids)
-        self.shape = (data.shape[0], len(self.ids), *data.shape[2:])
+        self.start, stop, _ = frames.indices(data.shape[0])
+        self.shape = (stop - self.start, len(self.ids), *data.shape[2:])
 
     def __getitem__(self, key):
         rows, cols = key
-        return np.asarray(self.data[rows, self.ids[cols]])
+        a, b, _ = rows.indices(self.shape[0])
+        return np.asarray(self.data[self.start + a:self.start + b, self.ids[cols]])
 
 
 def block_size(n_frames: int, n_components: int = 3, requested: int = 256) -> int:

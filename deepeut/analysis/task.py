@@ -138,6 +138,12 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
                             d["Li"].D_gk, d["TFSI"].D_gk, len(idx["Li"]), max_lag)
         out["conductivity"] = {"sigma_GK_S_m": c.sigma_S_m, "sigma_NE_S_m": c.sigma_ne_S_m, "ratio": c.ratio,
                                "lag_ps": c.lag_ps.tolist(), "running_S_m": c.running_S_m.tolist()}
+    if a.diffusion and a.n_blocks > 1:
+        out["block_sem"] = block_estimates(cfg, vel, com, idx, f["charge"][:], dt, volume, n_t)
+    if a.diffusion and a.viscosity_mPa_s:
+        edge = volume ** (1 / 3)
+        out["yeh_hummer"] = {s: tr.yeh_hummer(d[s].D_gk, cfg.system.temperature_K, a.viscosity_mPa_s, edge)
+                             * tr.A2_PS_IN_1E_11_M2_S for s in d}
     if a.lifetimes:
         lag = np.arange(max_lag) * dt
         p = lt.pair_existence_acf_from_contacts(f["contact_offsets"][:], f["contact_ids"][:], max_lag)
@@ -159,6 +165,28 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     if a.cdf and len(idx["TFSI"]):
         out["cdf"] = li_tfsi_torsion_cdf(com, f["torsion_CSSC"], idx, cell, r_max, a.rdf_stride)
     return out
+
+
+def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: float, n_t: int) -> Dict[str, float]:
+    """Standard errors of D (10⁻¹¹ m²/s) and σ (S/m) from ``analysis.n_blocks`` consecutive time blocks."""
+    from deepeut.analysis import transport as tr
+    from deepeut.analysis.correlate import Columns, block_error
+
+    nb = cfg.analysis.n_blocks
+    edges = np.linspace(0, n_t, nb + 1).astype(int)
+    vals: Dict[str, list] = {}
+    ions = np.sort(np.concatenate([idx["Li"], idx["TFSI"]]))
+    for b0, b1 in zip(edges[:-1], edges[1:]):
+        frames = slice(b0, b1)
+        lag = tr.max_lag_frames(b1 - b0, cfg.analysis.max_lag_fraction)
+        d = {s: tr.diffusion(Columns(vel, ids, frames), dt, None, lag).D_gk for s, ids in idx.items() if len(ids)}
+        for s, v in d.items():
+            vals.setdefault(f"D_{s}", []).append(v * tr.A2_PS_IN_1E_11_M2_S)
+        if cfg.analysis.conductivity and "Li" in d and "TFSI" in d:
+            c = tr.conductivity(Columns(vel, ions, frames), charges[ions], dt, cfg.system.temperature_K, volume,
+                                d["Li"], d["TFSI"], len(idx["Li"]), lag)
+            vals.setdefault("sigma_GK", []).append(c.sigma_S_m)
+    return {k: block_error(v) for k, v in vals.items()}
 
 
 def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r: int = 40, n_phi: int = 36) -> Dict:
@@ -198,6 +226,8 @@ def paper_numbers(res: Dict) -> Dict[str, float]:
             v[f"D_{s}"] = dif[s]["D_gk_1e-11_m2_s"]
     if "t_plus" in res:
         v["t_plus"] = res["t_plus"]
+    for s, val in res.get("yeh_hummer", {}).items():
+        v[f"D_{s}_YH"] = val
     if "lifetimes" in res:
         v["tau_Li_amide"] = res["lifetimes"]["tau_Li_amide_ps"] / 1000.0
         v["tau_R"] = res["lifetimes"]["tau_R_ps"] / 1000.0
@@ -208,8 +238,9 @@ def paper_numbers(res: Dict) -> Dict[str, float]:
     return v
 
 
-def tables(cfg: Config, per_replica: List[Dict[str, float]]) -> Dict:
-    """Mean and standard error over replicas, beside the paper's value, for every Table I–III entry."""
+def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Dict[str, float]] = ()) -> Dict:
+    """Mean and standard error beside the paper's value, for every Table I–III entry: the spread over replicas,
+    or with one replica the spread over time blocks (``sem_from`` says which)."""
     from deepeut.analysis.correlate import block_error
 
     out = {}
@@ -219,9 +250,17 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]]) -> Dict:
             vals = [r[k] for r in per_replica if k in r]
             if not vals:
                 continue
-            rows[k] = {"ours": float(np.nanmean(vals)), "sem": block_error(vals), "n_replicas": len(vals),
+            sem, sem_from = block_error(vals), "replicas"
+            if len(vals) == 1 and block_sems and k in block_sems[0]:
+                sem, sem_from = block_sems[0][k], "time blocks"
+            rows[k] = {"ours": float(np.nanmean(vals)), "sem": sem, "sem_from": sem_from, "n_replicas": len(vals),
                        "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
         out[table] = rows
+    yh = [r for r in per_replica if any(k.endswith("_YH") for k in r)]
+    if yh:
+        out["II"].update({k: {"ours": float(np.nanmean([r[k] for r in yh])), "sem": block_error([r[k] for r in yh]),
+                              "n_replicas": len(yh), "paper": None, "unit": UNITS["D"]}
+                          for k in yh[0] if k.endswith("_YH")})
     out["III"]["sigma_exp"] = {"ours": None, "paper": cfg.system.conductivity_exp_S_m, "unit": "S/m"}
     return out
 
@@ -256,7 +295,7 @@ def analysis(cfg: Config, out: Path) -> Dict:
             continue
         log.info("analysing %s", path)
         results.append(analyse_trajectory(cfg, path, rdir))
-    tabs = tables(cfg, [paper_numbers(r) for r in results])
+    tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results])
     write_json_atomic(out / "tables.json", tabs)
     text = tables_text(cfg, tabs)
     write_text_atomic(out / "tables.txt", text + "\n")

@@ -58,6 +58,16 @@ def diffusion(velocities: np.ndarray, dt_ps: float, positions: Optional[np.ndarr
     return Diffusion(lag, vacf, vacf / vacf[0], gk, m, d_gk, d_msd)
 
 
+#: Yeh–Hummer constant for a cubic periodic box
+XI_CUBIC = 2.837297
+
+
+def yeh_hummer(d_pbc_A2_ps: float, temperature_K: float, viscosity_mPa_s: float, box_edge_A: float) -> float:
+    """Finite-size corrected D_∞ = D_PBC + ξ k_B T / (6 π η L) (Yeh & Hummer 2004), Å²/ps in and out."""
+    corr_m2_s = XI_CUBIC * constants.k * temperature_K / (6 * np.pi * viscosity_mPa_s * 1e-3 * box_edge_A * 1e-10)
+    return d_pbc_A2_ps + corr_m2_s / 1e-8
+
+
 def transport_number(d_cation: float, d_anion: float) -> float:
     """t+ = D+ / (D+ + D−)."""
     return d_cation / (d_cation + d_anion)

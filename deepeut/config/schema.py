@@ -408,6 +408,9 @@ class AnalysisConfig:
     contact_cutoff_A: float = 3.0  # Li-O(amide) first shell (Eq. 11)
     max_lag_fraction: float = 0.3  # correlation depth (the paper: 30 % of the trajectory)
     vccf_lag_ps: float = 1.0  # VCCF correlation depth
+    n_blocks: int = 3  # time blocks for standard errors of D and σ within one trajectory (1: off)
+    #: shear viscosity (mPa s) for the Yeh–Hummer finite-size correction of D (reported separately); null: off
+    viscosity_mPa_s: Optional[float] = None
 
     def __post_init__(self) -> None:
         _require(0 < self.max_lag_fraction <= 0.5, "analysis.max_lag_fraction", "must be in (0, 0.5]")
