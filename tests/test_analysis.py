@@ -225,6 +225,8 @@ def test_analysis_stage_writes_tables_and_figures(tmp_path):
                 "fig13_vccf.png", "figS7_lifetimes.png"):
         assert (out / fig).stat().st_size > 1000, fig
     assert list((out / "curves").glob("*.csv"))
+    cubes = sorted(p.name for p in (out / "replica_0").glob("sdf_around_*.cube"))
+    assert cubes == [f"sdf_around_{r}_{o}.cube" for r in ("TFSI", "amide") for o in ("Li", "TFSI", "amide")]
 
 
 def test_yeh_hummer_correction_value():
@@ -233,3 +235,23 @@ def test_yeh_hummer_correction_value():
     # water-like: 298 K, 0.89 mPa s, L = 30 Å → ξ k_B T / (6 π η L) = 2.32e-10 m²/s = 0.0232 Å²/ps
     assert yeh_hummer(0.0, 298.0, 0.89, 30.0) == pytest.approx(2.3194e-10 / 1e-8, rel=1e-3)
     assert yeh_hummer(0.1, 298.0, 0.89, 30.0) - yeh_hummer(0.0, 298.0, 0.89, 30.0) == pytest.approx(0.1)
+
+
+def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
+    """A CoM held at (+2, 0, 0) Å in the reference molecule's own frame shows up in that voxel of the cube file."""
+    from deepeut.analysis.sdf import SDFAccumulator, read_cube
+
+    rng = np.random.default_rng(9)
+    cell = np.eye(3) * 30.0
+    acc = SDFAccumulator(np.array([[0, 1, 2]]), np.array([[0, 1, 2]]), np.array([6, 8, 7]),
+                         {"X": np.array([1])}, np.array([0]), half_width=4.0, n_bins=8)
+    for _ in range(20):  # random orientations of the reference; the observed CoM rides along at +2 Å on its x axis
+        rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        origin = rng.uniform(5, 25, 3)
+        pos = origin + np.array([[0, 0, 0], [1.2, 0, 0], [0.5, 1.0, 0]]) @ rot.T
+        com = np.array([origin, origin + np.array([2.0, 0, 0]) @ rot.T])
+        acc.add(pos, com, cell)
+    path = acc.write_cubes(tmp_path / "sdf")["X"]
+    grid = read_cube(path)
+    assert np.unravel_index(np.argmax(grid), grid.shape) == (6, 4, 4)  # x = +2 Å → bin 6 of 8 over [-4, 4)
+    assert grid.sum() * 1.0**3 * (1 / 27000) == pytest.approx(1.0, rel=1e-6)  # one neighbour per reference

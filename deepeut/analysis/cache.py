@@ -74,6 +74,30 @@ class Sites:
         return np.unique(self.molecule[self.o_amide])
 
 
+def sdf_references(sites: Sites) -> Dict[str, tuple]:
+    """Reference molecules for SDFs: name → (atom triples (origin, x, plane), atoms of each molecule, molecules).
+
+    Amide: carbonyl C, O, N; TFSI: N, first S, second S (atom order within the molecule)."""
+    refs = {}
+    for name, (lab_a, lab_b, lab_c) in (("amide", (("C_U", "C_Ac", "C_MAc"), ("O_U", "O_Ac", "O_MAc"),
+                                                    ("N_U", "N_Ac", "N_MAc"))),
+                                         ("TFSI", (("N_TFSI",), ("S",), ("S",)))):
+        mols = sites.molecules_of(name)
+        triples, atoms = [], []
+        for m in mols:
+            at = np.nonzero(sites.molecule == m)[0]
+            lab = sites.labels[at]
+            a, b = at[np.isin(lab, lab_a)], at[np.isin(lab, lab_b)]
+            c = at[np.isin(lab, lab_c)]
+            c = c[c != b[0]] if len(b) else c
+            if len(a) and len(b) and len(c):
+                triples.append((a[0], b[0], c[0]))
+                atoms.append(at)
+        if triples and len({len(x) for x in atoms}) == 1:
+            refs[name] = (np.array(triples), np.array(atoms), mols[:len(triples)])
+    return refs
+
+
 def sites_from(molecule: np.ndarray, labels: np.ndarray, masses: np.ndarray, species_per_atom: np.ndarray,
                charges: Dict[str, int]) -> Sites:
     first = np.unique(molecule, return_index=True)[1]
@@ -148,8 +172,10 @@ def li_amide_contacts(pos: np.ndarray, sites: Sites, cell: np.ndarray, cutoff: f
 
 
 def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, start_frame: int = 0,
-                stride: int = 1, block: int = 256, rdf=None, rdf_stride: int = 10, progress: bool = True) -> Path:
-    """Stream ``traj`` (deepeut.md.trajectory reader) into the cache at ``path``; optional RDF accumulator."""
+                stride: int = 1, block: int = 256, rdf=None, rdf_stride: int = 10, progress: bool = True,
+                sdfs=()) -> Path:
+    """Stream ``traj`` (deepeut.md.trajectory reader) into the cache at ``path``; the RDF accumulator and the
+    SDF accumulators (deepeut.analysis.sdf) are fed every ``rdf_stride`` frames of the same pass."""
     import h5py
     from tqdm.auto import tqdm
 
@@ -196,10 +222,12 @@ def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, s
             for k, frame_ids in enumerate(li_amide_contacts(pos, sites, cell, contact_cutoff_A)):
                 ids.append(frame_ids)
                 offsets.append(offsets[-1] + len(frame_ids))
-            if rdf is not None:
-                for k in range(0, len(idx)):
-                    if (s + k) % rdf_stride == 0:
+            for k in range(0, len(idx)):
+                if (s + k) % rdf_stride == 0:
+                    if rdf is not None:
                         rdf.add(pos[k], cell)
+                    for acc in sdfs:
+                        acc.add(pos[k], c[k], cell)
             bar.update(len(idx))
         bar.close()
         f.create_dataset("contact_offsets", data=np.array(offsets, np.int64))

@@ -56,6 +56,17 @@ def sites_for(cfg: Config, traj):
     return sites_from(res.fragment, res.labels, np.asarray(traj.masses), species_atom, charges)
 
 
+def sdf_accumulators(sites, traj, half_width: float) -> Dict:
+    """One SDF accumulator per reference species (amide, TFSI), observing the Li, TFSI and amide CoMs (Fig. 10)."""
+    from deepeut.analysis.cache import sdf_references
+    from deepeut.analysis.sdf import SDFAccumulator
+
+    observed = {s: sites.molecules_of(s) for s in ("Li", "TFSI", "amide")}
+    numbers = np.asarray(traj.numbers)
+    return {name: SDFAccumulator(triples, atoms, numbers[atoms[0]], observed, mols, half_width=half_width)
+            for name, (triples, atoms, mols) in sdf_references(sites).items()}
+
+
 def atom_rdf_pairs(sites) -> Dict[str, tuple]:
     return {"Li-O_TFSI": (sites.li, sites.o_tfsi), "Li-O_amide": (sites.li, sites.o_amide),
             "Hamide-O_TFSI": (sites.h_amine, sites.o_tfsi), "Hamide-O_amide": (sites.h_amine, sites.o_amide),
@@ -87,10 +98,14 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
 
     r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
     rdf = RDFAccumulator(atom_rdf_pairs(sites), r_max, a.rdf_bins) if a.rdf else None
+    sdfs = sdf_accumulators(sites, traj, r_max) if a.sdf else {}
     cache = build_cache(traj, sites, rdir / "cache.h5", a.contact_cutoff_A, start, a.stride, a.block_frames, rdf,
-                        a.rdf_stride)
+                        a.rdf_stride, sdfs=list(sdfs.values()))
     traj.close()
     res: Dict = {"trajectory": str(path), "start_ps": start_ps, "rdf_r_max_A": r_max}
+    if sdfs:
+        res["sdf_cubes"] = {ref: {k: str(v) for k, v in acc.write_cubes(rdir / f"sdf_around_{ref}").items()}
+                            for ref, acc in sdfs.items()}
     if rdf is not None:
         res["rdf"] = {k: v.to_json() for k, v in rdf.result().items()}
     with h5py.File(cache) as f:

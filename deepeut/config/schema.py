@@ -405,6 +405,7 @@ class AnalysisConfig:
     lifetimes: bool = True  # Li-amide pair lifetime (Eq. 11) and rotational relaxation
     vccf: bool = True  # Eqs. 15-16
     cdf: bool = True  # g(r, φ): Li-TFSI CoM distance vs TFSI C-S-S-C torsion
+    sdf: bool = True  # spatial distribution functions around TFSI and the amide (Gaussian cube files, Fig. 10)
     contact_cutoff_A: float = 3.0  # Li-O(amide) first shell (Eq. 11)
     max_lag_fraction: float = 0.3  # correlation depth (the paper: 30 % of the trajectory)
     vccf_lag_ps: float = 1.0  # VCCF correlation depth
