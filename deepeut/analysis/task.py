@@ -183,7 +183,8 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
 
 
 def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: float, n_t: int) -> Dict[str, float]:
-    """Standard errors of D (10⁻¹¹ m²/s) and σ (S/m) from ``analysis.n_blocks`` consecutive time blocks."""
+    """Standard errors of D (10⁻¹¹ m²/s), t+, σ and σ_NE (S/m) and σ/σ_NE from ``analysis.n_blocks`` consecutive
+    time blocks (coordination numbers and lifetimes get theirs from the spread over replicas)."""
     from deepeut.analysis import transport as tr
     from deepeut.analysis.correlate import Columns, block_error
 
@@ -197,10 +198,14 @@ def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: floa
         d = {s: tr.diffusion(Columns(vel, ids, frames), dt, None, lag).D_gk for s, ids in idx.items() if len(ids)}
         for s, v in d.items():
             vals.setdefault(f"D_{s}", []).append(v * tr.A2_PS_IN_1E_11_M2_S)
+        if "Li" in d and "TFSI" in d:
+            vals.setdefault("t_plus", []).append(tr.transport_number(d["Li"], d["TFSI"]))
         if cfg.analysis.conductivity and "Li" in d and "TFSI" in d:
             c = tr.conductivity(Columns(vel, ions, frames), charges[ions], dt, cfg.system.temperature_K, volume,
                                 d["Li"], d["TFSI"], len(idx["Li"]), lag)
             vals.setdefault("sigma_GK", []).append(c.sigma_S_m)
+            vals.setdefault("sigma_NE", []).append(c.sigma_ne_S_m)
+            vals.setdefault("sigma_ratio", []).append(c.ratio)
     return {k: block_error(v) for k, v in vals.items()}
 
 
