@@ -1,0 +1,69 @@
+"""Conformal calibration of the ensemble force uncertainty (the paper's Methods B).
+
+Uncertainty u (Eq. 6) is :func:`deepeut.training.potential.force_uncertainty`: the population (ddof 0) standard
+deviation over the N_c members, averaged over the 3 components, u_i = sqrt(Σ_models Σ_α (F̂ − F̄)² / (3 N_c)).
+DP-GEN's "model deviation" of an atom is sqrt(Σ_α var_α) = √3 · u.
+
+Prediction error per atom (as in the paper): ΔF_i = (1/3) Σ_α |F_iα − F̄_iα| (reference minus ensemble mean).
+Scores s = ΔF / u; q̂ is the ⌈(n + 1)(1 − α)⌉-th smallest of the n calibration scores (split conformal, exact
+finite-sample order statistic). Calibrated uncertainty ũ = q̂ · u.
+
+Guarantees (exchangeability assumed): ``level="atom"`` (n = all atoms of the calibration frames) gives
+P(ΔF_i ≤ ũ_i) ≥ 1 − α for a random atom of a new frame from the same distribution (atoms within a frame are not
+independent, so this is approximate); ``level="structure"`` (score = max over atoms of ΔF/u, n = frames) gives
+P(ΔF_i ≤ ũ_i for every atom of the frame) ≥ 1 − α for a new frame, which is exact and more conservative.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from deepeut.training.potential import force_uncertainty  # noqa: F401  (Eq. 6, defined once, re-exported)
+
+
+class CalibrationError(ValueError):
+    """Too few calibration points for the requested α, or unusable scores."""
+
+
+def dpgen_model_deviation(u: np.ndarray) -> np.ndarray:
+    """DP-GEN's per-atom model deviation ε = √3 · u (eV/Å)."""
+    return np.sqrt(3.0) * np.asarray(u)
+
+
+def prediction_error(f_ref: np.ndarray, f_mean: np.ndarray) -> np.ndarray:
+    """ΔF_i = (1/3) Σ_α |F_iα − F̄_iα| (eV/Å), per atom."""
+    return np.abs(np.asarray(f_ref) - np.asarray(f_mean)).mean(axis=-1)
+
+
+def scores(errors: Sequence[np.ndarray], uncertainties: Sequence[np.ndarray], level: str = "atom") -> np.ndarray:
+    """Nonconformity scores ΔF/u: every atom (``atom``) or the maximum per frame (``structure``)."""
+    per_frame = [np.asarray(e) / np.maximum(np.asarray(u), 1e-12) for e, u in zip(errors, uncertainties)]
+    if level == "atom":
+        return np.concatenate(per_frame)
+    if level == "structure":
+        return np.array([s.max() for s in per_frame])
+    raise ValueError(f"level '{level}' is not atom or structure")
+
+
+def min_calibration_points(alpha: float) -> int:
+    """Smallest n with ⌈(n + 1)(1 − α)⌉ ≤ n."""
+    return math.ceil((1 - alpha) / alpha)
+
+
+def q_hat(calibration_scores: np.ndarray, alpha: float) -> float:
+    """The ⌈(n + 1)(1 − α)⌉-th smallest score (1-based); raises when n is too small for α."""
+    s = np.sort(np.asarray(calibration_scores, float))
+    n = len(s)
+    k = math.ceil((n + 1) * (1 - alpha))
+    if k > n:
+        raise CalibrationError(f"{n} calibration points are too few for α = {alpha:g}: at least "
+                               f"{min_calibration_points(alpha)} are needed (label more calibration frames)")
+    return float(s[k - 1])
+
+
+def coverage(errors: Sequence[np.ndarray], uncertainties: Sequence[np.ndarray], q: float, level: str = "atom") -> float:
+    """Empirical coverage of ũ = q·u on labeled frames: fraction of atoms (or frames) with ΔF ≤ ũ."""
+    return float(np.mean(scores(errors, uncertainties, level) <= q))

@@ -1,0 +1,98 @@
+"""Selection of high-uncertainty frames and their screening before labeling (the paper's Methods B).
+
+A frame is a candidate when its largest calibrated atomic uncertainty max_i ũ_i exceeds the threshold (config in
+kcal/mol/Å, the paper's 3 kcal/mol/Å ≈ 0.130 eV/Å; converted once via deepeut.utils.units). Candidates are
+screened: molecule recognition must find every molecule intact and of its species, no pair of atoms may be closer
+than the minimum distance of its element pair, and the predicted energy must be finite. Rejected frames keep
+their reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from deepeut.utils.units import kcal_per_mol_to_ev
+
+#: default smallest allowed distances (Å) between atoms of different molecules, by element pair
+DEFAULT_MIN_DISTANCE_A = 0.7  # any pair; H···H and H···O contacts in the liquid stay above ~1.4 Å
+
+
+@dataclass
+class Candidate:
+    run: int  # exploration run
+    frame: int  # frame index within its run
+    max_u_tilde: float  # eV/Å
+    reason: str = ""  # why it was rejected ('' = accepted)
+
+
+@dataclass
+class Selection:
+    accepted: List[Candidate] = field(default_factory=list)
+    rejected: List[Candidate] = field(default_factory=list)
+
+    def reasons(self) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        for c in self.rejected:
+            key = c.reason.split(":")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def threshold_eV_A(threshold_kcal_mol_A: float) -> float:
+    """The selection threshold in eV/Å (the config holds kcal/mol/Å, as the paper)."""
+    return kcal_per_mol_to_ev(threshold_kcal_mol_A)
+
+
+def candidates(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
+               min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:
+    """Frames with max ũ > threshold (eV/Å), most uncertain first; in one run, frames closer than ``min_gap``
+    to an already chosen frame are skipped (diversity); at most ``cap`` candidates."""
+    order = np.argsort(-np.asarray(max_u_tilde))
+    chosen: List[Candidate] = []
+    taken: Dict[int, List[int]] = {}
+    for k in order:
+        if max_u_tilde[k] <= threshold:
+            break
+        r, f = int(runs[k]), int(frames[k])
+        if any(abs(f - g) < min_gap for g in taken.get(r, [])):
+            continue
+        taken.setdefault(r, []).append(f)
+        chosen.append(Candidate(r, f, float(max_u_tilde[k])))
+        if cap is not None and len(chosen) >= cap:
+            break
+    return chosen
+
+
+def too_close(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: Optional[np.ndarray],
+              min_distance: Dict[tuple, float], default: float = DEFAULT_MIN_DISTANCE_A) -> str:
+    """'' or a reason naming the closest offending pair (atoms of different molecules only when given)."""
+    from ase.data import chemical_symbols
+
+    from deepeut.utils.neighbors import neighbor_pairs
+
+    cutoff = max([default, *min_distance.values()])
+    i, j, d = neighbor_pairs(positions, cell, cutoff)
+    if molecule is not None:
+        keep = molecule[i] != molecule[j]
+        i, j, d = i[keep], j[keep], d[keep]
+    dist = np.linalg.norm(d, axis=1)
+    for a, b, r in sorted(zip(i, j, dist), key=lambda x: x[2]):
+        pair = tuple(sorted((chemical_symbols[numbers[a]], chemical_symbols[numbers[b]])))
+        limit = min_distance.get(pair, default)
+        if r < limit:
+            return f"too close: {pair[0]}{a}–{pair[1]}{b} at {r:.2f} Å < {limit:.2f} Å"
+    return ""
+
+
+def screen(atoms, energy: float, recognizer, expected_counts: Dict[str, int],
+           min_distance: Dict[tuple, float]) -> str:
+    """'' when the frame may be labeled, else the reason (molecules, distances, energy)."""
+    if not np.isfinite(energy):
+        return "non-finite energy: the model predicted " + str(energy)
+    res = recognizer.recognise(atoms.positions, atoms.numbers, atoms.cell.array)
+    if not res.ok or res.counts() != expected_counts:
+        return "molecules: " + ("; ".join(res.problems[:2]) or f"counts {res.counts()} != {expected_counts}")
+    return too_close(atoms.positions, atoms.numbers, atoms.cell.array, res.fragment, min_distance)
