@@ -22,6 +22,7 @@ STAGES: Dict[str, str] = {
     "evaluate": "deepeut.training.evaluate:evaluate",
     "md": "deepeut.md.task:md",
     "analysis": "deepeut.analysis.task:analysis",
+    "al": "deepeut.active_learning.loop:active_learning",
 }
 
 #: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
@@ -33,11 +34,14 @@ def _run_errors() -> tuple:
     from deepeut.labeling.base import LabelingError
     from deepeut.systems.box import BoxError
     from deepeut.systems.topology import TopologyError
+    from deepeut.active_learning.conformal import CalibrationError
+    from deepeut.active_learning.loop import ActiveLearningError
     from deepeut.md.safety import SimulationExploded
     from deepeut.training.ensemble import TrainingError
     from deepeut.training.potential import EnsembleError
 
-    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded)
+    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded,
+            ActiveLearningError, CalibrationError)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

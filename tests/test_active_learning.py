@@ -93,3 +93,52 @@ def test_screening_rejects_fused_molecules_and_too_close_pairs_with_reasons():
     reason = screen(atoms, -100.0, rec, counts, {("H", "O"): closest + 0.05})
     assert reason.startswith("too close: H") and f"{closest:.2f} Å < {closest + 0.05:.2f} Å" in reason
     assert screen(atoms, -100.0, rec, counts, {("H", "O"): closest - 0.05}) == ""
+
+
+AL_FAST = ["stage=al", "train.ensemble_size=2", "train.max_epochs=1", "train.package=false", "al.explore_runs=1",
+           "al.explore_ps=0.1", "al.n_calibration=2", "al.max_selected=2", "al.threshold_kcal_mol_A=0.0",
+           "al.stop_below=50", "md.max_force_eV_A=1000", "md.max_temperature_factor=100"]
+
+
+def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_path):
+    """One iteration on the URA demo data with real xTB labels; SIGKILL during labeling, then resume."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    args = [sys.executable, str(ROOT / "run.py"), *AL_FAST, f"output_dir={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, WANDB_MODE="offline"))
+    state_path = tmp_path / "al_state.json"
+    deadline = time.time() + 600
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        if state_path.exists() and json.loads(state_path.read_text())["step"] == "label":
+            n_struct = len(list((tmp_path / "data" / "structures").glob("*.extxyz")))
+            if n_struct >= 60 + 2 + 1:  # demo 60 + 2 calibration + the first selected label
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.2)
+    proc.wait()
+    assert killed, "the loop finished before it could be killed during labeling"
+    before = {p.name: p.stat().st_mtime for p in (tmp_path / "data" / "structures").glob("*.extxyz")}
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = {p.name: p.stat().st_mtime for p in (tmp_path / "data" / "structures").glob("*.extxyz")}
+    assert all(after[k] == v for k, v in before.items())  # nothing relabeled
+    state = json.loads(state_path.read_text())
+    h = state["history"][0]
+    assert state["stopped"] and "al.stop_below" in h["stop"]  # 2 selected < 50: the stop rule fired
+    assert h["labeled"] == 2 and h["failed"] == 0 and h["dataset_size"] == 64
+    sel = json.loads((tmp_path / "iter_0" / "selection.json").read_text())
+    cal = json.loads((tmp_path / "iter_0" / "calibration.json").read_text())
+    assert cal["q_hat"] > 0 and 0 <= cal["coverage_test"] <= 1 and cal["n_calibration_frames"] == 2
+    assert len(sel["accepted"]) == 2 and all(c["max_u_tilde"] > 0 for c in sel["accepted"])
+    assert (tmp_path / "iter_0" / "fig2_calibration.png").exists() and (tmp_path / "al_summary.txt").exists()

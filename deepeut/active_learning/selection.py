@@ -9,7 +9,7 @@ their reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -28,17 +28,13 @@ class Candidate:
     reason: str = ""  # why it was rejected ('' = accepted)
 
 
-@dataclass
-class Selection:
-    accepted: List[Candidate] = field(default_factory=list)
-    rejected: List[Candidate] = field(default_factory=list)
-
-    def reasons(self) -> Dict[str, int]:
-        out: Dict[str, int] = {}
-        for c in self.rejected:
-            key = c.reason.split(":")[0]
-            out[key] = out.get(key, 0) + 1
-        return out
+def count_reasons(reasons: Sequence[str]) -> Dict[str, int]:
+    """Rejections per kind of reason (the text before the first colon)."""
+    out: Dict[str, int] = {}
+    for r in reasons:
+        key = r.split(":")[0]
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 def threshold_eV_A(threshold_kcal_mol_A: float) -> float:

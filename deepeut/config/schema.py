@@ -331,16 +331,32 @@ class TrainConfig:
 
 @dataclass
 class ALConfig:
-    """Active learning (conf/al/*.yaml)."""
+    """Active learning (conf/al/*.yaml): the paper's loop of Methods B. Thresholds in kcal/mol/Å (paper)."""
 
     name: str = MISSING
-    alpha: float = 0.1
-    threshold_kcal_mol_A: float = 3.0
-    stop_below: int = 50
+    alpha: float = 0.1  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
+    level: str = "atom"  # conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
+    threshold_kcal_mol_A: float = 3.0  # select frames with max ũ above this
+    stop_below: int = 50  # stop when fewer frames than this are selected after screening
     max_iterations: int = 5
+    explore_runs: int = 10  # MD runs per iteration from different initial boxes
+    explore_ps: float = 50.0  # per run (paper: 50-100 ps)
+    explore_temperature_K: float = 400.0
+    explore_save_every_fs: float = 50.0  # the paper: every 100 steps of 0.5 fs
+    n_calibration: int = 20  # exploration frames labeled for the conformal calibration
+    max_selected: Optional[int] = None  # cap on frames labeled per iteration
+    min_gap_frames: int = 2  # diversity: chosen frames of one run are at least this many frames apart
+    #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
+    min_distance_A: Dict[str, float] = field(default_factory=dict)
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
+        _require(self.level in ("atom", "structure"), "al.level", "one of atom, structure")
+        _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
+        _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
+        for k in self.min_distance_A:
+            _require(len(k.split("-")) == 2, "al.min_distance_A", f"key '{k}' is not an element pair like H-O")
 
 
 @dataclass

@@ -1,0 +1,317 @@
+"""``stage=al``: the paper's active-learning loop, resumable step by step.
+
+Layout (``out`` = the stage folder)::
+
+    al_state.json           {"iteration", "step", "stopped", "history"} — rewritten atomically after every step
+    data/                   the dataset store (initial data imported once, then calibration and selected labels)
+    iter_<k>/train/         the ensemble of iteration k (stage=train layout; iteration 0 trains on the initial data)
+    iter_<k>/explore/       exploration MD (stage=md layout, al.explore_* settings; exploded runs keep their frames)
+    iter_<k>/uncertainty.npz  per exploration frame: run, frame, max u and per-atom u (eV/Å)
+    iter_<k>/calibration.json q̂, level, α, coverage on the store's test frames, scores
+    iter_<k>/fig2_calibration.png  per-structure force RMSE vs max u and vs max ũ (Fig. 2)
+    iter_<k>/selection.json   candidates, accepted and rejected frames with reasons, ũ of each
+    al_summary.txt          per-iteration table (dataset size, q̂, coverage, selected/rejected/labeled/failed, RMSE)
+
+Steps of an iteration: train → explore → uncertainty → calibrate → select → label; the loop stops when fewer
+than ``al.stop_below`` frames pass the screening, or after ``al.max_iterations``. A killed loop restarts at the
+step it was in; labels already in the store are never recomputed (content-hash keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from deepeut.config.schema import Config
+from deepeut.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STEPS = ["train", "explore", "uncertainty", "calibrate", "select", "label"]
+
+
+class ActiveLearningError(RuntimeError):
+    """The loop cannot continue (e.g. exploration produced no frames); the message says why."""
+
+
+def load_state(out: Path) -> Dict:
+    p = out / "al_state.json"
+    return json.loads(p.read_text()) if p.exists() else {"iteration": 0, "step": "train", "stopped": False,
+                                                          "history": []}
+
+
+def save_state(out: Path, state: Dict) -> None:
+    write_json_atomic(out / "al_state.json", state)
+
+
+def initial_store(cfg: Config, out: Path) -> Path:
+    """``data.store`` when given; else a store in ``out/data`` holding the shipped demo dataset (imported once)."""
+    from deepeut.data.demo import demo_files
+    from deepeut.data.store import open_store
+    from deepeut.labeling.base import structure_hash
+    from deepeut.labeling.importer import read_labeled_extxyz
+
+    if cfg.data.store:
+        return Path(cfg.data.store)
+    root = out / "data"
+    store = open_store(root)
+    if len(store) == 0:
+        files = demo_files(cfg.system.name)
+        for split in ("train", "test"):
+            for k, (atoms, label) in enumerate(read_labeled_extxyz(files[split])):
+                store.add(structure_hash(atoms, "demo"), atoms, label, split,
+                          {"kind": "demo", "system": cfg.system.name, "frame": k})
+        store.export()
+    store.close()
+    return root
+
+
+def step_train(cfg: Config, it_dir: Path, store: Path) -> None:
+    from deepeut.training.task import train
+
+    train(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=str(store))), it_dir / "train")
+
+
+def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
+    # every frame is committed at once (a run that flies apart keeps all frames before it), and broken molecules
+    # do not stop exploration: the screening rejects such frames with their reason
+    every = max(1, int(round(cfg.al.explore_save_every_fs / cfg.md.timestep_fs)))
+    md = dataclasses.replace(cfg.md, name="al_explore", temperature_K=cfg.al.explore_temperature_K,
+                             duration_ps=cfg.al.explore_ps, save_every_fs=cfg.al.explore_save_every_fs,
+                             replicas=cfg.al.explore_runs, seed=cfg.al.seed + 1000 * iteration,
+                             check_molecules_every=0, ensemble_member=0, checkpoint_every_steps=every)
+    build = dataclasses.replace(cfg.build, seed=cfg.build.seed + 100 * iteration)
+    return dataclasses.replace(cfg, md=md, build=build, ensemble=str(it_dir / "train"))
+
+
+def step_explore(cfg: Config, it_dir: Path, iteration: int) -> None:
+    """Exploration MD; a run that flies apart keeps its committed frames (they are the interesting ones)."""
+    from deepeut.md.runner import run_replica
+    from deepeut.md.safety import SimulationExploded
+    from deepeut.md.task import md_calculator, start_structure
+
+    ecfg = explore_config(cfg, it_dir, iteration)
+    calc = md_calculator(ecfg, it_dir / "explore")
+    for r in range(ecfg.md.replicas):
+        rdir = it_dir / "explore" / f"replica_{r}"
+        if (rdir / "md.json").exists() or (rdir / "exploded.json").exists():
+            continue
+        setup = start_structure(ecfg, r, rdir)
+        setup.calculator = calc
+        try:
+            run_replica(setup, ecfg.md, rdir)
+        except SimulationExploded as exc:
+            log.info("exploration run %d stopped early (%s); its frames so far are kept", r, exc)
+            write_json_atomic(rdir / "exploded.json", {"reason": str(exc)})
+
+
+def exploration_frames(it_dir: Path):
+    """(run, frame, atoms) of every committed exploration frame."""
+    from deepeut.md.h5md import H5MDTrajectory
+
+    out = []
+    for path in sorted((it_dir / "explore").glob("replica_*/trajectory.h5")):
+        run = int(path.parent.name.split("_")[1])
+        with H5MDTrajectory(path) as tr:
+            for k in range(tr.n_frames):
+                out.append((run, k, tr.atoms(k)))
+    return out
+
+
+def step_uncertainty(cfg: Config, it_dir: Path) -> None:
+    from deepeut.training.potential import Ensemble
+
+    frames = exploration_frames(it_dir)
+    if not frames:
+        raise ActiveLearningError(f"{it_dir / 'explore'}: the exploration runs produced no frames (all flew apart "
+                                  "at once; see their exploded.json)")
+    ens = Ensemble.load(it_dir / "train", device=cfg.device)
+    pred = ens.predict([a for _, _, a in frames], batch_size=1 if cfg.device == "cpu" else 16, progress=True)
+    u = pred.uncertainty()
+    np.savez_compressed(it_dir / "uncertainty.npz", run=np.array([r for r, _, _ in frames]),
+                        frame=np.array([k for _, k, _ in frames]), max_u_eV_A=np.array([x.max() for x in u]),
+                        u_eV_A=np.array(u, dtype=object), energy_eV=pred.mean_energies, allow_pickle=True)
+
+
+def _label(cfg: Config, store_root: Path, items) -> Dict:
+    from deepeut.data.store import open_store
+    from deepeut.labeling.runner import label_structures, labeler_spec
+
+    store = open_store(store_root)
+    try:
+        report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor,
+                                  cfg.labeler.failure_budget)
+        store.export()
+    finally:
+        store.close()
+    return report.as_dict()
+
+
+def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) -> Dict:
+    """Label a random subset of exploration frames (split 'calibration'), compute q̂ and the test-set coverage."""
+    from deepeut.active_learning.conformal import coverage, prediction_error, q_hat, scores
+    from deepeut.labeling.runner import LabelItem
+    from deepeut.training.potential import Ensemble
+
+    frames = exploration_frames(it_dir)
+    rng = np.random.default_rng(cfg.al.seed + iteration)
+    pick = sorted(rng.choice(len(frames), size=min(cfg.al.n_calibration, len(frames)), replace=False).tolist())
+    items = [LabelItem(frames[k][2], "calibration", {"kind": "al_calibration", "iteration": iteration,
+                                                     "run": frames[k][0], "frame": frames[k][1]}) for k in pick]
+    label_report = _label(cfg, store_root, items)
+    from deepeut.data.store import open_store
+
+    store = open_store(store_root)
+    cal = [a for a in store.read("calibration") if json.loads(a.info.get("source") or "{}").get("iteration") == iteration]
+    test = store.read("test")
+    store.close()
+    ens = Ensemble.load(it_dir / "train", device=cfg.device)
+
+    def errors_and_u(atoms_list):
+        pred = ens.predict(atoms_list)
+        errs = [prediction_error(a.get_forces(), f) for a, f in zip(atoms_list, pred.mean_forces)]
+        return errs, pred.uncertainty(), pred
+
+    e_cal, u_cal, p_cal = errors_and_u(cal)
+    q = q_hat(scores(e_cal, u_cal, cfg.al.level), cfg.al.alpha)
+    e_test, u_test, p_test = errors_and_u(test)
+    cov = coverage(e_test, u_test, q, cfg.al.level)
+    if abs(cov - (1 - cfg.al.alpha)) > 0.1:
+        log.warning("calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov,
+                    1 - cfg.al.alpha)
+    plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q)
+    res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "n_calibration_frames": len(cal),
+           "coverage_test": cov, "n_test_frames": len(test), "labeling": label_report}
+    write_json_atomic(it_dir / "calibration.json", res)
+    return res
+
+
+def plot_fig2(path: Path, frames, pred, q: float) -> None:
+    """Fig. 2: per-structure force RMSE vs max u and vs max ũ (60 % and 90 % lines), density-coloured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rmse = np.array([np.sqrt(((a.get_forces() - f) ** 2).mean()) for a, f in zip(frames, pred.mean_forces)])
+    u = np.array([x.max() for x in pred.uncertainty()])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, x, lab in ((axes[0], u, "max u (eV/Å)"), (axes[1], q * u, "max ũ = q̂·u (eV/Å)")):
+        ax.hexbin(x, rmse, gridsize=25, bins="log", mincnt=1, cmap="viridis")
+        hi = float(max(x.max(), rmse.max()))
+        ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+        ax.set_xlabel(lab)
+        ax.set_ylabel("force RMSE per structure (eV/Å)")
+    axes[1].set_title(f"q̂ = {q:.2f}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
+    from deepeut.active_learning.selection import candidates, screen, threshold_eV_A
+    from deepeut.systems import MoleculeRecognizer, build_templates
+    from deepeut.systems.box import composition
+
+    data = np.load(it_dir / "uncertainty.npz", allow_pickle=True)
+    frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
+    energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
+    cands = candidates(q * data["max_u_eV_A"], data["run"], data["frame"], threshold_eV_A(cfg.al.threshold_kcal_mol_A),
+                       cfg.al.min_gap_frames, None)
+    rec = MoleculeRecognizer(build_templates(cfg.system.species))
+    expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
+    min_d = {tuple(sorted(k.split("-"))): v for k, v in cfg.al.min_distance_A.items()}
+    passed, rejected = [], []
+    for c in cands:
+        c.reason = screen(frames[(c.run, c.frame)], energy[(c.run, c.frame)], rec, expected, min_d)
+        (rejected if c.reason else passed).append(c)
+    accepted = passed if cfg.al.max_selected is None else passed[:cfg.al.max_selected]
+    res = {"threshold_eV_A": threshold_eV_A(cfg.al.threshold_kcal_mol_A), "q_hat": q,
+           "n_frames": int(len(data["run"])), "n_candidates": len(cands), "n_passed_screening": len(passed),
+           "accepted": [dataclasses.asdict(c) for c in accepted], "rejected": [dataclasses.asdict(c) for c in rejected]}
+    write_json_atomic(it_dir / "selection.json", res)
+    return res
+
+
+def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: float) -> Dict:
+    from deepeut.labeling.runner import LabelItem
+
+    sel = json.loads((it_dir / "selection.json").read_text())
+    frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
+    items = [LabelItem(frames[(c["run"], c["frame"])], "train",
+                       {"kind": "al", "iteration": iteration, "run": c["run"], "frame": c["frame"],
+                        "u_tilde_eV_A": c["max_u_tilde"], "u_eV_A": c["max_u_tilde"] / q, "q_hat": q})
+             for c in sel["accepted"]]
+    return _label(cfg, store_root, items)
+
+
+def summary_table(history: List[Dict]) -> str:
+    head = (f"{'iter':>4}{'dataset':>9}{'q̂':>7}{'coverage':>10}{'selected':>10}{'rejected':>10}{'labeled':>9}"
+            f"{'failed':>8}{'F RMSE eV/Å':>13}")
+    lines = [head, "-" * len(head)]
+    for h in history:
+        lines.append(f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('q_hat', float('nan')):>7.2f}"
+                     f"{h.get('coverage', float('nan')):>10.2f}{h.get('selected', 0):>10}{h.get('rejected', 0):>10}"
+                     f"{h.get('labeled', 0):>9}{h.get('failed', 0):>8}{h.get('test_force_rmse', float('nan')):>13.3f}")
+    return "\n".join(lines)
+
+
+def active_learning(cfg: Config, out: Path) -> Dict:
+    """Run (or resume) the loop; returns the history."""
+    from deepeut.active_learning.selection import count_reasons
+    from deepeut.data.store import open_store
+    from deepeut.training.ensemble import finished_members, objective
+
+    store_root = initial_store(cfg, out)
+    state = load_state(out)
+    while not state["stopped"] and state["iteration"] < cfg.al.max_iterations:
+        k = state["iteration"]
+        it_dir = out / f"iter_{k}"
+        rec = next((h for h in state["history"] if h["iteration"] == k), None)
+        if rec is None:
+            rec = {"iteration": k}
+            state["history"].append(rec)
+        step = state["step"]
+        log.info("active learning iteration %d: %s", k, step)
+        if step == "train":
+            step_train(cfg, it_dir, store_root)
+            rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
+        elif step == "explore":
+            step_explore(cfg, it_dir, k)
+        elif step == "uncertainty":
+            step_uncertainty(cfg, it_dir)
+        elif step == "calibrate":
+            cal = step_calibrate(cfg, it_dir, store_root, k)
+            rec.update(q_hat=cal["q_hat"], coverage=cal["coverage_test"])
+        elif step == "select":
+            sel = step_select(cfg, it_dir, rec["q_hat"])
+            rec.update(selected=sel["n_passed_screening"], to_label=len(sel["accepted"]),
+                       rejected=len(sel["rejected"]), rejected_by=count_reasons([c["reason"] for c in sel["rejected"]]))
+        elif step == "label":
+            lab = step_label(cfg, it_dir, store_root, k, rec["q_hat"])
+            rec.update(labeled=lab["n_labeled"] + lab["n_skipped"], failed=lab["n_failed"])
+            store = open_store(store_root)
+            rec["dataset_size"] = len(store)
+            store.close()
+            if rec["selected"] < cfg.al.stop_below:
+                state["stopped"] = True
+                rec["stop"] = f"{rec['selected']} selected < al.stop_below = {cfg.al.stop_below}"
+        nxt = STEPS.index(step) + 1
+        if nxt == len(STEPS):
+            state["iteration"], state["step"] = k + 1, "train"
+        else:
+            state["step"] = STEPS[nxt]
+        save_state(out, state)
+    table = summary_table(state["history"])
+    write_text_atomic(out / "al_summary.txt", table + "\n")
+    print(table)
+    from deepeut.utils.tracking import log_results
+
+    log_results(cfg, out, "al", {f"iter_{h['iteration']}": {k: v for k, v in h.items() if isinstance(v, (int, float))}
+                                 for h in state["history"]}, table)
+    return {"history": state["history"], "stopped": state["stopped"]}
