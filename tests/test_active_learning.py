@@ -95,9 +95,12 @@ def test_screening_rejects_fused_molecules_and_too_close_pairs_with_reasons():
     assert screen(atoms, -100.0, rec, counts, {("H", "O"): closest - 0.05}) == ""
 
 
+# a barely trained ensemble breaks molecules within tens of fs: explore briefly with close frames so that the
+# first frames (the freshly packed box) pass the screening
 AL_FAST = ["stage=al", "train.ensemble_size=2", "train.max_epochs=1", "train.package=false", "al.explore_runs=1",
-           "al.explore_ps=0.1", "al.n_calibration=2", "al.max_selected=2", "al.threshold_kcal_mol_A=0.0",
-           "al.stop_below=50", "md.max_force_eV_A=1000", "md.max_temperature_factor=100"]
+           "al.explore_ps=0.05", "al.explore_save_every_fs=5", "al.explore_temperature_K=300", "al.min_gap_frames=1",
+           "al.n_calibration=2", "al.max_selected=2", "al.threshold_kcal_mol_A=0.0", "al.stop_below=50",
+           "md.max_force_eV_A=1000", "md.max_temperature_factor=100"]
 
 
 def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_path):
