@@ -145,3 +145,7 @@ def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_
     assert cal["q_hat"] > 0 and 0 <= cal["coverage_test"] <= 1 and cal["n_calibration_frames"] == 2
     assert len(sel["accepted"]) == 2 and all(c["max_u_tilde"] > 0 for c in sel["accepted"])
     assert (tmp_path / "iter_0" / "fig2_calibration.png").exists() and (tmp_path / "al_summary.txt").exists()
+    # the new labels were used: a final ensemble trained on all 64 structures
+    assert state["done"] and state["final_ensemble"].endswith("iter_1/train")
+    final = json.loads((tmp_path / "iter_1" / "train" / "ensemble.json").read_text())
+    assert final["complete"] and final["dataset"]["n_train"] == 45 + 2

@@ -37,6 +37,24 @@ def test_member_configs_differ_in_seed_and_split(tmp_path):
     assert a["training_module"]["model"]["avg_num_neighbors"] == "${training_data_stats:num_neighbors_mean}"
 
 
+def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
+    """train.init_from: member k starts from ensemble_dir's member k (nequip's ModelFromCheckpoint) and trains."""
+    from deepeut.training.nequip_config import member_config
+
+    cfg = load_config(f"train.init_from={ensemble_dir}")
+    c = member_config(model=cfg.model, train=cfg.train, logger=cfg.logger, member=1, train_file=tmp_path / "a",
+                      test_file=tmp_path / "b", member_dir=tmp_path, type_names=TYPES, device="cpu",
+                      n_train_frames=45, group="g", tracked={})
+    assert c["training_module"]["model"] == {"_target_": "nequip.model.ModelFromCheckpoint",
+                                             "checkpoint_path": str((ensemble_dir / "member_1" / "best.ckpt").resolve())}
+    res = run_cli("stage=train", "train.ensemble_size=1", "train.max_epochs=1", "train.package=false",
+                  f"train.init_from={ensemble_dir}", f"output_dir={tmp_path / 'warm'}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    warm = json.loads((tmp_path / "warm" / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
+    cold = json.loads((ensemble_dir / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
+    assert warm < cold * 1.1  # one more epoch from trained weights is not worse than starting over
+
+
 def test_device_maps_to_lightning_accelerator():
     from deepeut.training.nequip_config import lightning_accelerator
 

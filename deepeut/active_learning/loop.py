@@ -13,7 +13,8 @@ Layout (``out`` = the stage folder)::
     al_summary.txt          per-iteration table (dataset size, q̂, coverage, selected/rejected/labeled/failed, RMSE)
 
 Steps of an iteration: train → explore → uncertainty → calibrate → select → label; the loop stops when fewer
-than ``al.stop_below`` frames pass the screening, or after ``al.max_iterations``. A killed loop restarts at the
+than ``al.stop_below`` frames pass the screening, or after ``al.max_iterations``, and then retrains once more on
+all labels (``iter_<last + 1>/train``, recorded as ``final_ensemble`` in the state) when any were added. A killed loop restarts at the
 step it was in; labels already in the store are never recomputed (content-hash keys).
 """
 
@@ -71,10 +72,16 @@ def initial_store(cfg: Config, out: Path) -> Path:
     return root
 
 
-def step_train(cfg: Config, it_dir: Path, store: Path) -> None:
+def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int) -> None:
+    """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members."""
     from deepeut.training.task import train
 
-    train(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=str(store))), it_dir / "train")
+    init = None
+    if cfg.al.retrain == "warm" and iteration > 0:
+        init = str(it_dir.parent / f"iter_{iteration - 1}" / "train")
+    tcfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=str(store)),
+                               train=dataclasses.replace(cfg.train, init_from=init))
+    train(tcfg, it_dir / "train")
 
 
 def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
@@ -154,7 +161,7 @@ def _label(cfg: Config, store_root: Path, items) -> Dict:
 
 def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) -> Dict:
     """Label a random subset of exploration frames (split 'calibration'), compute q̂ and the test-set coverage."""
-    from deepeut.active_learning.conformal import coverage, prediction_error, q_hat, scores
+    from deepeut.active_learning.conformal import coverage, min_calibration_points, prediction_error, q_hat, scores
     from deepeut.labeling.runner import LabelItem
     from deepeut.training.potential import Ensemble
 
@@ -178,21 +185,25 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
         return errs, pred.uncertainty(), pred
 
     e_cal, u_cal, p_cal = errors_and_u(cal)
-    q = q_hat(scores(e_cal, u_cal, cfg.al.level), cfg.al.alpha)
+    cal_scores = scores(e_cal, u_cal, cfg.al.level)
+    q = q_hat(cal_scores, cfg.al.alpha)
     e_test, u_test, p_test = errors_and_u(test)
     cov = coverage(e_test, u_test, q, cfg.al.level)
     if abs(cov - (1 - cfg.al.alpha)) > 0.1:
         log.warning("calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov,
                     1 - cfg.al.alpha)
-    plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q)
+    q_fig = {f"{int(round(100 * (1 - a)))} %": q_hat(cal_scores, a) for a in (0.4, 0.1)
+             if len(cal_scores) >= min_calibration_points(a)}
+    plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q_fig)
     res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "n_calibration_frames": len(cal),
            "coverage_test": cov, "n_test_frames": len(test), "labeling": label_report}
     write_json_atomic(it_dir / "calibration.json", res)
     return res
 
 
-def plot_fig2(path: Path, frames, pred, q: float) -> None:
-    """Fig. 2: per-structure force RMSE vs max u and vs max ũ (60 % and 90 % lines), density-coloured."""
+def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> None:
+    """Fig. 2: per-structure force RMSE vs max u and vs max ũ = q̂·u at each confidence (60 %, 90 %), with the
+    diagonal; hexbin density colours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,14 +211,15 @@ def plot_fig2(path: Path, frames, pred, q: float) -> None:
 
     rmse = np.array([np.sqrt(((a.get_forces() - f) ** 2).mean()) for a, f in zip(frames, pred.mean_forces)])
     u = np.array([x.max() for x in pred.uncertainty()])
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, x, lab in ((axes[0], u, "max u (eV/Å)"), (axes[1], q * u, "max ũ = q̂·u (eV/Å)")):
+    panels = [("max u (eV/Å)", u)] + [(f"max ũ at {c} confidence (q̂ = {q:.2f}) (eV/Å)", q * u)
+                                      for c, q in q_by_confidence.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4))
+    for ax, (lab, x) in zip(np.atleast_1d(axes), panels):
         ax.hexbin(x, rmse, gridsize=25, bins="log", mincnt=1, cmap="viridis")
         hi = float(max(x.max(), rmse.max()))
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
-        ax.set_xlabel(lab)
+        ax.set_xlabel(lab, fontsize=9)
         ax.set_ylabel("force RMSE per structure (eV/Å)")
-    axes[1].set_title(f"q̂ = {q:.2f}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -269,7 +281,7 @@ def active_learning(cfg: Config, out: Path) -> Dict:
 
     store_root = initial_store(cfg, out)
     state = load_state(out)
-    while not state["stopped"] and state["iteration"] < cfg.al.max_iterations:
+    while not state.get("done"):
         k = state["iteration"]
         it_dir = out / f"iter_{k}"
         rec = next((h for h in state["history"] if h["iteration"] == k), None)
@@ -279,8 +291,13 @@ def active_learning(cfg: Config, out: Path) -> Dict:
         step = state["step"]
         log.info("active learning iteration %d: %s", k, step)
         if step == "train":
-            step_train(cfg, it_dir, store_root)
+            step_train(cfg, it_dir, store_root, k)
             rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
+            state["final_ensemble"] = str(it_dir / "train")
+            if state["stopped"] or k >= cfg.al.max_iterations:  # the retrained ensemble on all labels is the result
+                state["done"] = True
+                save_state(out, state)
+                break
         elif step == "explore":
             step_explore(cfg, it_dir, k)
         elif step == "uncertainty":
@@ -301,6 +318,10 @@ def active_learning(cfg: Config, out: Path) -> Dict:
             if rec["selected"] < cfg.al.stop_below:
                 state["stopped"] = True
                 rec["stop"] = f"{rec['selected']} selected < al.stop_below = {cfg.al.stop_below}"
+            if rec["labeled"] == 0 and (state["stopped"] or k + 1 >= cfg.al.max_iterations):
+                state["done"] = True  # nothing new to retrain on: this iteration's ensemble is the result
+                save_state(out, state)
+                break
         nxt = STEPS.index(step) + 1
         if nxt == len(STEPS):
             state["iteration"], state["step"] = k + 1, "train"
@@ -314,4 +335,4 @@ def active_learning(cfg: Config, out: Path) -> Dict:
 
     log_results(cfg, out, "al", {f"iter_{h['iteration']}": {k: v for k, v in h.items() if isinstance(v, (int, float))}
                                  for h in state["history"]}, table)
-    return {"history": state["history"], "stopped": state["stopped"]}
+    return {"history": state["history"], "stopped": state["stopped"], "ensemble": state.get("final_ensemble")}

@@ -315,6 +315,8 @@ class TrainConfig:
     strategy: str = "auto"
     num_workers: int = 0  # DataLoader worker processes
     package: bool = True  # nequip-package each finished member (model.nequip.zip)
+    #: warm start: a trained ensemble folder whose member k's best.ckpt initialises member k (null: from scratch)
+    init_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require(self.ensemble_size >= 1, "train.ensemble_size", "must be >= 1")
@@ -344,6 +346,7 @@ class ALConfig:
     explore_temperature_K: float = 400.0
     explore_save_every_fs: float = 50.0  # the paper: every 100 steps of 0.5 fs
     n_calibration: int = 20  # exploration frames labeled for the conformal calibration
+    retrain: str = "scratch"  # scratch | warm (members start from the previous iteration's weights)
     max_selected: Optional[int] = None  # cap on frames labeled per iteration
     min_gap_frames: int = 2  # diversity: chosen frames of one run are at least this many frames apart
     #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
@@ -353,8 +356,10 @@ class ALConfig:
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
         _require(self.level in ("atom", "structure"), "al.level", "one of atom, structure")
+        _require(self.retrain in ("scratch", "warm"), "al.retrain", "one of scratch, warm")
         _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
         _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
+        _require(self.max_iterations >= 1, "al.max_iterations", "must be >= 1")
         for k in self.min_distance_A:
             _require(len(k.split("-")) == 2, "al.min_distance_A", f"key '{k}' is not an element pair like H-O")
 

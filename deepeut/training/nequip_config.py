@@ -92,7 +92,8 @@ def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, An
 def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfig, member: int,
                   train_file: Path, test_file: Path, member_dir: Path, type_names: Sequence[str], device: str,
                   n_train_frames: int, group: str, tracked: Dict[str, Any]) -> Dict[str, Any]:
-    """The complete nequip-train config of ensemble member ``member`` (seed ``train.seed + member``)."""
+    """The complete nequip-train config of ensemble member ``member`` (seed ``train.seed + member``); with
+    ``train.init_from`` the model starts from that ensemble's member weights (nequip's ModelFromCheckpoint)."""
     seed = train.seed + member
     metric = {"_target_": "nequip.train.EnergyForceMetrics",
               "coeffs": {"per_atom_energy_rmse": 1.0, "forces_rmse": 1.0, "per_atom_energy_mae": None,
@@ -119,7 +120,9 @@ def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfi
             "val_metrics": metric,
             "test_metrics": metric,
             "optimizer": {"_target_": "torch.optim.Adam", "lr": train.lr},
-            "model": model_section(model, type_names, seed),
+            "model": model_section(model, type_names, seed) if not train.init_from else
+            {"_target_": "nequip.model.ModelFromCheckpoint",
+             "checkpoint_path": str((Path(train.init_from) / f"member_{member}" / "best.ckpt").resolve())},
         },
         "global_options": {"allow_tf32": False},
     }
