@@ -293,6 +293,9 @@ def active_learning(cfg: Config, out: Path) -> Dict:
         if step == "train":
             step_train(cfg, it_dir, store_root, k)
             rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
+            store = open_store(store_root)
+            rec["dataset_size"] = len(store)
+            store.close()
             state["final_ensemble"] = str(it_dir / "train")
             if state["stopped"] or k >= cfg.al.max_iterations:  # the retrained ensemble on all labels is the result
                 state["done"] = True
@@ -312,9 +315,6 @@ def active_learning(cfg: Config, out: Path) -> Dict:
         elif step == "label":
             lab = step_label(cfg, it_dir, store_root, k, rec["q_hat"])
             rec.update(labeled=lab["n_labeled"] + lab["n_skipped"], failed=lab["n_failed"])
-            store = open_store(store_root)
-            rec["dataset_size"] = len(store)
-            store.close()
             if rec["selected"] < cfg.al.stop_below:
                 state["stopped"] = True
                 rec["stop"] = f"{rec['selected']} selected < al.stop_below = {cfg.al.stop_below}"
