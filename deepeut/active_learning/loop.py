@@ -138,7 +138,7 @@ def step_uncertainty(cfg: Config, it_dir: Path) -> None:
         raise ActiveLearningError(f"{it_dir / 'explore'}: the exploration runs produced no frames (all flew apart "
                                   "at once; see their exploded.json)")
     ens = Ensemble.load(it_dir / "train", device=cfg.device)
-    pred = ens.predict([a for _, _, a in frames], batch_size=1 if cfg.device == "cpu" else 16, progress=True)
+    pred = ens.predict([a for _, _, a in frames], progress=True)
     u = pred.uncertainty()
     np.savez_compressed(it_dir / "uncertainty.npz", run=np.array([r for r, _, _ in frames]),
                         frame=np.array([k for _, k, _ in frames]), max_u_eV_A=np.array([x.max() for x in u]),

@@ -66,7 +66,7 @@ def model_errors(e_ref: np.ndarray, e_pred: np.ndarray, f_ref: np.ndarray, f_pre
     }
 
 
-def evaluate_frames(ensemble, frames: List, batch_size: int = 1) -> Dict:
+def evaluate_frames(ensemble, frames: List, batch_size=None) -> Dict:
     """Reference vs predicted arrays and the errors of every member and of the ensemble mean."""
     pred = ensemble.predict(frames, batch_size=batch_size, progress=True)
     n_atoms = np.array([len(a) for a in frames])
@@ -164,7 +164,7 @@ def evaluate(cfg: Config, out: Path) -> Dict:
     frames = read(test_file, ":")
     ensemble = Ensemble.load(src, device=cfg.device)
     log.info("evaluating %d members on %d test structures from %s", len(ensemble), len(frames), test_file)
-    res = evaluate_frames(ensemble, frames, batch_size=1 if cfg.device == "cpu" else 16)
+    res = evaluate_frames(ensemble, frames)
     title = f"{cfg.system.name.upper()}: {len(ensemble)}-member ensemble on {len(frames)} test structures"
     report = {"system": cfg.system.name, "ensemble": str(src), "test_file": str(test_file), "n_frames": len(frames),
               "n_atoms": int(res["f_ref"].shape[0]), "dataset_manifest_hash": manifest["dataset"]["manifest_hash"],

@@ -141,11 +141,13 @@ class Ensemble:
             data.append(d)
         return AtomicDataDict.to_(AtomicDataDict.batched_from_list(data), self.device)
 
-    def predict(self, frames: Sequence, batch_size: int = 8, progress: bool = False) -> Predictions:
-        """Energies and forces of every member for every frame, ``batch_size`` frames per model call."""
+    def predict(self, frames: Sequence, batch_size: Optional[int] = None, progress: bool = False) -> Predictions:
+        """Energies and forces of every member for every frame, ``batch_size`` frames per model call (default:
+        1 on CPU, where batching was slower here — 37 vs 110 ms per 88-atom frame — and 16 on GPUs)."""
         from nequip.data import AtomicDataDict
         from tqdm.auto import tqdm
 
+        batch_size = batch_size or (1 if str(self.device) == "cpu" else 16)
         energies = np.zeros((len(self.models), len(frames)))
         forces: List[np.ndarray] = []
         starts = range(0, len(frames), batch_size)
