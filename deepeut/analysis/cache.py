@@ -24,6 +24,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from deepeut.systems.species import minimum_image  # noqa: F401  (one definition, re-used by the analysis modules)
+
 log = logging.getLogger(__name__)
 
 AMINE_H_EXCLUDE = ("(M)", "(CM)", "(NM)")  # methyl hydrogens are not amine hydrogens
@@ -103,13 +105,6 @@ def sites_from(molecule: np.ndarray, labels: np.ndarray, masses: np.ndarray, spe
     first = np.unique(molecule, return_index=True)[1]
     return Sites(np.asarray(molecule), np.asarray(species_per_atom)[first], np.asarray(labels), np.asarray(masses),
                  charges)
-
-
-def minimum_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Minimum-image vectors (any cell; rows of ``cell`` are lattice vectors, Å)."""
-    frac = d @ np.linalg.inv(cell)
-    frac -= np.round(frac)
-    return frac @ cell
 
 
 def membership_matrix(molecule: np.ndarray, weights: np.ndarray):

@@ -64,12 +64,12 @@ def energy_drift_kcal_mol_atom_ns(time_ps: np.ndarray, energy_eV: np.ndarray, n_
 
 
 def mean_and_sem(x: np.ndarray, n_blocks: int = 5) -> tuple:
-    """Mean and its standard error from block averages (robust to time correlation)."""
+    """Mean and its standard error from block averages (robust to time correlation); short series: per sample."""
+    from deepeut.analysis.correlate import block_error
+
     x = np.asarray(x, float)
-    if len(x) < 2 * n_blocks:
-        return float(x.mean()), float(x.std(ddof=1) / np.sqrt(max(len(x) - 1, 1))) if len(x) > 1 else float("nan")
-    blocks = np.array([b.mean() for b in np.array_split(x, n_blocks)])
-    return float(x.mean()), float(blocks.std(ddof=1) / np.sqrt(n_blocks))
+    blocks = x if len(x) < 2 * n_blocks else np.array([b.mean() for b in np.array_split(x, n_blocks)])
+    return float(x.mean()), block_error(blocks)
 
 
 def frame_observables(atoms, dyn) -> Dict[str, float]:
