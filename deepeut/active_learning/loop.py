@@ -227,7 +227,7 @@ def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> No
 
 def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
     from deepeut.active_learning.selection import candidates, screen, threshold_eV_A
-    from deepeut.systems import MoleculeRecognizer, build_templates
+    from deepeut.systems import MoleculeRecognizer
     from deepeut.systems.box import composition
 
     data = np.load(it_dir / "uncertainty.npz", allow_pickle=True)
@@ -235,7 +235,7 @@ def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
     energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
     cands = candidates(q * data["max_u_eV_A"], data["run"], data["frame"], threshold_eV_A(cfg.al.threshold_kcal_mol_A),
                        cfg.al.min_gap_frames, None)
-    rec = MoleculeRecognizer(build_templates(cfg.system.species))
+    rec = MoleculeRecognizer.for_system(cfg.system)
     expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
     min_d = {tuple(sorted(k.split("-"))): v for k, v in cfg.al.min_distance_A.items()}
     passed, rejected = [], []

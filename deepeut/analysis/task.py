@@ -41,9 +41,9 @@ def trajectory_paths(cfg: Config, out: Path) -> List[Path]:
 def sites_for(cfg: Config, traj):
     """Molecule ids, species and Fig. 1 labels by molecule recognition on the first frame."""
     from deepeut.analysis.cache import sites_from
-    from deepeut.systems import MoleculeRecognizer, build_templates
+    from deepeut.systems import MoleculeRecognizer
 
-    rec = MoleculeRecognizer(build_templates(cfg.system.species))
+    rec = MoleculeRecognizer.for_system(cfg.system)
     pos0 = traj.positions(slice(0, 1))[0]
     res = rec.recognise(pos0, np.asarray(traj.numbers), traj.cell)
     if not res.ok:

@@ -25,9 +25,9 @@ import numpy as np
 from deepeut.config.schema import MDConfig
 from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint
 from deepeut.md.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
-from deepeut.md.safety import SimulationExploded, check_forces, check_molecules, check_temperature
+from deepeut.md.safety import SimulationExploded, check_frame
 from deepeut.utils.io import write_json_atomic
-from deepeut.utils.units import KCAL_PER_MOL_IN_EV
+from deepeut.utils.units import ev_to_kcal_per_mol
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def energy_drift_kcal_mol_atom_ns(time_ps: np.ndarray, energy_eV: np.ndarray, n_
     if ok.sum() < 3:
         return float("nan")
     slope_eV_ps = np.polyfit(time_ps[ok], energy_eV[ok], 1)[0]
-    return float(slope_eV_ps * 1000.0 / n_atoms / KCAL_PER_MOL_IN_EV)
+    return float(ev_to_kcal_per_mol(slope_eV_ps * 1000.0 / n_atoms))
 
 
 def mean_and_sem(x: np.ndarray, n_blocks: int = 5) -> tuple:
@@ -122,18 +122,13 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
     writer = H5MDWriter(traj_path, atoms.numbers, atoms.get_masses(), atoms.cell.array, setup.molecule,
                         setup.labels, params, resume_frames=ckpt["extra"]["n_frames"] if ckpt else None)
     vel_factor = ase_velocity_to_A_ps()
-    frames_seen = [writer.n_frames]
     start_step = dyn.nsteps
 
     def on_frame(step: int) -> None:
         obs = frame_observables(atoms, dyn)
         try:
-            check_forces(atoms.get_forces(), md.max_force_eV_A, step)
-            check_temperature(obs["temperature"], md.temperature_K, md.max_temperature_factor, step)
-            if setup.recognizer is not None and md.check_molecules_every and \
-                    frames_seen[0] % md.check_molecules_every == 0:
-                check_molecules(setup.recognizer, atoms.positions, atoms.numbers, atoms.cell.array,
-                                setup.expected_counts, step)
+            check_frame(atoms.get_forces(), obs["temperature"], atoms.positions, atoms.numbers, atoms.cell.array, md,
+                        setup.recognizer, setup.expected_counts, writer.n_frames, step)
         except SimulationExploded:
             bad = atoms.copy()
             bad.calc = None
@@ -142,7 +137,6 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
             raise
         writer.append(step, step * md.timestep_fs / 1000.0, atoms.get_positions(),
                       atoms.get_velocities() * vel_factor, obs)
-        frames_seen[0] += 1
 
     def on_checkpoint() -> None:
         n = writer.commit()

@@ -42,3 +42,14 @@ def check_molecules(recognizer, positions: np.ndarray, numbers: np.ndarray, cell
     if not result.ok or (expected is not None and result.counts() != expected):
         problems = "; ".join(str(p) for p in result.problems[:3]) or f"molecule counts {result.counts()}"
         raise SimulationExploded(f"step {step}: molecules changed: {problems}")
+
+
+def check_frame(forces: np.ndarray, temperature_K: float, positions: np.ndarray, numbers: np.ndarray,
+                cell: np.ndarray, md, recognizer, expected: Optional[dict], frame_index: int, step: int) -> float:
+    """All checks of one saved frame with the ``md`` config's bounds (molecules every ``md.check_molecules_every``
+    frames); returns the largest force norm (eV/Å)."""
+    fmax = check_forces(forces, md.max_force_eV_A, step)
+    check_temperature(temperature_K, md.temperature_K, md.max_temperature_factor, step)
+    if recognizer is not None and md.check_molecules_every and frame_index % md.check_molecules_every == 0:
+        check_molecules(recognizer, positions, numbers, cell, expected, step)
+    return fmax

@@ -20,12 +20,6 @@ from deepeut.utils.io import write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def _recognizer(cfg: Config):
-    from deepeut.systems import MoleculeRecognizer, build_templates
-
-    return MoleculeRecognizer(build_templates(cfg.system.species))
-
-
 def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Optional[np.ndarray]]:
     """Start structure from extxyz (last frame) or H5MD (last committed frame): atoms, has velocities,
     molecule ids and labels when the file carries them."""
@@ -48,7 +42,9 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
     from deepeut.systems.task import write_extxyz
     from deepeut.systems.topology import Topology
 
-    rec = _recognizer(cfg)
+    from deepeut.systems import MoleculeRecognizer
+
+    rec = MoleculeRecognizer.for_system(cfg.system)
     if cfg.md.start:
         atoms, has_vel, molecule, labels = read_start(cfg.md.start)
         topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(cfg.md.start).with_name("topology.json")

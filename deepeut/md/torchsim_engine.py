@@ -122,7 +122,7 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
     from deepeut.md.dynamics import init_velocities
     from deepeut.md.h5md import H5MDWriter
     from deepeut.md.runner import n_steps as total_steps, save_interval, summarise
-    from deepeut.md.safety import SimulationExploded, check_forces, check_molecules, check_temperature
+    from deepeut.md.safety import SimulationExploded, check_frame
     from deepeut.md.task import start_structure
     from deepeut.utils.io import atomic_path, write_json_atomic
 
@@ -172,11 +172,8 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
             sl = slice(bounds[r], bounds[r + 1])
             temp = 2 * float(ke[r]) / (3 * n_atoms[r] * float(U.temperature))
             try:
-                fmax = check_forces(forces[sl], md.max_force_eV_A, step)
-                check_temperature(temp, md.temperature_K, md.max_temperature_factor, step)
-                if md.check_molecules_every and w.n_frames % md.check_molecules_every == 0:
-                    check_molecules(s.recognizer, pos[sl], s.atoms.numbers, s.atoms.cell.array, s.expected_counts,
-                                    step)
+                fmax = check_frame(forces[sl], temp, pos[sl], s.atoms.numbers, s.atoms.cell.array, md, s.recognizer,
+                                   s.expected_counts, w.n_frames, step)
             except SimulationExploded as exc:
                 raise SimulationExploded(f"replica {r}, {exc}") from None
             w.append(step, step * md.timestep_fs / 1000.0, pos[sl], vel[sl],

@@ -101,6 +101,13 @@ class Recognition:
 class MoleculeRecognizer:
     """Recognise the molecules of one system's species in any periodic frame."""
 
+    @classmethod
+    def for_system(cls, system) -> "MoleculeRecognizer":
+        """The recognizer of a :class:`~deepeut.config.schema.SystemConfig`'s species."""
+        from deepeut.systems.species import build_templates
+
+        return cls(build_templates(system.species))
+
     def __init__(self, templates: Sequence[SpeciesTemplate], bond_factor: float = BOND_FACTOR):
         from ase.data import covalent_radii
 

@@ -22,7 +22,7 @@ import numpy as np
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 from deepeut.utils.tracking import log_results
-from deepeut.utils.units import KCAL_PER_MOL_IN_EV
+from deepeut.utils.units import ev_to_kcal_per_mol
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def combine_rmse(parts: Dict[str, Dict]) -> float:
 
 def in_kcal(metrics: Dict[str, float]) -> Dict[str, float]:
     """The same metrics converted from eV to kcal/mol (counts unchanged)."""
-    return {k: (v / KCAL_PER_MOL_IN_EV if k != "n" else v) for k, v in metrics.items()}
+    return {k: (ev_to_kcal_per_mol(v) if k != "n" else v) for k, v in metrics.items()}
 
 
 def model_errors(e_ref: np.ndarray, e_pred: np.ndarray, f_ref: np.ndarray, f_pred: np.ndarray,
@@ -107,7 +107,7 @@ def plot_fig3(path: Path, e_ref, e_pred, f_ref, f_pred, title: str) -> Path:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     panels = [(axes[0], e_ref, e_pred, "per-atom energy (eV/atom)", 1000.0, "meV/atom"),
-              (axes[1], f_ref.ravel(), f_pred.ravel(), "force component (eV/Å)", 1.0 / KCAL_PER_MOL_IN_EV,
+              (axes[1], f_ref.ravel(), f_pred.ravel(), "force component (eV/Å)", ev_to_kcal_per_mol(1.0),
                "kcal/mol/Å")]
     for ax, ref, pred, label, scale, unit in panels:
         hb = ax.hexbin(ref, pred, gridsize=60, bins="log", cmap="viridis", mincnt=1)
@@ -132,7 +132,7 @@ def plot_figS2(path: Path, f_ref, f_pred, symbols, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    err = (f_pred - f_ref) / KCAL_PER_MOL_IN_EV
+    err = ev_to_kcal_per_mol(f_pred - f_ref)
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
     for el in sorted(set(symbols.tolist())):
         e = err[symbols == el].ravel()
