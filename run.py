@@ -1,5 +1,10 @@
 #!/usr/bin/env python
-"""deepeut entry point: ``python run.py system=nma scale=tiny stage=build`` (Hydra; see README.md)."""
+"""deepeut entry point (Hydra; see README.md).
+
+``python run.py``                          the whole workflow (stage=pipeline) for the default system, laptop scale
+``python run.py system=nma md=production`` the main job: production MD + analysis + report (stage=main)
+``python run.py stage=build system=act``   one stage
+"""
 
 import logging
 import sys
@@ -8,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from deepeut.config import ConfigError, check_overrides, register_configs, validate
+from deepeut.config import ConfigError, check_overrides, implied_overrides, register_configs, validate
 
 log = logging.getLogger("deepeut")
 
@@ -43,8 +48,10 @@ def main(cfg: DictConfig):
 
 if __name__ == "__main__":
     register_configs()
+    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
     try:
-        check_overrides([a for a in sys.argv[1:] if not a.startswith("-")])
+        check_overrides(overrides)
     except ConfigError as exc:
         _fail(str(exc))
+    sys.argv += implied_overrides(overrides)  # `md=production` without `stage=`: the main job (stage=main)
     main()

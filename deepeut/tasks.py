@@ -23,10 +23,9 @@ STAGES: Dict[str, str] = {
     "md": "deepeut.md.task:md",
     "analysis": "deepeut.analysis.task:analysis",
     "al": "deepeut.active_learning.loop:active_learning",
+    "pipeline": "deepeut.pipeline.workflow:run_pipeline",
+    "main": "deepeut.pipeline.workflow:main_job",
 }
-
-#: the stages ``stage=pipeline`` runs, in order (grows as the workflow's stages land)
-PIPELINE = ["build"]
 
 
 def _run_errors() -> tuple:
@@ -49,20 +48,10 @@ RUN_ERRORS = _run_errors()
 
 
 def stage_function(name: str) -> Callable[[Config, Path], Dict]:
-    if name == "pipeline":
-        return run_pipeline
     if name not in STAGES:
-        raise ConfigError(f"stage.name: '{name}' is not one of {', '.join(['pipeline', *STAGES])}")
+        raise ConfigError(f"stage.name: '{name}' is not one of {', '.join(STAGES)}")
     module, func = STAGES[name].split(":")
     return getattr(importlib.import_module(module), func)
-
-
-def run_pipeline(cfg: Config, out: Path) -> Dict:
-    """Run every stage of :data:`PIPELINE` in order, each into its own sub-directory of ``out``."""
-    results = {}
-    for name in PIPELINE:
-        results[name] = stage_function(name)(cfg, out / name)
-    return results
 
 
 def run_stage(cfg: Config, out: Path) -> Dict:

@@ -4,7 +4,8 @@ Layout (``out`` = the stage folder)::
 
     al_state.json           {"iteration", "step", "stopped", "history"} — rewritten atomically after every step
     data/                   the dataset store (initial data imported once, then calibration and selected labels)
-    iter_<k>/train/         the ensemble of iteration k (stage=train layout; iteration 0 trains on the initial data)
+    iter_<k>/train/         the ensemble of iteration k (stage=train layout; iteration 0 trains on the initial data,
+                            or is a link to al.initial_ensemble)
     iter_<k>/explore/       exploration MD (stage=md layout, al.explore_* settings; exploded runs keep their frames)
     iter_<k>/uncertainty.npz  per exploration frame: run, frame, max u and per-atom u (eV/Å)
     iter_<k>/calibration.json q̂, level, α, coverage on the store's test frames, scores
@@ -76,6 +77,11 @@ def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int) -> None:
     """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members."""
     from deepeut.training.task import train
 
+    if iteration == 0 and cfg.al.initial_ensemble:  # trained already (stage=pipeline's train stage)
+        it_dir.mkdir(parents=True, exist_ok=True)
+        if not (it_dir / "train").exists():
+            (it_dir / "train").symlink_to(Path(cfg.al.initial_ensemble).resolve())
+        return
     init = None
     if cfg.al.retrain == "warm" and iteration > 0:
         init = str(it_dir.parent / f"iter_{iteration - 1}" / "train")

@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .schema import GROUPS, Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "CONF_DIR", "register_configs", "validate", "check_overrides", "compose"]
+__all__ = ["Config", "ConfigError", "CONF_DIR", "register_configs", "validate", "check_overrides", "compose",
+           "implied_overrides"]
 
 #: conf/ at the repository root (the Hydra config path of run.py)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -86,6 +87,14 @@ def check_overrides(overrides: Sequence[str]) -> None:
         _check_key(key)
 
 
+def implied_overrides(overrides: Sequence[str]) -> List[str]:
+    """The main-job rule: a command line that chooses an MD config (``md=production``) but no stage runs
+    ``stage=main`` (production MD + analysis with a found or the embedded ensemble) rather than the whole
+    workflow. Returns the overrides to add (``["stage=main"]`` or nothing)."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return ["stage=main"] if "md" in keys and "stage" not in keys else []
+
+
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose the config as ``run.py`` would (for tests, notebooks and scripts)."""
     from hydra import compose as hydra_compose
@@ -96,4 +105,4 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     check_overrides(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return hydra_compose(config_name="config", overrides=[*overrides, *implied_overrides(overrides)])

@@ -352,6 +352,9 @@ class ALConfig:
     #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
     min_distance_A: Dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    #: a trained ensemble (stage=train folder) that iteration 0 uses instead of training its own (stage=pipeline
+    #: passes its train stage here); it must have been trained on the loop's initial data
+    initial_ensemble: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
@@ -457,6 +460,29 @@ class LoggerConfig:
 
 # --------------------------------------------------------------------------- top level
 @dataclass
+class PipelineConfig:
+    """``stage=pipeline`` (the whole workflow) and ``stage=main`` (production MD + analysis + report).
+
+    Every stage of a pipeline runs in ``<cache_dir>/<stage>/<system>-<key>/``, where ``key`` hashes the config
+    sections that decide the stage's result and the keys of its inputs; a folder with ``stage.json`` is
+    finished and is reused by any later run that resolves to the same key.
+    """
+
+    cache_dir: str = "outputs/stages"
+    reference_labels: bool = False  # true: label reference MD (reference.*, labeler); false: the shipped xTB data
+    active_learning: bool = True  # run the al.* loop between training and production MD
+    #: stage=main: ensembles of earlier runs are looked for under this folder (newest complete one of the system)
+    search_outputs: str = "outputs"
+    #: on a CPU, refuse to start when the time estimate exceeds this many hours (null: no limit)
+    max_estimate_h: Optional[float] = 3.0
+    dry_run: bool = False  # print the plan and its estimate, then stop
+
+    def __post_init__(self) -> None:
+        _require(self.max_estimate_h is None or self.max_estimate_h > 0, "pipeline.max_estimate_h",
+                 "must be > 0 hours or null")
+
+
+@dataclass
 class Config:
     """The whole run: ``python run.py system=nma scale=tiny stage=build``."""
 
@@ -473,11 +499,13 @@ class Config:
     build: BuildConfig = field(default_factory=BuildConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | cuda:N
     output_dir: Optional[str] = None  # default: the Hydra run directory
-    #: a trained ensemble (a stage=train output folder with ensemble.json) for evaluate, md and al;
-    #: default: the train/ folder beside this stage's output (stage=pipeline)
+    #: a trained ensemble (a stage=train output folder with ensemble.json) for evaluate, md and main;
+    #: ``embedded``: the default ensemble shipped for the system (deepeut/models/<system>);
+    #: default: evaluate/md use the train/ folder beside the stage's output, main finds one (see deepeut.pipeline)
     ensemble: Optional[str] = None
 
     def __post_init__(self) -> None:

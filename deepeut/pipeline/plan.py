@@ -1,0 +1,108 @@
+"""What a pipeline is about to do, with a time estimate, printed before any work starts.
+
+Estimates are rough: per-atom costs of one model call measured on the 2-core CPU this project is developed on
+(:data:`CPU_COST_S_PER_ATOM`), xTB labels scaled from ~3 s at 88 atoms (∝ N²), and the stage's own counts
+(epochs × frames × members, MD steps × replicas). Finished stages (already in the stage cache) cost nothing.
+On a GPU the model parts are 10–100× faster; the estimate is then an upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from deepeut.config.schema import Config, ConfigError
+
+#: seconds per atom of one model call on 2 CPU cores: inference (energy + forces) and one training step
+CPU_COST_S_PER_ATOM = {
+    "allegro_small": {"infer": 0.45e-3, "train_step": 1.6e-3},
+    "allegro_paper": {"infer": 11e-3, "train_step": 50e-3},
+}
+XTB_S_AT_88_ATOMS = 3.0
+
+
+@dataclass
+class PlanStep:
+    stage: str
+    what: str
+    estimate_s: float
+    reused: bool = False
+    note: str = ""  # shown instead of the estimate
+
+
+def n_atoms(cfg: Config) -> int:
+    """Atoms in one box of ``cfg.system`` at ``cfg.scale`` (from the SMILES with hydrogens)."""
+    from rdkit import Chem
+
+    from deepeut.systems.box import composition
+
+    counts = composition(cfg.system, cfg.scale.n_ion_pairs)
+    sizes = {s.name: Chem.AddHs(Chem.MolFromSmiles(s.smiles)).GetNumAtoms() for s in cfg.system.species}
+    return sum(sizes[k] * n for k, n in counts.items())
+
+
+def model_cost(cfg: Config, kind: str) -> float:
+    return CPU_COST_S_PER_ATOM.get(cfg.model.name, CPU_COST_S_PER_ATOM["allegro_paper"])[kind]
+
+
+def xtb_seconds(atoms: int) -> float:
+    return XTB_S_AT_88_ATOMS * (atoms / 88.0) ** 2
+
+
+def md_steps(duration_ps: float, timestep_fs: float) -> int:
+    return int(round(duration_ps * 1000.0 / timestep_fs))
+
+
+def training_seconds(cfg: Config, atoms: int, n_frames: int, members: Optional[int] = None) -> float:
+    """Members × epochs × frames training steps (validation and packaging add ~20 %)."""
+    members = cfg.train.ensemble_size if members is None else members
+    return 1.2 * members * cfg.train.max_epochs * n_frames * atoms * model_cost(cfg, "train_step")
+
+
+def md_seconds(cfg: Config, atoms: int, seconds_per_step: Optional[float] = None) -> float:
+    per_step = seconds_per_step if seconds_per_step is not None else atoms * model_cost(cfg, "infer")
+    return cfg.md.replicas * md_steps(cfg.md.duration_ps, cfg.md.timestep_fs) * per_step
+
+
+def al_seconds(cfg: Config, atoms: int, n_frames: int) -> float:
+    a = cfg.al
+    explore = a.explore_runs * md_steps(a.explore_ps, cfg.md.timestep_fs) * atoms * model_cost(cfg, "infer")
+    frames = a.explore_runs * a.explore_ps * 1000.0 / a.explore_save_every_fs
+    uncertainty = frames * cfg.train.ensemble_size * atoms * model_cost(cfg, "infer")
+    labels = (a.n_calibration + (a.max_selected or frames)) * xtb_seconds(atoms)
+    retrain = training_seconds(cfg, atoms, n_frames + (a.max_selected or int(frames)))
+    return a.max_iterations * (explore + uncertainty + labels + retrain)
+
+
+def analysis_seconds(cfg: Config, atoms: int) -> float:
+    frames = cfg.md.replicas * cfg.md.duration_ps * 1000.0 / cfg.md.save_every_fs
+    return 20.0 + frames * atoms * 2e-5
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_text(cfg: Config, title: str, steps: List[PlanStep]) -> str:
+    todo = sum(s.estimate_s for s in steps if not s.reused)
+    where = f"{cfg.device}" + (" (estimate measured on a 2-core CPU; an upper bound here)" if cfg.device != "cpu" else "")
+    lines = [f"deepeut {title}: system={cfg.system.name} scale={cfg.scale.name} model={cfg.model.name} on {where}"]
+    for k, s in enumerate(steps, 1):
+        cost = s.note or ("finished earlier, reused" if s.reused else f"~{fmt_duration(s.estimate_s)}")
+        lines.append(f"  {k}. {s.stage:<9} {s.what}  [{cost}]")
+    lines.append(f"  estimated total: ~{fmt_duration(todo)}")
+    return "\n".join(lines)
+
+
+def check_budget(cfg: Config, steps: List[PlanStep]) -> None:
+    """Refuse a CPU run whose estimate exceeds ``pipeline.max_estimate_h`` (it would silently run for hours)."""
+    limit = cfg.pipeline.max_estimate_h
+    todo = sum(s.estimate_s for s in steps if not s.reused)
+    if cfg.device == "cpu" and limit is not None and todo > 3600 * limit:
+        raise ConfigError(f"pipeline.max_estimate_h: this run would take ~{fmt_duration(todo)} on this CPU "
+                          f"(limit {limit:g} h); use scale=tiny, a GPU (device=cuda), a cluster "
+                          "(hydra/launcher=slurm), or raise pipeline.max_estimate_h")

@@ -1,0 +1,221 @@
+"""``stage=pipeline`` (the whole workflow) and ``stage=main`` (production MD + analysis with a found ensemble).
+
+pipeline: build → reference labels (``pipeline.reference_labels``; default: the shipped xTB dataset) → train →
+active learning (``pipeline.active_learning``; iteration 0 reuses the train stage) → md → analysis → report.
+main: ensemble (``ensemble=``, else the newest complete one of the system under ``pipeline.search_outputs``,
+else the embedded default) → md → analysis → report.
+
+Each stage runs in the stage cache (deepeut.pipeline.cache) and is reused when finished; the run directory gets
+``plan.txt``, ``pipeline.json`` (every stage: folder, key, reused, wall time, result), one symlink per stage and
+``report.md`` / ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from deepeut.config.schema import Config
+from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
+from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, md_seconds, n_atoms,
+                                   plan_text, training_seconds, xtb_seconds)
+from deepeut.training.ensemble import MANIFEST
+from deepeut.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+def replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)
+
+
+# --------------------------------------------------------------------------- ensembles
+def ensemble_manifests(root: Path, system: str) -> List[Path]:
+    """Complete ensembles of ``system`` under ``root``, newest first."""
+    found = []
+    for path in Path(root).rglob(MANIFEST) if Path(root).exists() else []:
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("system") == system and m.get("complete") and m.get("members"):
+            found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def find_ensemble(cfg: Config) -> Tuple[Path, str]:
+    """The ensemble the main job runs with, and where it came from."""
+    from deepeut.training.embedded import embedded_ensemble
+    from deepeut.training.potential import resolve_ensemble
+
+    if cfg.ensemble == "embedded":
+        return embedded_ensemble(cfg.system.name), "the embedded default (ensemble=embedded)"
+    if cfg.ensemble:
+        return resolve_ensemble(cfg.ensemble, Path(".")), "ensemble="
+    found = ensemble_manifests(Path(cfg.pipeline.search_outputs), cfg.system.name)
+    if found:
+        return found[0].parent, f"the newest complete {cfg.system.name} ensemble under {cfg.pipeline.search_outputs}/"
+    return embedded_ensemble(cfg.system.name), (f"the embedded default (no {cfg.system.name} ensemble under "
+                                                f"{cfg.pipeline.search_outputs}/)")
+
+
+def seconds_per_md_step(cfg: Config, ensemble: Path) -> Optional[float]:
+    """Time two energy+force calls of the ensemble on a freshly built box (a measured MD estimate)."""
+    from deepeut.md.task import md_calculator
+    from deepeut.systems.box import build_box
+
+    try:
+        atoms = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build).atoms
+        atoms.calc = md_calculator(replace(cfg, ensemble=str(ensemble)), Path("."))
+        atoms.get_forces()
+        t0 = time.perf_counter()
+        atoms.rattle(1e-3, seed=0)
+        atoms.get_forces()
+        return time.perf_counter() - t0
+    except Exception as exc:  # the estimate must never stop a run; the stage itself reports real problems
+        log.debug("MD timing failed: %s", exc)
+        return None
+
+
+# --------------------------------------------------------------------------- stages
+def md_and_analysis(cfg: Config, ensemble: Path, run: Callable) -> None:
+    """Production MD with ``ensemble``, then the analysis of its replicas."""
+    from deepeut.analysis.task import analysis
+    from deepeut.md.task import md
+
+    md_cfg = replace(cfg, ensemble=str(ensemble))
+    md_rec = run("md", md_cfg, {"ensemble": file_digest(Path(ensemble) / MANIFEST)}, lambda d: md(md_cfg, d))
+    trajs = sorted(str(p) for p in md_rec.dir.glob("replica_*/trajectory.h5"))
+    an_cfg = replace(cfg, analysis=replace(cfg.analysis, trajectories=trajs))
+    run("analysis", an_cfg, {"md": md_rec.key}, lambda d: analysis(an_cfg, d))
+
+
+class Runner:
+    """Runs stages through the cache, links each into the run directory and keeps their records."""
+
+    def __init__(self, cfg: Config, out: Path):
+        self.cfg, self.out = cfg, out
+        self.cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name)
+        self.records: List[StageRecord] = []
+
+    def reused(self, stage: str, cfg: Config, inputs: Dict[str, str]) -> bool:
+        return self.cache.finished(stage, stage_key(cfg, stage, inputs)) is not None
+
+    def __call__(self, stage: str, cfg: Config, inputs: Dict[str, str], func: Callable[[Path], Dict]) -> StageRecord:
+        rec = self.cache.run(cfg, stage, inputs, func)
+        self.records.append(rec)
+        link = self.out / stage
+        if link.is_symlink() or not link.exists():
+            if link.is_symlink():
+                link.unlink()
+            os.symlink(rec.dir.resolve(), link)
+        self.save()
+        return rec
+
+    def save(self, **extra) -> None:
+        write_json_atomic(self.out / "pipeline.json", {"stage": self.cfg.stage.name, "system": self.cfg.system.name,
+                                                       "stages": [r.to_json() for r in self.records], **extra})
+
+
+def start(cfg: Config, out: Path, title: str, steps: List[PlanStep]) -> bool:
+    """Print and save the plan; check the time budget. False: ``pipeline.dry_run`` (stop here)."""
+    text = plan_text(cfg, title, steps)
+    print(text, flush=True)
+    write_text_atomic(out / "plan.txt", text + "\n")
+    check_budget(cfg, steps)
+    return not cfg.pipeline.dry_run
+
+
+def finish(runner: Runner, extra: Dict) -> Dict:
+    from deepeut.report import write_report
+
+    runner.save(**extra)
+    paths = write_report(runner.cfg, runner.out, runner.records, extra)
+    print(f"report: {paths['md']}", flush=True)
+    return {"report": str(paths["md"]), "stages": [r.to_json() for r in runner.records], **extra}
+
+
+def dataset_input(cfg: Config) -> Tuple[Optional[str], str, int]:
+    """(store, key, frames) of the training data when ``pipeline.reference_labels`` is off: the shipped dataset."""
+    from deepeut.data.demo import demo_files
+
+    files = demo_files(cfg.system.name)
+    rows = [json.loads(line) for line in files["manifest"].read_text().splitlines() if line.strip()]
+    return None, file_digest(files["manifest"]), sum(1 for r in rows if r.get("split") == "train")
+
+
+def pipeline_plan(cfg: Config, runner: Runner, atoms: int, n_frames: int) -> List[PlanStep]:
+    t = cfg.train
+    steps = [PlanStep("build", f"pack a {atoms}-atom box (packmol + RDKit)", 10,
+                      runner.reused("build", cfg, {}))]
+    if cfg.pipeline.reference_labels:
+        r = cfg.reference
+        frames = r.n_train + r.n_test
+        steps.append(PlanStep("reference", f"{r.duration_ps:g} ps {cfg.labeler.name} MD, {frames} labeled frames",
+                              (r.duration_ps * 1000 / r.timestep_fs + frames) * xtb_seconds(atoms)))
+    else:
+        steps.append(PlanStep("data", f"the shipped {cfg.system.name} GFN2-xTB dataset ({n_frames} training frames)", 0,
+                              note="shipped"))
+    steps.append(PlanStep("train", f"{t.ensemble_size} × {cfg.model.name}, ≤ {t.max_epochs} epochs",
+                          training_seconds(cfg, atoms, n_frames)))
+    if cfg.pipeline.active_learning:
+        a = cfg.al
+        steps.append(PlanStep("al", f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
+                                    f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
+                                    f"{cfg.labeler.name} labels, retrain", al_seconds(cfg, atoms, n_frames)))
+    steps += md_analysis_plan(cfg, atoms, None)
+    return steps
+
+
+def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float]) -> List[PlanStep]:
+    m = cfg.md
+    return [PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}) at "
+                           f"{m.temperature_K:g} K, {m.timestep_fs:g} fs", md_seconds(cfg, atoms, seconds_per_step)),
+            PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
+            PlanStep("report", "report.md + report.html", 2)]
+
+
+def run_pipeline(cfg: Config, out: Path) -> Dict:
+    """The whole workflow (see the module docstring)."""
+    from deepeut.active_learning.loop import active_learning
+    from deepeut.labeling.task import reference
+    from deepeut.systems.task import build
+    from deepeut.training.task import train
+
+    runner = Runner(cfg, out)
+    store, data_key, n_frames = dataset_input(cfg)
+    atoms = n_atoms(cfg)
+    if not start(cfg, out, "pipeline", pipeline_plan(cfg, runner, atoms, n_frames)):
+        return {"plan": str(out / "plan.txt")}
+    box = runner("build", cfg, {}, lambda d: build(cfg, d))
+    if cfg.pipeline.reference_labels:
+        ref_cfg = replace(cfg, reference=replace(cfg.reference, box=str(box.dir / "box.extxyz")),
+                          data=replace(cfg.data, store=None))
+        ref = runner("reference", ref_cfg, {"build": box.key}, lambda d: reference(ref_cfg, d))
+        store, data_key = str(ref.dir / "data"), ref.key
+    data_cfg = replace(cfg, data=replace(cfg.data, store=store))
+    trained = runner("train", data_cfg, {"data": data_key}, lambda d: train(data_cfg, d))
+    ensemble = trained.dir
+    if cfg.pipeline.active_learning:
+        al_cfg = replace(data_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
+        al = runner("al", al_cfg, {"data": data_key, "train": trained.key}, lambda d: active_learning(al_cfg, d))
+        ensemble = Path(al.result["ensemble"])
+    md_and_analysis(cfg, ensemble, runner)
+    return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": "trained by this pipeline"})
+
+
+def main_job(cfg: Config, out: Path) -> Dict:
+    """Production MD and its analysis for ``cfg.system`` with a found (or the embedded) ensemble; never trains."""
+    runner = Runner(cfg, out)
+    ensemble, origin = find_ensemble(cfg)
+    print(f"ensemble: {ensemble} ({origin})", flush=True)
+    atoms = n_atoms(cfg)
+    if not start(cfg, out, "main job", md_analysis_plan(cfg, atoms, seconds_per_md_step(cfg, ensemble))):
+        return {"plan": str(out / "plan.txt")}
+    md_and_analysis(cfg, ensemble, runner)
+    return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": origin})

@@ -1,0 +1,145 @@
+"""``report.md`` and ``report.html`` of a pipeline or main-job run: what ran and what came out.
+
+Sections: run, stages (folder, reused or run, wall time), dataset, model test metrics, active-learning history,
+MD stability (temperature, energy drift, speed), Tables I–III beside the paper's and experiment's values, figures.
+Everything is read from the stages' own output files (documented in their modules); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from deepeut.config.schema import Config
+from deepeut.report.document import Figure, Pre, Section, Table, to_html, to_markdown
+from deepeut.utils.io import write_text_atomic
+from deepeut.utils.units import ev_to_kcal_per_mol
+
+TABLE_TITLES = {"I": "Table I: coordination numbers at the first RDF minimum (Eq. 7)",
+                "II": "Table II: self-diffusion (Green–Kubo, 1e-11 m²/s), t+, τ_Li-amide and τ_R (ns)",
+                "III": "Table III: ionic conductivity (S/m), σ/σ_NE"}
+
+
+def _read(path: Path) -> Optional[Dict]:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _num(x, fmt: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return ""
+    return format(x, fmt)
+
+
+def run_section(cfg: Config, extra: Dict) -> Section:
+    from deepeut import __version__
+
+    return Section("Run", [
+        f"{cfg.system.title or cfg.system.name} ({cfg.system.name}), scale={cfg.scale.name} "
+        f"({cfg.scale.n_ion_pairs} LiTFSI ion pairs), stage={cfg.stage.name}, device={cfg.device}, "
+        f"deepeut {__version__}, {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+        f"Ensemble: {extra.get('ensemble')} ({extra.get('ensemble_origin', '')}).",
+        "Units: energies eV (kcal/mol where the paper uses it), forces eV/Å, lengths Å, times ps."])
+
+
+def stages_section(records: Sequence) -> Section:
+    rows = [(r.stage, str(r.dir), "reused" if r.reused else "ran", f"{r.wall_s:.0f}") for r in records]
+    return Section("Stages", [Table(["stage", "folder", "this run", "wall time (s)"], rows)])
+
+
+def model_sections(ensemble: Path) -> List[Section]:
+    m = _read(ensemble / "ensemble.json")
+    if m is None:
+        return []
+    d = m.get("dataset", {})
+    data = Section("Dataset", [f"{d.get('origin', '?')}: {d.get('n_train', '?')} training + validation and "
+                               f"{d.get('n_test', '?')} test structures (manifest {d.get('manifest_hash', '?')}); "
+                               "energies eV, forces eV/Å."])
+    rows = []
+    for mem in m["members"]:
+        t = mem.get("test_metrics", {})
+        rmse = t.get("forces_rmse")
+        rows.append((mem["member"], mem.get("seed", ""), _num(1000 * t["per_atom_energy_mae"], ".2f")
+                     if "per_atom_energy_mae" in t else "", _num(rmse, ".3f"),
+                     _num(ev_to_kcal_per_mol(rmse), ".2f") if rmse is not None else "", _num(t.get("forces_mae"), ".3f")))
+    model = m.get("model", {})
+    text = (f"{len(m['members'])} × {model.get('name', '?')} (r_max {m.get('r_max_A', '?')} Å, l_max "
+            f"{model.get('l_max', '?')}), trained with nequip + allegro; test-set metrics of each member:")
+    return [data, Section("Model", [text, Table(["member", "seed", "E/atom MAE (meV)", "F RMSE (eV/Å)",
+                                                 "F RMSE (kcal/mol/Å)", "F MAE (eV/Å)"], rows)])]
+
+
+def al_section(al_dir: Path) -> Optional[Section]:
+    state = _read(al_dir / "al_state.json")
+    if state is None:
+        return None
+    rows = [(h["iteration"], h.get("dataset_size", ""), _num(h.get("q_hat"), ".2f"), _num(h.get("coverage"), ".2f"),
+             h.get("selected", ""), h.get("rejected", ""), h.get("labeled", ""), h.get("failed", ""),
+             _num(h.get("test_force_rmse"), ".3f"), h.get("stop", "")) for h in state["history"]]
+    blocks = ["Active learning (Methods B): ensemble force uncertainty (Eq. 6), conformal calibration (q̂), selection "
+              "above the threshold, molecule-recognition screening, relabeling, retraining.",
+              Table(["iteration", "dataset", "q̂", "coverage", "selected", "rejected", "labeled", "failed",
+                     "test F RMSE (eV/Å)", "stop"], rows)]
+    blocks += [Figure(p, f"Fig. 2: force error vs uncertainty, {p.parent.name}")
+               for p in sorted(al_dir.glob("iter_*/fig2_calibration.png"))]
+    return Section("Active learning", blocks)
+
+
+def md_section(md_dir: Path) -> Optional[Section]:
+    md = _read(md_dir / "md.json")
+    if md is None:
+        return None
+    rows = [(k, s["n_atoms"], _num(s["duration_ps"], ".1f"), f"{_num(s['temperature_mean_K'], '.1f')} ± "
+             f"{_num(s['temperature_sem_K'], '.1f')}", _num(s["temperature_target_K"], ".0f"),
+             _num(s["energy_drift_kcal_mol_atom_ns"], ".3g"), _num(s["ns_per_day"], ".3g"))
+            for k, s in enumerate(md["replicas"])]
+    m = md["md"]
+    checks = [f"|F| < {m['max_force_eV_A']:g} eV/Å", f"T < {m['max_temperature_factor']:g} × target"]
+    if m.get("check_molecules_every"):
+        checks.append(f"molecules intact (checked every {m['check_molecules_every']} frames)")
+    return Section("MD stability", [f"engine {md['engine']}, {m['thermostat']}, {m['timestep_fs']} fs time step; "
+                                    f"every replica finished with its safety checks passing: {', '.join(checks)}.",
+                                    Table(["replica", "atoms", "duration (ps)", "<T> (K)", "target (K)",
+                                           "drift (kcal/mol/atom/ns)", "ns/day"], rows)])
+
+
+def tables_sections(an_dir: Path) -> List[Section]:
+    tabs = _read(an_dir / "tables.json")
+    if tabs is None:
+        return []
+    out = []
+    for name, rows in tabs.items():
+        body = [(k, _num(r.get("ours")), _num(r.get("sem"), ".2g"), _num(r.get("paper"), "g"), r.get("unit", ""))
+                for k, r in rows.items()]
+        out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± sem", "paper / experiment",
+                                                                  "unit"], body)]))
+    figs = [Figure(p, p.stem.replace("_", " ")) for p in sorted(an_dir.glob("*.png"))]
+    if figs:
+        out.append(Section("Figures", figs))
+    return out
+
+
+def write_report(cfg: Config, out: Path, records: Sequence, extra: Dict) -> Dict[str, Path]:
+    """Write ``report.md`` (figures linked) and ``report.html`` (figures embedded) into ``out``."""
+    by = {r.stage: r for r in records}
+
+    def folder(stage: str) -> Path:  # through the run directory's link, so that report.md links stay short
+        return out / stage if (out / stage).exists() else by[stage].dir
+
+    sections = [run_section(cfg, extra), stages_section(records)]
+    if extra.get("ensemble"):
+        sections += model_sections(Path(extra["ensemble"]))
+    for stage, make in (("al", al_section), ("md", md_section)):
+        if stage in by and (s := make(folder(stage))) is not None:
+            sections.append(s)
+    if "analysis" in by:
+        sections += tables_sections(folder("analysis"))
+        text = folder("analysis") / "tables.txt"
+        if text.exists():
+            sections.append(Section("Tables as text", [Pre(text.read_text())]))
+    title = f"deepeut report: {cfg.system.name} ({cfg.stage.name})"
+    md_path = write_text_atomic(out / "report.md", to_markdown(title, sections, out))
+    html_path = write_text_atomic(out / "report.html", to_html(title, sections))
+    return {"md": md_path, "html": html_path}
