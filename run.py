@@ -23,6 +23,23 @@ def _fail(msg: str) -> None:
     sys.exit(2)
 
 
+def _validate_before_hydra(overrides) -> None:
+    """Bad values fail here, before Hydra creates a run directory: a bad command leaves nothing behind."""
+    from hydra.errors import MissingConfigException
+
+    from deepeut.config import compose
+
+    try:
+        validate(compose(overrides))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except MissingConfigException as exc:  # an unknown group option: system=water
+        group, _, name = str(exc.missing_cfg_file).rpartition("/")
+        _fail(f"{group}: '{name}' is not one of {', '.join(exc.options or [])}" if exc.options else str(exc))
+    except Exception:  # anything else (a Hydra syntax error, a missing group option) is reported by Hydra itself
+        pass
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     from hydra.core.hydra_config import HydraConfig
@@ -54,4 +71,6 @@ if __name__ == "__main__":
     except ConfigError as exc:
         _fail(str(exc))
     sys.argv += implied_overrides(overrides)  # `md=production` without `stage=`: the main job (stage=main)
+    if not {"-m", "--multirun"} & set(sys.argv):
+        _validate_before_hydra(overrides)
     main()

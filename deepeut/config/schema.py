@@ -470,6 +470,9 @@ class PipelineConfig:
 
     cache_dir: str = "outputs/stages"
     reference_labels: bool = False  # true: label reference MD (reference.*, labeler); false: the shipped xTB data
+    #: ion pairs of the box that build, reference labels and active learning use (the paper: 8, its FPMD box);
+    #: null: ``scale.n_ion_pairs``, like production MD
+    reference_ion_pairs: Optional[int] = None
     active_learning: bool = True  # run the al.* loop between training and production MD
     #: stage=main: ensembles of earlier runs are looked for under this folder (newest complete one of the system)
     search_outputs: str = "outputs"
@@ -480,6 +483,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         _require(self.max_estimate_h is None or self.max_estimate_h > 0, "pipeline.max_estimate_h",
                  "must be > 0 hours or null")
+        _require(self.reference_ion_pairs is None or self.reference_ion_pairs >= 1, "pipeline.reference_ion_pairs",
+                 "must be >= 1 or null")
 
 
 @dataclass

@@ -78,11 +78,22 @@ def save_checkpoint(path: Path, dyn, extra: Optional[Dict[str, Any]] = None) -> 
             pickle.dump({"state": get_state(dyn), "extra": extra or {}}, f)
 
 
+class CorruptCheckpoint(RuntimeError):
+    """An MD checkpoint cannot be read; the message says how to restart."""
+
+
 def load_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
     if not Path(path).exists():
         return None
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not a checkpoint")
+        return state
+    except Exception as exc:
+        raise CorruptCheckpoint(f"{path} is corrupted ({type(exc).__name__}: {exc}); delete it (and the "
+                                "trajectory.h5 beside it) to restart this replica from step 0") from None
 
 
 def run_steps(dyn, n_steps: int, every: int, on_frame: Callable[[int], None],

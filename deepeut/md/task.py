@@ -35,18 +35,36 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
     return atoms, bool(np.any(atoms.get_momenta())), None, None
 
 
+def model_r_max(cfg: Config, out: Path) -> float:
+    """Cutoff (Å) of the ensemble the stage runs with (its manifest), else ``model.r_max``."""
+    import json
+
+    from deepeut.config.schema import ConfigError
+    from deepeut.training.potential import EnsembleError, manifest_path, resolve_ensemble
+
+    try:
+        path = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system.name))
+        return float(json.loads(path.read_text())["r_max_A"])
+    except (ConfigError, EnsembleError, KeyError, OSError, ValueError):
+        return cfg.model.r_max
+
+
 def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
     """``md.start`` (all replicas start there, new velocities unless the file has them), else a new box
-    per replica packed with seed ``build.seed + replica``. Molecule ids and labels come from the topology."""
+    per replica packed with seed ``build.seed + replica``. Molecule ids and labels come from the topology.
+    The box must be wider than the model cutoff (:func:`deepeut.systems.box.check_cutoff_fits`)."""
     from deepeut.systems.box import build_box
     from deepeut.systems.task import write_extxyz
     from deepeut.systems.topology import Topology
 
     from deepeut.systems import MoleculeRecognizer
 
+    from deepeut.systems.box import check_cutoff_fits
+
     rec = MoleculeRecognizer.for_system(cfg.system)
     if cfg.md.start:
         atoms, has_vel, molecule, labels = read_start(cfg.md.start)
+        check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent), f"md.start {cfg.md.start}")
         topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(cfg.md.start).with_name("topology.json")
         if molecule is None and topo_path.exists():
             topo = Topology.read(topo_path)
@@ -59,6 +77,8 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
         use_vel = has_vel and replica == 0
     else:
         box = build_box(cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica))
+        check_cutoff_fits(box.atoms.cell.array, model_r_max(cfg, rdir.parent),
+                          f"system={cfg.system.name} scale={cfg.scale.name} ({len(box.atoms)} atoms)")
         atoms, molecule, labels, counts, use_vel = box.atoms, box.topology.molecule, box.topology.label, \
             box.topology.counts(), False
         rdir.mkdir(parents=True, exist_ok=True)
@@ -74,8 +94,8 @@ def md_calculator(cfg: Config, out: Path):
     from deepeut.training.potential import Ensemble, resolve_ensemble
 
     members = None if cfg.md.ensemble_member is None else [cfg.md.ensemble_member]
-    return Ensemble.load(resolve_ensemble(cfg.ensemble, out), device=cfg.device, members=members).calculator(
-        member=0 if members else None)
+    path = resolve_ensemble(cfg.ensemble, out, cfg.system.name)
+    return Ensemble.load(path, device=cfg.device, members=members).calculator(member=0 if members else None)
 
 
 def md(cfg: Config, out: Path) -> Dict:

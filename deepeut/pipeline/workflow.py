@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from deepeut.config.schema import Config
 from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
 from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, md_seconds, n_atoms,
-                                   plan_text, training_seconds, xtb_seconds)
+                                   plan_text, label_seconds, training_seconds)
 from deepeut.training.ensemble import MANIFEST
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 
@@ -149,15 +149,25 @@ def dataset_input(cfg: Config) -> Tuple[Optional[str], str, int]:
     return None, file_digest(files["manifest"]), sum(1 for r in rows if r.get("split") == "train")
 
 
-def pipeline_plan(cfg: Config, runner: Runner, atoms: int, n_frames: int) -> List[PlanStep]:
-    t = cfg.train
+def labeling_config(cfg: Config) -> Config:
+    """The config of build, reference labels, training and active learning: the box of
+    ``pipeline.reference_ion_pairs`` (the paper's 8-ion-pair FPMD box) when set, else ``scale``."""
+    n = cfg.pipeline.reference_ion_pairs
+    if n is None or n == cfg.scale.n_ion_pairs:
+        return cfg
+    return replace(cfg, scale=replace(cfg.scale, name=f"{n}-ion-pairs", n_ion_pairs=n))
+
+
+def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> List[PlanStep]:
+    """The steps of :func:`run_pipeline`; ``cfg`` is the labeling config (:func:`labeling_config`)."""
+    t, atoms = cfg.train, n_atoms(cfg)
     steps = [PlanStep("build", f"pack a {atoms}-atom box (packmol + RDKit)", 10,
                       runner.reused("build", cfg, {}))]
     if cfg.pipeline.reference_labels:
         r = cfg.reference
         frames = r.n_train + r.n_test
         steps.append(PlanStep("reference", f"{r.duration_ps:g} ps {cfg.labeler.name} MD, {frames} labeled frames",
-                              (r.duration_ps * 1000 / r.timestep_fs + frames) * xtb_seconds(atoms)))
+                              r.duration_ps * 1000 / r.timestep_fs * label_seconds(cfg, atoms)))
     else:
         steps.append(PlanStep("data", f"the shipped {cfg.system.name} GFN2-xTB dataset ({n_frames} training frames)", 0,
                               note="shipped"))
@@ -168,7 +178,7 @@ def pipeline_plan(cfg: Config, runner: Runner, atoms: int, n_frames: int) -> Lis
         steps.append(PlanStep("al", f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
                                     f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
                                     f"{cfg.labeler.name} labels, retrain", al_seconds(cfg, atoms, n_frames)))
-    steps += md_analysis_plan(cfg, atoms, None)
+    steps += md_analysis_plan(full, n_atoms(full), None)
     return steps
 
 
@@ -188,17 +198,18 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
     from deepeut.training.task import train
 
     runner = Runner(cfg, out)
-    store, data_key, n_frames = dataset_input(cfg)
-    atoms = n_atoms(cfg)
-    if not start(cfg, out, "pipeline", pipeline_plan(cfg, runner, atoms, n_frames)):
+    lab = labeling_config(cfg)
+    store, data_key, n_frames = dataset_input(lab) if not cfg.pipeline.reference_labels else \
+        (None, "", lab.reference.n_train)
+    if not start(cfg, out, "pipeline", pipeline_plan(cfg, lab, runner, n_frames)):
         return {"plan": str(out / "plan.txt")}
-    box = runner("build", cfg, {}, lambda d: build(cfg, d))
+    box = runner("build", lab, {}, lambda d: build(lab, d))
     if cfg.pipeline.reference_labels:
-        ref_cfg = replace(cfg, reference=replace(cfg.reference, box=str(box.dir / "box.extxyz")),
-                          data=replace(cfg.data, store=None))
+        ref_cfg = replace(lab, reference=replace(lab.reference, box=str(box.dir / "box.extxyz")),
+                          data=replace(lab.data, store=None))
         ref = runner("reference", ref_cfg, {"build": box.key}, lambda d: reference(ref_cfg, d))
         store, data_key = str(ref.dir / "data"), ref.key
-    data_cfg = replace(cfg, data=replace(cfg.data, store=store))
+    data_cfg = replace(lab, data=replace(lab.data, store=store))
     trained = runner("train", data_cfg, {"data": data_key}, lambda d: train(data_cfg, d))
     ensemble = trained.dir
     if cfg.pipeline.active_learning:

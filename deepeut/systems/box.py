@@ -15,12 +15,22 @@ import numpy as np
 from deepeut.config.schema import BuildConfig, ConfigError, SystemConfig
 from deepeut.systems.species import SpeciesTemplate, build_templates
 from deepeut.systems.topology import Topology
-from deepeut.utils.neighbors import neighbor_pairs
+from deepeut.utils.neighbors import neighbor_pairs, plane_distances
 from deepeut.utils.units import cubic_edge_A, density_g_cm3
 
 
 class BoxError(RuntimeError):
     """A built box fails a check (composition, neutrality, density, overlaps) or packmol failed."""
+
+
+def check_cutoff_fits(cell: np.ndarray, r_max: float, where: str) -> None:
+    """An atom must not interact with its own periodic image: every perpendicular width of the cell (Å) must
+    exceed the model cutoff ``r_max`` (Å)."""
+    width = float(plane_distances(np.asarray(cell)).min())
+    if width <= r_max:
+        raise BoxError(f"{where}: the box is {width:.2f} Å wide, not more than the model cutoff r_max = {r_max:g} Å, "
+                       "so every atom would interact with its own periodic image; use a bigger box "
+                       "(scale.n_ion_pairs) or a model with a smaller cutoff")
 
 
 @dataclass

@@ -48,6 +48,19 @@ def _python_module(module: str, *args: str) -> List[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def check_resumable(ckpt: Path, k: int) -> None:
+    """A ``last.ckpt`` that torch cannot read (a run killed while writing it, a damaged disk) stops with a clear
+    message instead of a nequip traceback."""
+    import torch
+
+    try:
+        torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        msg = (str(exc).strip().splitlines() or [""])[0]
+        raise TrainingError(f"{ckpt} is corrupted ({type(exc).__name__}: {msg}); delete it to train member {k} "
+                            "from scratch") from None
+
+
 def nequip_train_command(mdir: Path, resume: bool) -> List[str]:
     """``nequip-train`` on ``<mdir>/nequip.yaml`` with Hydra's run dir = ``mdir``; resume from last.ckpt."""
     cmd = _python_module("nequip.scripts.train", "-cp", str(mdir.resolve()), "-cn", "nequip",
@@ -111,6 +124,8 @@ def train_member(k: int, cfg: Config, data: DatasetFiles, root: Path, type_names
                                device=cfg.device, n_train_frames=data.n_train, group=group, tracked=tracked)
     write_text_atomic(mdir / "nequip.yaml", OmegaConf.to_yaml(OmegaConf.create(nequip_cfg)))
     resume = (mdir / "last.ckpt").exists()
+    if resume:
+        check_resumable(mdir / "last.ckpt", k)
     log.info("member %d: %s training (seed %d) in %s", k, "resuming" if resume else "starting",
              cfg.train.seed + k, mdir)
     env = dict(os.environ, WANDB_MODE=cfg.logger.mode, HYDRA_FULL_ERROR="1")

@@ -57,10 +57,15 @@ def manifest_path(path: str | Path) -> Path:
     return p
 
 
-def resolve_ensemble(ensemble: Optional[str], out: Path) -> Path:
-    """The config's ``ensemble`` folder, else the pipeline's ``train/`` folder beside the stage folder ``out``."""
+def resolve_ensemble(ensemble: Optional[str], out: Path, system: Optional[str] = None) -> Path:
+    """The config's ``ensemble`` folder (``embedded``: the shipped default of ``system``), else the ``train/``
+    folder beside the stage folder ``out``."""
     from deepeut.config.schema import ConfigError
 
+    if ensemble == "embedded" and system:
+        from deepeut.training.embedded import embedded_ensemble
+
+        return embedded_ensemble(system)
     path = Path(ensemble) if ensemble else Path(out).parent / "train"
     if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
         raise ConfigError(f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
@@ -122,7 +127,13 @@ class Ensemble:
             files = [files[k] for k in members]
         models = []
         for f in files:
-            model = load_saved_model(str(f), compile_mode="eager")
+            try:
+                model = load_saved_model(str(f), compile_mode="eager")
+            except Exception as exc:  # a truncated zip, a foreign file, a checkpoint of another nequip version
+                msg = (str(exc).strip().splitlines() or [""])[0]
+                raise EnsembleError(f"{f}: cannot load this model ({type(exc).__name__}: {msg}); the file is "
+                                    "corrupted or not a nequip model: retrain the member or pass another ensemble") \
+                    from None
             model.eval()
             models.append(model)
         meta = models[0].metadata
