@@ -49,6 +49,33 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.Co
                           timeout=timeout, env=env)
 
 
+def start_cli(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
+    """``python run.py ARGS`` in its own process group (so that a test can SIGKILL it with its children)."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
+    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 300, settle: float = 0.0) -> bool:
+    """SIGKILL ``proc``'s process group as soon as ``ready()`` is true (after ``settle`` s); False when the
+    process ended (or the time ran out) first."""
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            time.sleep(settle)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return False
+
+
 @pytest.fixture(scope="session")
 def ensemble_dir(tmp_path_factory) -> Path:
     """A 3-member allegro_small ensemble trained for 2 epochs on the URA demo data (~1 min, once per session)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_config, run_cli
+from conftest import ROOT, kill_when, load_config, run_cli, start_cli
 
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
@@ -127,23 +127,14 @@ def test_killed_member_resumes_from_checkpoint(tmp_path):
     """Kill a training run after its first epoch; the restarted run continues from last.ckpt."""
     import torch
 
-    args = [sys.executable, str(ROOT / "run.py"), "stage=train", "train.ensemble_size=1", "train.max_epochs=3",
-            "train.early_stopping_patience=null", "train.package=false", f"output_dir={tmp_path}"]
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = ["stage=train", "train.ensemble_size=1", "train.max_epochs=3", "train.early_stopping_patience=null",
+            "train.package=false", f"output_dir={tmp_path}"]
     ckpt = tmp_path / "member_0" / "last.ckpt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), "no checkpoint was written"
-    time.sleep(0.5)  # let the checkpoint file be complete
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert kill_when(start_cli(*args), ckpt.exists, settle=0.5), "no checkpoint was written"
     assert not (tmp_path / "member_0" / "done.json").exists()
     killed_epoch = torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]
     assert killed_epoch < 2
-    res = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    res = run_cli(*args)
     assert res.returncode == 0, res.stderr[-3000:]
     done = json.loads((tmp_path / "member_0" / "done.json").read_text())
     assert done["resumed"] is True

@@ -1,0 +1,92 @@
+"""Bad input stops with one line naming the problem (exit 2 for config errors, 1 for a stage that cannot run)
+and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from ase.io import read, write
+
+from conftest import built_box, run_cli
+
+
+def one_line(r, code: int) -> str:
+    assert r.returncode == code, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("system=water", "deepeut: error: system: 'water' is not one of act, nma, ura"),
+    ("md.temprature_K=300", "deepeut: error: unknown config key 'md.temprature_K'. Did you mean 'temperature_K'?"),
+    ("md.temperature_K=-5", "deepeut: error: md.temperature_K: must be > 0 K, got -5.0"),
+    ("md.timestep_fs=6", "deepeut: error: md.timestep_fs: must be in (0, 5] fs"),
+])
+def test_config_errors_fail_before_any_output(tmp_path, override, needle):
+    r = run_cli(override, cwd=tmp_path)
+    assert one_line(r, 2).startswith(needle)
+    assert list(tmp_path.iterdir()) == []  # not even a Hydra run directory
+
+
+def _start_box(tmp_path: Path, scale: float = 1.0) -> Path:
+    atoms = built_box("ura")[1].atoms.copy()
+    atoms.set_cell(atoms.cell * scale, scale_atoms=True)
+    write(tmp_path / "start.extxyz", atoms)
+    return tmp_path / "start.extxyz"
+
+
+def test_box_narrower_than_the_cutoff(ensemble_dir, tmp_path):
+    start = _start_box(tmp_path, 0.55)  # ~5.7 Å, below r_max = 6 Å
+    r = run_cli("stage=md", f"ensemble={ensemble_dir}", f"md.start={start}", f"output_dir={tmp_path / 'out'}")
+    line = one_line(r, 1)
+    assert line.startswith("deepeut: md stopped: md.start") and "not more than the model cutoff r_max = 6 Å" in line
+    assert not list((tmp_path / "out").glob("replica_*"))
+
+
+def test_start_structure_disagrees_with_its_topology(ensemble_dir, tmp_path):
+    start = _start_box(tmp_path)
+    built_box("nma")[1].topology.write(tmp_path / "nma_topology.json")
+    r = run_cli("stage=md", f"ensemble={ensemble_dir}", f"md.start={start}", f"md.topology={tmp_path / 'nma_topology.json'}",
+                f"output_dir={tmp_path / 'out'}")
+    assert "has 88 atoms but the topology of system nma has 128" in one_line(r, 1)
+
+
+def test_dataset_without_forces(tmp_path):
+    atoms = built_box("ura")[1].atoms.copy()
+    atoms.info["energy"] = -100.0
+    write(tmp_path / "noforces.extxyz", atoms)
+    r = run_cli("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'noforces.extxyz'}",
+                f"output_dir={tmp_path / 'out'}")
+    line = one_line(r, 1)
+    assert line.startswith("deepeut: reference stopped:") and "forces" in line
+    assert not (tmp_path / "out" / "reference.json").exists()
+
+
+def test_corrupted_model_file(ensemble_dir, tmp_path):
+    broken = tmp_path / "ensemble"
+    shutil.copytree(ensemble_dir, broken)
+    model = broken / "member_0" / "model.nequip.zip"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
+    r = run_cli("stage=md", f"ensemble={broken}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
+    line = one_line(r, 1)
+    assert str(model) in line and "cannot load this model" in line
+
+
+def test_corrupted_md_checkpoint(ensemble_dir, tmp_path):
+    (tmp_path / "out" / "replica_0").mkdir(parents=True)
+    (tmp_path / "out" / "replica_0" / "checkpoint.pkl").write_bytes(b"\x80\x04garbage")
+    r = run_cli("stage=md", f"ensemble={ensemble_dir}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
+    line = one_line(r, 1)
+    assert "checkpoint.pkl is corrupted" in line and "delete it" in line
+
+
+def test_corrupted_training_checkpoint(tmp_path):
+    (tmp_path / "member_0").mkdir()
+    (tmp_path / "member_0" / "last.ckpt").write_bytes(b"not a checkpoint")
+    r = run_cli("stage=train", "train.ensemble_size=1", "train.max_epochs=1", f"output_dir={tmp_path}")
+    line = one_line(r, 1)
+    assert "last.ckpt is corrupted" in line and "member 0" in line
+    assert not (tmp_path / "member_0" / "done.json").exists()

@@ -1,0 +1,202 @@
+"""stage=pipeline and stage=main: the stage cache, the main-job rule, plans and budgets, the report, and
+SIGKILL at every stage (labeling, training, MD, analysis) followed by a rerun that finishes and recomputes
+nothing that had finished."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import kill_when, load_config, run_cli, start_cli
+from deepeut.config import ConfigError
+from deepeut.pipeline.cache import DONE, StageCache, stage_key
+
+
+def test_stage_key_follows_what_decides_the_result():
+    base = load_config()
+    key = lambda *o, stage="md", inputs=None: stage_key(load_config(*o), stage, inputs or {"ensemble": "a"})  # noqa
+    assert key() == stage_key(base, "md", {"ensemble": "a"})
+    assert key("md.duration_ps=3") != key()  # a longer run is another run
+    assert key(inputs={"ensemble": "b"}) != key()  # another ensemble too
+    assert key("train.lr=0.01") == key()  # training settings do not change an MD run with a given ensemble
+    assert key("train.lr=0.01", stage="train") != key(stage="train")
+    assert key("train.devices=4", "train.strategy=ddp", "logger=none", stage="train") == key(stage="train")
+    assert key("labeler.executor.n_workers=2", stage="al") == key(stage="al")
+
+
+def test_stage_cache_reuses_finished_and_continues_unfinished(tmp_path):
+    cfg = load_config()
+    cache = StageCache(tmp_path, "ura")
+    calls = []
+
+    def work(d: Path, die: bool):
+        calls.append(d)
+        (d / "part.txt").write_text("first half")
+        if die:
+            raise KeyboardInterrupt  # the run dies half-way: no stage.json
+        return {"value": (d / "part.txt").read_text()}
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.run(cfg, "build", {}, lambda d: work(d, True))
+    folder = calls[0]
+    assert folder.exists() and not (folder / DONE).exists()
+    rec = cache.run(cfg, "build", {}, lambda d: work(d, False))  # continues in the same folder
+    assert rec.dir == folder and not rec.reused and rec.result == {"value": "first half"}
+    rec = cache.run(cfg, "build", {}, lambda d: work(d, False))
+    assert rec.reused and len(calls) == 2  # finished: not run again
+    assert json.loads((folder / DONE).read_text())["config"]["system"]["name"] == "ura"
+
+
+def test_md_choice_without_stage_is_the_main_job():
+    assert load_config("system=nma", "md=production").stage.name == "main"
+    assert load_config().stage.name == "pipeline"
+    assert load_config("stage=md", "md=explore").stage.name == "md"
+
+
+def test_main_job_finds_the_newest_complete_ensemble_of_the_system(tmp_path):
+    import os
+
+    from deepeut.pipeline.workflow import find_ensemble
+    from deepeut.training.embedded import MODELS_DIR
+
+    def manifest(path: Path, system: str, complete: bool, mtime: float):
+        path.mkdir(parents=True)
+        (path / "ensemble.json").write_text(json.dumps({"system": system, "complete": complete,
+                                                        "members": [{"member": 0}]}))
+        os.utime(path / "ensemble.json", (mtime, mtime))
+
+    manifest(tmp_path / "runs" / "old" / "train", "nma", True, 1e9)
+    manifest(tmp_path / "stages" / "al" / "x" / "iter_1" / "train", "nma", True, 2e9)
+    manifest(tmp_path / "runs" / "newest_incomplete", "nma", False, 3e9)
+    manifest(tmp_path / "runs" / "other_system", "ura", True, 4e9)
+    cfg = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path}")
+    path, origin = find_ensemble(cfg)
+    assert path == tmp_path / "stages" / "al" / "x" / "iter_1" / "train" and "newest" in origin
+    empty = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path / 'none'}")
+    path, origin = find_ensemble(empty)
+    assert path == MODELS_DIR / "nma" and "embedded" in origin
+    assert find_ensemble(load_config("system=act", "ensemble=embedded"))[0] == MODELS_DIR / "act"
+
+
+@pytest.mark.parametrize("system", ["ura", "act", "nma"])
+def test_embedded_default_ensembles_are_shipped_small_and_load(system):
+    from deepeut.training.embedded import embedded_ensemble
+    from deepeut.training.potential import Ensemble
+
+    path = embedded_ensemble(system)
+    manifest = json.loads((path / "ensemble.json").read_text())
+    assert manifest["complete"] and len(manifest["members"]) == 3 and manifest["system"] == system
+    assert manifest["dataset"]["origin"] == f"demo:{system}"
+    assert sum(f.stat().st_size for f in path.rglob("*")) < 5e6  # a few MB at most
+    ens = Ensemble.load(path)
+    from conftest import built_box
+
+    atoms = built_box(system)[1].atoms
+    pred = ens.predict([atoms])
+    assert np.isfinite(pred.mean_forces[0]).all() and pred.forces.shape[:2] == (3, 1)
+
+
+def test_plan_prints_an_estimate_and_refuses_hours_on_a_cpu(tmp_path):
+    r = run_cli("pipeline.dry_run=true", f"output_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    plan = (tmp_path / "plan.txt").read_text()
+    for stage in ("build", "train", "al", "md", "analysis", "report"):
+        assert f" {stage} " in plan
+    assert "estimated total: ~" in plan and not (tmp_path / "pipeline.json").exists()
+    r = run_cli("+experiment=paper_nma", "device=cpu", "pipeline.max_estimate_h=3", f"output_dir={tmp_path / 'p'}")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("deepeut: error: pipeline.max_estimate_h: this run would take")
+
+
+@pytest.mark.parametrize("system,pairs,md_ps", [("ura", 128, 3200.0), ("act", 128, 2200.0), ("nma", 128, 2200.0)])
+def test_paper_experiments_set_the_papers_numbers(system, pairs, md_ps):
+    cfg = load_config(f"+experiment=paper_{system}")
+    assert (cfg.system.name, cfg.scale.n_ion_pairs, cfg.md.duration_ps, cfg.md.replicas) == (system, pairs, md_ps, 3)
+    assert (cfg.model.name, cfg.train.max_epochs, cfg.al.name, cfg.labeler.name) == ("allegro_paper", 200, "paper", "cp2k")
+    assert (cfg.reference.duration_ps, cfg.reference.n_train, cfg.reference.n_test) == (20.0, 4500, 500)
+    assert cfg.pipeline.reference_ion_pairs == 8 and cfg.md.timestep_fs == 0.5 and cfg.md.temperature_K == 353.0
+
+
+def _stage_dirs(cache: Path, stage: str):
+    return sorted((cache / stage).glob("*-*")) if (cache / stage).exists() else []
+
+
+def _done_mtimes(cache: Path):
+    return {str(p): p.stat().st_mtime_ns for p in cache.glob(f"*/*/{DONE}")}
+
+
+MAIN = ["system=ura", "md=production", "md.duration_ps=0.15", "md.checkpoint_every_steps=20",
+        "md.check_molecules_every=0", "md.max_force_eV_A=1e6", "md.max_temperature_factor=1e6"]
+
+
+def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
+    cache = tmp_path / "cache"
+    args = [*MAIN, f"ensemble={ensemble_dir}", f"pipeline.cache_dir={cache}"]
+    ckpt = lambda: any(p.exists() for p in cache.glob("md/*/replica_0/checkpoint.pkl"))  # noqa: E731
+    assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run1'}"), ckpt), "MD never checkpointed"
+    assert not _done_mtimes(cache)  # nothing finished yet
+    analysing = lambda: bool(_stage_dirs(cache, "analysis"))  # noqa: E731
+    killed_in_analysis = kill_when(start_cli(*args, f"output_dir={tmp_path / 'run2'}"), analysing)
+    finished = _done_mtimes(cache)
+    if killed_in_analysis:
+        assert len(finished) == 1 and "/md/" in next(iter(finished))  # MD finished, analysis did not
+    r = run_cli(*args, f"output_dir={tmp_path / 'run3'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for path, mtime in finished.items():  # finished stages were reused, not redone
+        assert _done_mtimes(cache)[path] == mtime
+    from deepeut.md.h5md import H5MDTrajectory
+
+    with H5MDTrajectory(next(cache.glob("md/*/replica_0/trajectory.h5"))) as tr:
+        assert tr.n_frames == 16 and np.allclose(np.diff(tr.times_ps), 0.01)  # 0.15 ps every 10 fs, no gaps
+    report = (tmp_path / "run3" / "report.md").read_text()
+    for needle in ("## MD stability", "Table I", "Table III", "kcal/mol/atom/ns", "fig5_6_rdf.png"):
+        assert needle in report
+    assert "data:image/png;base64" in (tmp_path / "run3" / "report.html").read_text()
+    r = run_cli(*args, f"output_dir={tmp_path / 'run4'}")
+    assert r.returncode == 0
+    stages = json.loads((tmp_path / "run4" / "pipeline.json").read_text())["stages"]
+    assert [(s["stage"], s["reused"]) for s in stages] == [("md", True), ("analysis", True)]
+    a = json.loads((tmp_path / "run3" / "analysis" / "tables.json").read_text())
+    assert a == json.loads((tmp_path / "run4" / "analysis" / "tables.json").read_text())
+
+
+PIPE = ["train.ensemble_size=2", "train.max_epochs=1", "al.explore_runs=1", "al.explore_ps=0.1",
+        "al.explore_save_every_fs=10", "al.max_selected=2", "md.duration_ps=0.1", "md.check_molecules_every=0",
+        "md.max_force_eV_A=1e6", "md.max_temperature_factor=1e6"]
+
+
+def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
+    """The whole workflow (1-epoch members: plumbing, not physics), killed while training and while labeling."""
+    cache = tmp_path / "cache"
+    args = [*PIPE, f"pipeline.cache_dir={cache}"]
+    training = lambda: any(p.exists() for p in cache.glob("train/*/member_0/last.ckpt"))  # noqa: E731
+    assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run1'}"), training, settle=0.5)
+    assert list(_done_mtimes(cache)) == [str(_stage_dirs(cache, "build")[0] / DONE)]
+
+    def labeling():
+        state = next(cache.glob("al/*/al_state.json"), None)
+        return state is not None and json.loads(state.read_text())["step"] == "calibrate"
+
+    assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run2'}"), labeling, timeout=600, settle=2.0)
+    finished = _done_mtimes(cache)
+    assert {Path(p).parent.parent.name for p in finished} == {"build", "train"}
+    r = run_cli(*args, f"output_dir={tmp_path / 'run3'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for path, mtime in finished.items():
+        assert _done_mtimes(cache)[path] == mtime
+    train_dir = _stage_dirs(cache, "train")[0]
+    assert all(json.loads((train_dir / f"member_{k}" / "done.json").read_text())["resumed"] is (k == 0)
+               for k in (0, 1))  # member 0 continued from its checkpoint, member 1 started after the kill
+    from deepeut.data.store import open_store
+
+    store = open_store(_stage_dirs(cache, "al")[0] / "data")
+    assert len(store.read("calibration")) == load_config().al.n_calibration  # labeled once, none twice
+    store.close()
+    pipeline = json.loads((tmp_path / "run3" / "pipeline.json").read_text())
+    assert [s["stage"] for s in pipeline["stages"]] == ["build", "train", "al", "md", "analysis"]
+    report = (tmp_path / "run3" / "report.md").read_text()
+    assert "## Active learning" in report and "## Model" in report and "demo:ura" in report
