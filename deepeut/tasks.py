@@ -36,12 +36,13 @@ def _run_errors() -> tuple:
     from deepeut.active_learning.conformal import CalibrationError
     from deepeut.active_learning.loop import ActiveLearningError
     from deepeut.md.dynamics import CorruptCheckpoint
+    from deepeut.md.h5md import TrajectoryUnreadable
     from deepeut.md.safety import SimulationExploded
     from deepeut.training.ensemble import TrainingError
     from deepeut.training.potential import EnsembleError
 
     return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded,
-            ActiveLearningError, CalibrationError, CorruptCheckpoint)
+            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

@@ -21,7 +21,7 @@ def lj_argon(n_cells: int = 3, temperature_K: float = 100.0):
 
 
 def md_config(**over):
-    cfg = load_config("md=production").md
+    cfg = load_config("stage=md", "md=production").md
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
@@ -153,6 +153,34 @@ def test_exploding_run_is_stopped_and_the_frame_kept(tmp_path):
     with pytest.raises(SimulationExploded, match="exceeds md.max_force_eV_A"):
         run_replica(setup_for(atoms, calc), md, tmp_path, progress=False)
     assert list(tmp_path.glob("exploded_step*.extxyz"))
+
+
+class _GoesBadAfter(_DiesAfter):
+    """Wraps a calculator; its forces blow up (× 1e4) after ``n`` evaluations (a potential out of its domain)."""
+
+    def get_forces(self, atoms=None):
+        self.n -= 1
+        return self.calc.get_forces(atoms) * (1e4 if self.n < 0 else 1.0)
+
+
+def test_unstable_run_truncates_to_its_last_checked_frame_when_asked(tmp_path):
+    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.md.runner import frames_checked_before, run_replica
+
+    assert frames_checked_before(0, 10) == 0 and frames_checked_before(7, 0) == 7
+    assert frames_checked_before(20, 10) == 11  # frame 20 failed its molecule check: frames 0..10 were checked
+    assert frames_checked_before(25, 10) == 21  # frame 25 failed its force check: molecules last checked at 20
+    md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.0, save_every_fs=25.0,
+                   check_molecules_every=4, on_unstable="truncate")
+    atoms, calc = lj_argon(2)
+    summary = run_replica(setup_for(atoms, _GoesBadAfter(calc, 100)), md, tmp_path, progress=False)
+    stop = summary["stopped_early"]
+    assert "exceeds md.max_force_eV_A" in stop["reason"] and 0.05 < stop["time_ps"] < 1.0
+    with H5MDTrajectory(tmp_path / "trajectory.h5") as tr:
+        assert tr.n_frames == stop["frames_kept"] == summary["n_frames"]
+        assert (tr.n_frames - 1) % 4 == 0 and tr.times_ps[-1] < stop["time_ps"]
+    assert (tmp_path / stop["frame"]).exists()
+    assert json.loads((tmp_path / "md.json").read_text())["stopped_early"]["step"] == stop["step"]
 
 
 def test_temperature_and_molecule_checks():

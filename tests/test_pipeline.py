@@ -97,7 +97,7 @@ def test_embedded_default_ensembles_are_shipped_small_and_load(system):
 
     atoms = built_box(system)[1].atoms
     pred = ens.predict([atoms])
-    assert np.isfinite(pred.mean_forces[0]).all() and pred.forces.shape[:2] == (3, 1)
+    assert np.isfinite(pred.mean_forces[0]).all() and pred.forces[0].shape == (3, len(atoms), 3)
 
 
 def test_plan_prints_an_estimate_and_refuses_hours_on_a_cpu(tmp_path):

@@ -394,6 +394,10 @@ class MDConfig:
     max_force_eV_A: float = 30.0  # stop when any force exceeds this
     max_temperature_factor: float = 2.0  # stop when T > factor × temperature_K
     check_molecules_every: int = 10  # saved frames between molecule-recognition checks (0: never)
+    #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
+    #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
+    #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)
+    on_unstable: str = "stop"
     lammps_command: str = "lmp"  # LAMMPS binary with the Allegro pair style (engine=lammps)
 
     def __post_init__(self) -> None:
@@ -406,6 +410,8 @@ class MDConfig:
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
+        _require(self.on_unstable in ("stop", "truncate"), "md.on_unstable",
+                 f"'{self.on_unstable}' is not one of stop, truncate")
 
 
 @dataclass

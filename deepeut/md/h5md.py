@@ -50,6 +50,21 @@ def _time_series(group, name: str, shape: tuple, dtype, unit: str, chunks: tuple
     return g
 
 
+class TrajectoryUnreadable(RuntimeError):
+    """A trajectory to continue cannot be reopened; the message names the file and how to restart."""
+
+
+def _reopen_for_append(path: Path):
+    """Open an existing H5MD file read-write to continue it, or fail with one line naming the file."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r+")
+    except OSError as exc:
+        raise TrajectoryUnreadable(f"{path} cannot be reopened to continue ({str(exc).split(' (')[0]}); "
+                                   "delete it and the checkpoint.pkl beside it to restart this replica") from None
+
+
 class H5MDWriter:
     """Append frames to an H5MD file; ``commit()`` flushes and records the committed frame count.
 
@@ -70,11 +85,14 @@ class H5MDWriter:
         self.n_atoms = len(numbers)
         self._buffer: list = []  # frames not yet written (flushed every BUFFER_FRAMES and on commit)
         if resume_frames is not None and self.path.exists():
-            self.f = h5py.File(self.path, "r+")
+            self.f = _reopen_for_append(self.path)
             self._truncate(resume_frames)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = h5py.File(self.path, "w", libver="latest")
+        # default (earliest) file format on purpose: a file written with libver="latest" keeps an
+        # "open for write" flag in its superblock when the process is killed and then cannot be reopened
+        # without h5clear; the default format reopens after SIGKILL up to its last flush.
+        self.f = h5py.File(self.path, "w")
         f = self.f
         h = f.create_group("h5md")
         h.attrs["version"] = np.array([1, 1])
@@ -156,6 +174,13 @@ class H5MDWriter:
         n = self.n_frames
         self.f["parameters"].attrs["n_frames_committed"] = n
         self.f.flush()
+        return n
+
+    def keep_first(self, n: int) -> int:
+        """Write buffered frames, then keep only the first ``n`` frames as committed; returns the count kept."""
+        self._write_buffer()
+        n = min(n, self.n_frames)
+        self._truncate(n)
         return n
 
     def close(self) -> None:

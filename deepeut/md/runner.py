@@ -143,11 +143,30 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
         save_checkpoint(ckpt_path, dyn, {"n_frames": n})
 
     t0 = time.perf_counter()
+    stopped = None
     try:
         run_steps(dyn, n_steps(md), save_interval(md), on_frame, on_checkpoint, md.checkpoint_every_steps,
                   desc=f"MD {workdir.name}", timestep_fs=md.timestep_fs, progress=progress)
+    except SimulationExploded as exc:
+        if md.on_unstable != "truncate":
+            raise
+        kept = writer.keep_first(frames_checked_before(writer.n_frames, md.check_molecules_every))
+        stopped = {"step": dyn.nsteps, "time_ps": dyn.nsteps * md.timestep_fs / 1000.0, "reason": str(exc),
+                   "frames_kept": kept, "frame": f"exploded_step{dyn.nsteps}.extxyz"}
+        log.warning("%s stopped early at %.3f ps (%s); the %d frames up to its last passed molecule check are "
+                    "kept (md.on_unstable=truncate)", workdir.name, stopped["time_ps"], exc, kept)
     finally:
         writer.f.close()  # only committed frames count; the checkpoint keeps the last good state
     summary = summarise(traj_path, md, time.perf_counter() - t0, dyn.nsteps - start_step)
+    if stopped:
+        summary["stopped_early"] = stopped
     write_json_atomic(workdir / "md.json", summary)
     return summary
+
+
+def frames_checked_before(n_frames: int, check_molecules_every: int) -> int:
+    """Frames to keep when frame ``n_frames`` failed: up to the last one whose molecules were checked (all of
+    them when molecules are not checked; every frame's forces and temperature are)."""
+    if not check_molecules_every or n_frames == 0:
+        return n_frames
+    return (n_frames - 1) // check_molecules_every * check_molecules_every + 1

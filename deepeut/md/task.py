@@ -134,4 +134,6 @@ def md(cfg: Config, out: Path) -> Dict:
     from deepeut.utils.tracking import log_results
 
     log_results(cfg, out, "md", {f"replica_{i}": s for i, s in enumerate(summaries)})
-    return {"md": str(out / "md.json"), "replicas": len(summaries)}
+    stopped = [f"replica {k} at {s['stopped_early']['time_ps']:.3f} ps" for k, s in enumerate(summaries)
+               if s.get("stopped_early")]
+    return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped}

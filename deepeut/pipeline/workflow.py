@@ -137,6 +137,10 @@ def finish(runner: Runner, extra: Dict) -> Dict:
     runner.save(**extra)
     paths = write_report(runner.cfg, runner.out, runner.records, extra)
     print(f"report: {paths['md']}", flush=True)
+    stopped = [x for r in runner.records for x in (r.result or {}).get("stopped_early", [])]
+    if stopped:
+        print(f"WARNING: MD stopped early ({'; '.join(stopped)}): the analysis covers the frames before the "
+              "failed safety check; see 'MD stability' in the report", flush=True)
     return {"report": str(paths["md"]), "stages": [r.to_json() for r in runner.records], **extra}
 
 

@@ -99,8 +99,15 @@ def md_section(md_dir: Path) -> Optional[Section]:
     checks = [f"|F| < {m['max_force_eV_A']:g} eV/Å", f"T < {m['max_temperature_factor']:g} × target"]
     if m.get("check_molecules_every"):
         checks.append(f"molecules intact (checked every {m['check_molecules_every']} frames)")
+    stopped = [(k, s["stopped_early"]) for k, s in enumerate(md["replicas"]) if s.get("stopped_early")]
+    verdict = (f"every replica finished with its safety checks passing: {', '.join(checks)}." if not stopped else
+               f"safety checks: {', '.join(checks)}.")
+    warnings = [f"**WARNING: replica {k} stopped early at {st['time_ps']:.3f} ps: {st['reason']}.** Its first "
+                f"{st['frames_kept']} frames (up to the last passed molecule check) are kept and analysed; the bad "
+                f"frame is `{st['frame']}` in the md folder. The potential is not yet good enough for this run: "
+                "more reference data or active-learning iterations are the cure." for k, st in stopped]
     return Section("MD stability", [f"engine {md['engine']}, {m['thermostat']}, {m['timestep_fs']} fs time step; "
-                                    f"every replica finished with its safety checks passing: {', '.join(checks)}.",
+                                    + verdict, *warnings,
                                     Table(["replica", "atoms", "duration (ps)", "<T> (K)", "target (K)",
                                            "drift (kcal/mol/atom/ns)", "ns/day"], rows)])
 

@@ -80,7 +80,7 @@ def member_model_files(path: str | Path) -> List[Path]:
     files = []
     for m in manifest["members"]:
         d = mpath.parent / m["dir"]
-        files.append(d / m.get("package", m["checkpoint"]))
+        files.append(d / (m.get("package") or m["checkpoint"]))
     if not files:
         raise EnsembleError(f"{mpath}: the ensemble has no finished member yet")
     return files
