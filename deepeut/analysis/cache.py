@@ -28,7 +28,28 @@ from deepeut.systems.species import minimum_image  # noqa: F401  (one definition
 
 log = logging.getLogger(__name__)
 
-AMINE_H_EXCLUDE = ("(M)", "(CM)", "(NM)")  # methyl hydrogens are not amine hydrogens
+# Fig. 1 label conventions the analysis reads (a new solvent follows them, see README "Adding another salt or
+# solvent"): solvent O, N and carbonyl C are ``O_X``, ``N_X``, ``C_X`` (other carbons carry a suffix such as
+# ``C_X(M)``); H-bond-donor hydrogens are ``H_X``, ``H_X(C)`` or ``H_X(T)``, other hydrogens another suffix (``(M)``).
+AMINE_H_SUFFIXES = ("", "(C)", "(T)")
+
+
+def is_solvent_oxygen(label: str) -> bool:
+    return label.startswith("O_") and label != "O_TFSI"
+
+
+def is_solvent_nitrogen(label: str) -> bool:
+    return label.startswith("N_") and label != "N_TFSI"
+
+
+def is_carbonyl_carbon(label: str) -> bool:
+    return label.startswith("C_") and "(" not in label and label != "C_TFSI"
+
+
+def is_amine_hydrogen(label: str) -> bool:
+    if not label.startswith("H_"):
+        return False
+    return (label[label.index("("):] if "(" in label else "") in AMINE_H_SUFFIXES
 
 
 @dataclass
@@ -61,16 +82,16 @@ class Sites:
 
     @property
     def o_amide(self) -> np.ndarray:
-        return self.atoms_labelled(lambda s: s.startswith("O_") and s != "O_TFSI")
+        return self.atoms_labelled(is_solvent_oxygen)
 
     @property
     def c_amide(self) -> np.ndarray:
         """Carbonyl carbons (label C_U, C_Ac, C_MAc — no methyl suffix)."""
-        return self.atoms_labelled(lambda s: s in ("C_U", "C_Ac", "C_MAc"))
+        return self.atoms_labelled(is_carbonyl_carbon)
 
     @property
     def h_amine(self) -> np.ndarray:
-        return self.atoms_labelled(lambda s: s.startswith("H_") and not any(x in s for x in AMINE_H_EXCLUDE))
+        return self.atoms_labelled(is_amine_hydrogen)
 
     def amide_molecules(self) -> np.ndarray:
         return np.unique(self.molecule[self.o_amide])
@@ -81,16 +102,15 @@ def sdf_references(sites: Sites) -> Dict[str, tuple]:
 
     Amide: carbonyl C, O, N; TFSI: N, first S, second S (atom order within the molecule)."""
     refs = {}
-    for name, (lab_a, lab_b, lab_c) in (("amide", (("C_U", "C_Ac", "C_MAc"), ("O_U", "O_Ac", "O_MAc"),
-                                                    ("N_U", "N_Ac", "N_MAc"))),
-                                         ("TFSI", (("N_TFSI",), ("S",), ("S",)))):
+    is_ = lambda name: (lambda s: s == name)  # noqa: E731
+    for name, (lab_a, lab_b, lab_c) in (("amide", (is_carbonyl_carbon, is_solvent_oxygen, is_solvent_nitrogen)),
+                                         ("TFSI", (is_("N_TFSI"), is_("S"), is_("S")))):
         mols = sites.molecules_of(name)
         triples, atoms = [], []
         for m in mols:
             at = np.nonzero(sites.molecule == m)[0]
-            lab = sites.labels[at]
-            a, b = at[np.isin(lab, lab_a)], at[np.isin(lab, lab_b)]
-            c = at[np.isin(lab, lab_c)]
+            lab = [str(x) for x in sites.labels[at]]
+            a, b, c = (at[[f(x) for x in lab]] for f in (lab_a, lab_b, lab_c))
             c = c[c != b[0]] if len(b) else c
             if len(a) and len(b) and len(c):
                 triples.append((a[0], b[0], c[0]))
