@@ -29,3 +29,33 @@ def test_paper_mapping_keywords():
                                            "bessel_trainable": True, "polynomial_cutoff_p": 6}
     assert kw["readout_mlp_nonlinearity"] is None and kw["readout_mlp_hidden_layers_width"] == 128
     assert kw["allegro_mlp_hidden_layers_depth"] == 2 and kw["allegro_mlp_hidden_layers_width"] == 256
+
+
+def zbl_eV(z1: int, z2: int, r: float, r_max: float, p: int = 6) -> float:
+    """The universal ZBL screened nuclear repulsion (Ziegler, Biersack, Littmark) with nequip's polynomial cutoff."""
+    import numpy as np
+
+    a = 0.46850 / (z1**0.23 + z2**0.23)
+    x = r / a
+    phi = (0.18175 * np.exp(-3.19980 * x) + 0.50986 * np.exp(-0.94229 * x) + 0.28022 * np.exp(-0.40290 * x)
+           + 0.02817 * np.exp(-0.20162 * x))
+    u = r / r_max
+    envelope = 1 - (p + 1) * (p + 2) / 2 * u**p + p * (p + 2) * u**(p + 1) - p * (p + 1) / 2 * u**(p + 2)
+    return 14.399645 * z1 * z2 / r * phi * envelope
+
+
+def test_zbl_adds_the_screened_nuclear_repulsion():
+    import numpy as np
+    from ase import Atoms
+
+    from deepeut.training.potential import Ensemble
+
+    cfg = load_config("model=allegro_small").model
+    plain = build_allegro(cfg, TYPES, seed=3, avg_num_neighbors=40.0)
+    cfg.zbl = True
+    with_zbl = build_allegro(cfg, TYPES, seed=3, avg_num_neighbors=40.0)
+    ens = Ensemble([with_zbl.eval(), plain.eval()], TYPES, cfg.r_max)
+    for r in (0.6, 1.0, 2.0):
+        pair = Atoms("LiH", positions=[[0, 0, 0], [r, 0, 0]], cell=np.eye(3) * 30, pbc=False)
+        e = ens.predict([pair]).energies[:, 0]
+        assert e[0] - e[1] == pytest.approx(zbl_eV(3, 1, r, cfg.r_max), rel=1e-3, abs=1e-5)

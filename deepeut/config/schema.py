@@ -277,6 +277,9 @@ class ModelConfig:
     readout_mlp_nonlinearity: Optional[str] = None
     tp_path_channel_coupling: bool = True
     model_dtype: str = "float32"
+    #: add nequip's ZBL screened nuclear repulsion (a pair prior for close contacts the data never shows; the
+    #: element of each type is its type name)
+    zbl: bool = False
 
     def __post_init__(self) -> None:
         _require(self.r_max > 0, "model.r_max", "must be > 0 Å")

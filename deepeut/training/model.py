@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence
 from deepeut.config.schema import ModelConfig
 
 #: ModelConfig fields that are not AllegroModel keywords
-_OWN = {"name", "num_bessels", "bessel_trainable", "polynomial_cutoff_p"}
+_OWN = {"name", "num_bessels", "bessel_trainable", "polynomial_cutoff_p", "zbl"}
 
 
 def allegro_kwargs(cfg: ModelConfig, type_names: Sequence[str], seed: int = 0,
@@ -24,6 +24,9 @@ def allegro_kwargs(cfg: ModelConfig, type_names: Sequence[str], seed: int = 0,
                                      "polynomial_cutoff_p": cfg.polynomial_cutoff_p})
     for key in ("scalar_embed_mlp_nonlinearity", "allegro_mlp_nonlinearity", "readout_mlp_nonlinearity"):
         kw[key] = getattr(cfg, key)  # None = linear, must be passed explicitly
+    if cfg.zbl:
+        kw["pair_potential"] = {"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal",
+                                "chemical_species": list(type_names), "polynomial_cutoff_p": cfg.polynomial_cutoff_p}
     return kw
 
 
