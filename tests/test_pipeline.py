@@ -55,6 +55,12 @@ def test_md_choice_without_stage_is_the_main_job():
     assert load_config("system=nma", "md=production").stage.name == "main"
     assert load_config().stage.name == "pipeline"
     assert load_config("stage=md", "md=explore").stage.name == "md"
+    # the jobs for laptop-size ensembles: committee-mean MD, truncated (not failed) when a check fails
+    for cfg in (load_config("system=nma", "md=production"), load_config()):
+        assert cfg.md.ensemble_member is None and cfg.md.on_unstable == "truncate"
+    md_alone, paper = load_config("stage=md"), load_config("+experiment=paper_nma")
+    assert (md_alone.md.ensemble_member, md_alone.md.on_unstable) == (0, "stop")
+    assert paper.md.ensemble_member == 0  # one potential drives the paper's MD
 
 
 def test_main_job_finds_the_newest_complete_ensemble_of_the_system(tmp_path):

@@ -188,7 +188,8 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
 
 def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float]) -> List[PlanStep]:
     m = cfg.md
-    return [PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}) at "
+    driver = "committee mean" if m.ensemble_member is None else f"member {m.ensemble_member}"
+    return [PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
                            f"{m.temperature_K:g} K, {m.timestep_fs:g} fs", md_seconds(cfg, atoms, seconds_per_step)),
             PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
             PlanStep("report", "report.md + report.html", 2)]
