@@ -42,18 +42,23 @@ def built_box(system: str, scale: str = "tiny"):
     return _BOXES[key]
 
 
+def _cli(args) -> list:
+    return [sys.executable, str(ROOT / "run.py"), *args]
+
+
+def _cli_env() -> dict:
+    return dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python run.py ARGS`` in a subprocess (what a user types)."""
-    env = dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(_cli(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_cli_env())
 
 
 def start_cli(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
     """``python run.py ARGS`` in its own process group (so that a test can SIGKILL it with its children)."""
-    env = dict(os.environ, HYDRA_FULL_ERROR="0", WANDB_MODE="offline")
-    return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(_cli(args), cwd=cwd, env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 300, settle: float = 0.0) -> bool:
