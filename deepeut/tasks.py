@@ -40,9 +40,10 @@ def _run_errors() -> tuple:
     from deepeut.md.safety import SimulationExploded
     from deepeut.training.ensemble import TrainingError
     from deepeut.training.potential import EnsembleError
+    from deepeut.utils.lock import FolderBusy
 
     return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded,
-            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable)
+            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable, FolderBusy)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

@@ -150,3 +150,33 @@ def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_
     assert state["done"] and state["final_ensemble"].endswith("iter_1/train")
     final = json.loads((tmp_path / "iter_1" / "train" / "ensemble.json").read_text())
     assert final["complete"] and final["dataset"]["n_train"] == 45 + 2
+
+
+def test_stop_rule_counts_every_frame_above_threshold_before_the_spacing_filter():
+    from deepeut.active_learning.selection import above_threshold, spaced
+
+    n = 80  # 80 consecutive frames of one run above the threshold
+    u, runs, frames = np.full(n, 0.5), np.zeros(n, int), np.arange(n)
+    above = above_threshold(u, runs, frames, threshold=0.13)
+    assert len(above) == 80  # what the stop rule counts (the paper's would go on at stop_below = 50)
+    assert len(spaced(above, min_gap=2)) == 40  # what is labeled: every other frame
+    assert len(spaced(above, min_gap=2, cap=5)) == 5
+
+
+def test_calibration_frames_never_reenter_selection():
+    from deepeut.active_learning.selection import above_threshold
+
+    u, runs, frames = [0.5, 0.4, 0.3, 0.2], [0, 0, 1, 1], [1, 2, 1, 2]
+    c = above_threshold(u, runs, frames, threshold=0.13, exclude=[[0, 2], [1, 1]])
+    assert [(x.run, x.frame) for x in c] == [(0, 1), (1, 2)]
+
+
+def test_paper_quantile_uses_the_number_of_calibration_structures():
+    from deepeut.active_learning.conformal import CalibrationError, q_hat
+
+    s = np.arange(1, 101, dtype=float)  # 100 atom scores from 20 structures
+    assert q_hat(s, 0.1, "exact") == 91.0  # ⌈101 · 0.9⌉ = 91st smallest
+    assert q_hat(s, 0.1, "paper", n_structures=20) == pytest.approx(np.quantile(s, 0.9 * 21 / 20))
+    assert q_hat(s, 0.1, "paper", n_structures=20) > q_hat(s, 0.1, "exact")
+    with pytest.raises(CalibrationError, match="calibration structures are too few"):
+        q_hat(s, 0.1, "paper", n_structures=4)

@@ -5,8 +5,13 @@ deviation over the N_c members, averaged over the 3 components, u_i = sqrt(Σ_mo
 DP-GEN's "model deviation" of an atom is sqrt(Σ_α var_α) = √3 · u.
 
 Prediction error per atom (as in the paper): ΔF_i = (1/3) Σ_α |F_iα − F̄_iα| (reference minus ensemble mean).
-Scores s = ΔF / u; q̂ is the ⌈(n + 1)(1 − α)⌉-th smallest of the n calibration scores (split conformal, exact
-finite-sample order statistic). Calibrated uncertainty ũ = q̂ · u.
+Scores s = ΔF / u. Two quantiles (``al.quantile``), calibrated uncertainty ũ = q̂ · u with either:
+
+* ``exact`` (default): q̂ is the ⌈(n + 1)(1 − α)⌉-th smallest of the n calibration scores, the split-conformal
+  finite-sample order statistic (Angelopoulos & Bates, the paper's ref. 70), n = the number of scores.
+* ``paper``: the paper's formula (Methods B, AmpTorch): the (1 − α)(N_calib + 1)/N_calib quantile of the scores
+  (``numpy.quantile``, linear interpolation), where N_calib is the number of calibration *structures* even when the
+  scores are per atom. With many atoms per structure it lies slightly above the exact one.
 
 Guarantees (exchangeability assumed): ``level="atom"`` (n = all atoms of the calibration frames) gives
 P(ΔF_i ≤ ũ_i) ≥ 1 − α for a random atom of a new frame from the same distribution (atoms within a frame are not
@@ -53,10 +58,27 @@ def min_calibration_points(alpha: float) -> int:
     return math.ceil((1 - alpha) / alpha)
 
 
-def q_hat(calibration_scores: np.ndarray, alpha: float) -> float:
-    """The ⌈(n + 1)(1 − α)⌉-th smallest score (1-based); raises when n is too small for α."""
+QUANTILES = ("exact", "paper")
+
+
+def q_hat(calibration_scores: np.ndarray, alpha: float, method: str = "exact",
+          n_structures: int | None = None) -> float:
+    """Conformal q̂ of the scores (see the module docstring); raises when there are too few points for α.
+
+    ``method="exact"``: the ⌈(n + 1)(1 − α)⌉-th smallest score (1-based).
+    ``method="paper"``: ``numpy.quantile(scores, (1 − α)(N + 1)/N)`` with N = ``n_structures`` (default: the
+    number of scores)."""
     s = np.sort(np.asarray(calibration_scores, float))
     n = len(s)
+    if method == "paper":
+        n_cal = n if n_structures is None else n_structures
+        level = (1 - alpha) * (n_cal + 1) / max(n_cal, 1)
+        if level > 1 or n == 0:
+            raise CalibrationError(f"{n_cal} calibration structures are too few for α = {alpha:g} with "
+                                   f"al.quantile=paper: at least {min_calibration_points(alpha)} are needed")
+        return float(np.quantile(s, level))
+    if method != "exact":
+        raise ValueError(f"quantile method '{method}' is not one of {', '.join(QUANTILES)}")
     k = math.ceil((n + 1) * (1 - alpha))
     if k > n:
         raise CalibrationError(f"{n} calibration points are too few for α = {alpha:g}: at least "

@@ -192,16 +192,19 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
 
     e_cal, u_cal, p_cal = errors_and_u(cal)
     cal_scores = scores(e_cal, u_cal, cfg.al.level)
-    q = q_hat(cal_scores, cfg.al.alpha)
+    q = q_hat(cal_scores, cfg.al.alpha, cfg.al.quantile, n_structures=len(cal))
     e_test, u_test, p_test = errors_and_u(test)
     cov = coverage(e_test, u_test, q, cfg.al.level)
     if abs(cov - (1 - cfg.al.alpha)) > 0.1:
         log.warning("calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov,
                     1 - cfg.al.alpha)
-    q_fig = {f"{int(round(100 * (1 - a)))} %": q_hat(cal_scores, a) for a in (0.4, 0.1)
-             if len(cal_scores) >= min_calibration_points(a)}
+    q_fig = {f"{int(round(100 * (1 - a)))} %": q_hat(cal_scores, a, cfg.al.quantile, n_structures=len(cal))
+             for a in (0.4, 0.1)
+             if min(len(cal_scores), len(cal) if cfg.al.quantile == "paper" else len(cal_scores))
+             >= min_calibration_points(a)}
     plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q_fig)
-    res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "n_calibration_frames": len(cal),
+    res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "quantile": cfg.al.quantile,
+           "n_calibration_frames": len(cal), "frames": [[frames[k][0], frames[k][1]] for k in pick],
            "coverage_test": cov, "n_test_frames": len(test), "labeling": label_report}
     write_json_atomic(it_dir / "calibration.json", res)
     return res
@@ -232,15 +235,18 @@ def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> No
 
 
 def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
-    from deepeut.active_learning.selection import candidates, screen, threshold_eV_A
+    """Screen every frame above the threshold (calibration frames excluded); the passed count decides the stop
+    rule; the frames to label are then spaced and capped (see deepeut.active_learning.selection)."""
+    from deepeut.active_learning.selection import above_threshold, screen, spaced, threshold_eV_A
     from deepeut.systems import MoleculeRecognizer
     from deepeut.systems.box import composition
 
     data = np.load(it_dir / "uncertainty.npz", allow_pickle=True)
     frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
     energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
-    cands = candidates(q * data["max_u_eV_A"], data["run"], data["frame"], threshold_eV_A(cfg.al.threshold_kcal_mol_A),
-                       cfg.al.min_gap_frames, None)
+    calibration = json.loads((it_dir / "calibration.json").read_text()).get("frames", [])
+    cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"],
+                            threshold_eV_A(cfg.al.threshold_kcal_mol_A), exclude=calibration)
     rec = MoleculeRecognizer.for_system(cfg.system)
     expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
     min_d = {tuple(sorted(k.split("-"))): v for k, v in cfg.al.min_distance_A.items()}
@@ -248,9 +254,10 @@ def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
     for c in cands:
         c.reason = screen(frames[(c.run, c.frame)], energy[(c.run, c.frame)], rec, expected, min_d)
         (rejected if c.reason else passed).append(c)
-    accepted = passed if cfg.al.max_selected is None else passed[:cfg.al.max_selected]
+    accepted = spaced(passed, cfg.al.min_gap_frames, cfg.al.max_selected)
     res = {"threshold_eV_A": threshold_eV_A(cfg.al.threshold_kcal_mol_A), "q_hat": q,
-           "n_frames": int(len(data["run"])), "n_candidates": len(cands), "n_passed_screening": len(passed),
+           "n_frames": int(len(data["run"])), "n_calibration_excluded": len(calibration),
+           "n_candidates": len(cands), "n_passed_screening": len(passed), "n_to_label": len(accepted),
            "accepted": [dataclasses.asdict(c) for c in accepted], "rejected": [dataclasses.asdict(c) for c in rejected]}
     write_json_atomic(it_dir / "selection.json", res)
     return res
@@ -316,7 +323,8 @@ def active_learning(cfg: Config, out: Path) -> Dict:
             rec.update(q_hat=cal["q_hat"], coverage=cal["coverage_test"])
         elif step == "select":
             sel = step_select(cfg, it_dir, rec["q_hat"])
-            rec.update(selected=sel["n_passed_screening"], to_label=len(sel["accepted"]),
+            rec.update(explored=sel["n_frames"], above_threshold=sel["n_candidates"],
+                       selected=sel["n_passed_screening"], to_label=len(sel["accepted"]),
                        rejected=len(sel["rejected"]), rejected_by=count_reasons([c["reason"] for c in sel["rejected"]]))
         elif step == "label":
             lab = step_label(cfg, it_dir, store_root, k, rec["q_hat"])

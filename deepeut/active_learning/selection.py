@@ -4,13 +4,17 @@ A frame is a candidate when its largest calibrated atomic uncertainty max_i ũ_i
 kcal/mol/Å, the paper's 3 kcal/mol/Å ≈ 0.130 eV/Å; converted once via deepeut.utils.units). Candidates are
 screened: molecule recognition must find every molecule intact and of its species, no pair of atoms may be closer
 than the minimum distance of its element pair, and the predicted energy must be finite. Rejected frames keep
-their reason.
+their reason. Calibration frames (labeled already) never become candidates.
+
+Counting and choosing are separate: the stop rule (``al.stop_below``) counts every candidate that passes the
+screening; only then are the frames to label chosen from them, spaced by ``al.min_gap_frames`` within a run and
+capped at ``al.max_selected``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,24 +46,35 @@ def threshold_eV_A(threshold_kcal_mol_A: float) -> float:
     return kcal_per_mol_to_ev(threshold_kcal_mol_A)
 
 
+def above_threshold(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
+                    exclude: Iterable[Tuple[int, int]] = ()) -> List[Candidate]:
+    """Every frame with max ũ > threshold (eV/Å), most uncertain first, except the (run, frame) pairs in
+    ``exclude`` (the calibration frames, already labeled). The stop rule counts these (after screening)."""
+    skip = {(int(r), int(f)) for r, f in exclude}
+    order = np.argsort(-np.asarray(max_u_tilde), kind="stable")
+    return [Candidate(int(runs[k]), int(frames[k]), float(max_u_tilde[k])) for k in order
+            if max_u_tilde[k] > threshold and (int(runs[k]), int(frames[k])) not in skip]
+
+
+def spaced(chosen: Sequence[Candidate], min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:
+    """The frames to label out of ``chosen`` (most uncertain first): in one run, a frame closer than ``min_gap``
+    frames to an already taken one is left out (diversity); at most ``cap``. Counting is not this function's job."""
+    taken: Dict[int, List[int]] = {}
+    out: List[Candidate] = []
+    for c in chosen:
+        if any(abs(c.frame - g) < min_gap for g in taken.get(c.run, [])):
+            continue
+        taken.setdefault(c.run, []).append(c.frame)
+        out.append(c)
+        if cap is not None and len(out) >= cap:
+            break
+    return out
+
+
 def candidates(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
                min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:
-    """Frames with max ũ > threshold (eV/Å), most uncertain first; in one run, frames closer than ``min_gap``
-    to an already chosen frame are skipped (diversity); at most ``cap`` candidates."""
-    order = np.argsort(-np.asarray(max_u_tilde))
-    chosen: List[Candidate] = []
-    taken: Dict[int, List[int]] = {}
-    for k in order:
-        if max_u_tilde[k] <= threshold:
-            break
-        r, f = int(runs[k]), int(frames[k])
-        if any(abs(f - g) < min_gap for g in taken.get(r, [])):
-            continue
-        taken.setdefault(r, []).append(f)
-        chosen.append(Candidate(r, f, float(max_u_tilde[k])))
-        if cap is not None and len(chosen) >= cap:
-            break
-    return chosen
+    """:func:`above_threshold`, then :func:`spaced`."""
+    return spaced(above_threshold(max_u_tilde, runs, frames, threshold), min_gap, cap)
 
 
 def too_close(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: Optional[np.ndarray],

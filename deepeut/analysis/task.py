@@ -8,6 +8,7 @@ Units: Å, ps, D in 10⁻¹¹ m²/s, lifetimes in ns, conductivities in S/m.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -132,6 +133,14 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     max_lag = tr.max_lag_frames(n_t, a.max_lag_fraction)
     out: Dict = {"n_frames": n_t, "dt_ps": dt, "volume_A3": volume}
     idx = {s: np.nonzero(species == s)[0] for s in ("Li", "TFSI", "amide")}
+    skipped = short_run_skips(cfg, n_t, dt)
+    if skipped:
+        out["skipped"] = skipped
+        log.warning("analysis: %d frames (%.3g ps) are too few for: %s", n_t, n_t * dt if n_t > 1 else 0.0,
+                    "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    a = dataclasses.replace(a, **{name: False for name in skipped if name in CORRELATION_ANALYSES})
+    if "block_sem" in skipped:
+        a = dataclasses.replace(a, n_blocks=1)
     if a.com_rdf:
         acc = RDFAccumulator(com_pairs(species), r_max, a.rdf_bins)
         for k in range(0, n_t, a.rdf_stride):
@@ -179,6 +188,27 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
             out["vccf"][name] = {"R_A": radius, "lag_ps": (np.arange(lag_n) * dt).tolist(), "C": c.tolist()}
     if a.cdf and len(idx["TFSI"]):
         out["cdf"] = li_tfsi_torsion_cdf(com, f["torsion_CSSC"], idx, cell, r_max, a.rdf_stride)
+    return out
+
+
+#: analyses that correlate frames in time (they need ``analysis.min_correlation_frames`` frames)
+CORRELATION_ANALYSES = ("diffusion", "conductivity", "lifetimes", "vccf")
+
+
+def short_run_skips(cfg: Config, n_frames: int, dt_ps: float) -> Dict[str, str]:
+    """Analyses a run of ``n_frames`` frames (spacing ``dt_ps``) is too short for, each with the reason and the
+    number of frames (and ps) it needs; empty when every enabled analysis can run."""
+    a = cfg.analysis
+    need = a.min_correlation_frames
+    spacing = dt_ps if np.isfinite(dt_ps) else 0.0
+
+    def reason(frames: int) -> str:
+        return (f"needs >= {frames} frames after analysis.start_ps (>= {frames * spacing:.3g} ps at this spacing), "
+                f"has {n_frames}")
+
+    out = {name: reason(need) for name in CORRELATION_ANALYSES if getattr(a, name) and n_frames < need}
+    if a.diffusion and a.n_blocks > 1 and n_frames < a.n_blocks * need:
+        out["block_sem"] = reason(a.n_blocks * need) + f" ({a.n_blocks} time blocks)"
     return out
 
 
@@ -258,9 +288,22 @@ def paper_numbers(res: Dict) -> Dict[str, float]:
     return v
 
 
-def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Dict[str, float]] = ()) -> Dict:
+def analysis_of(key: str) -> str:
+    """The analysis (a key of ``analysis.*``) that computes the table entry ``key``."""
+    if key.startswith("D_") or key == "t_plus":
+        return "diffusion"
+    if key.startswith("tau_"):
+        return "lifetimes"
+    if key.startswith("sigma_"):
+        return "conductivity"
+    return "rdf"
+
+
+def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Dict[str, float]] = (),
+           skipped: List[Dict[str, str]] = ()) -> Dict:
     """Mean and standard error beside the paper's value, for every Table I–III entry: the spread over replicas,
-    or with one replica the spread over time blocks (``sem_from`` says which)."""
+    or with one replica the spread over time blocks (``sem_from`` says which). An entry no replica could compute
+    (``skipped``: the reasons of :func:`short_run_skips`) is kept with ``ours`` null and its ``status``."""
     from deepeut.analysis.correlate import block_error
 
     out = {}
@@ -269,6 +312,10 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
         for k in keys:
             vals = [r[k] for r in per_replica if k in r]
             if not vals:
+                why = next((s[analysis_of(k)] for s in skipped if analysis_of(k) in s), None)
+                if why:
+                    rows[k] = {"ours": None, "sem": None, "n_replicas": 0, "status": f"not computed: {why}",
+                               "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
                 continue
             sem, sem_from = block_error(vals), "replicas"
             if len(vals) == 1 and block_sems and k in block_sems[0]:
@@ -297,7 +344,8 @@ def tables_text(cfg: Config, tabs: Dict) -> str:
             ours = "" if r["ours"] is None else f"{r['ours']:.3g}"
             sem = "" if r.get("sem") is None or not np.isfinite(r.get("sem", np.nan)) else f"{r['sem']:.2g}"
             paper = "" if r["paper"] is None else f"{r['paper']:g}"
-            lines.append(f"{k:<20}{ours:>12}{sem:>10}{paper:>10}  {r['unit']}")
+            lines.append(f"{k:<20}{ours:>12}{sem:>10}{paper:>10}  {r['unit']}"
+                         + (f"  [{r['status']}]" if r.get("status") else ""))
     return "\n".join(lines)
 
 
@@ -315,7 +363,8 @@ def analysis(cfg: Config, out: Path) -> Dict:
             continue
         log.info("analysing %s", path)
         results.append(analyse_trajectory(cfg, path, rdir))
-    tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results])
+    tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results],
+                  [r.get("skipped", {}) for r in results])
     write_json_atomic(out / "tables.json", tabs)
     text = tables_text(cfg, tabs)
     write_text_atomic(out / "tables.txt", text + "\n")

@@ -341,6 +341,9 @@ class ALConfig:
     name: str = MISSING
     alpha: float = 0.1  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
     level: str = "atom"  # conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
+    #: conformal quantile: exact (split-conformal order statistic, default) | paper (the paper's AmpTorch formula
+    #: with N = calibration structures); see deepeut/active_learning/conformal.py
+    quantile: str = "exact"
     threshold_kcal_mol_A: float = 3.0  # select frames with max ũ above this
     stop_below: int = 50  # stop when fewer frames than this are selected after screening
     max_iterations: int = 5
@@ -362,6 +365,7 @@ class ALConfig:
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
         _require(self.level in ("atom", "structure"), "al.level", "one of atom, structure")
+        _require(self.quantile in ("exact", "paper"), "al.quantile", "one of exact, paper")
         _require(self.retrain in ("scratch", "warm"), "al.retrain", "one of scratch, warm")
         _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
         _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
@@ -443,6 +447,9 @@ class AnalysisConfig:
     max_lag_fraction: float = 0.3  # correlation depth (the paper: 30 % of the trajectory)
     vccf_lag_ps: float = 1.0  # VCCF correlation depth
     n_blocks: int = 3  # time blocks for standard errors of D and σ within one trajectory (1: off)
+    #: time-correlation analyses (D, σ, lifetimes, VCCFs) run only on at least this many frames; a shorter run
+    #: gets the static analyses and a list of what was skipped and why
+    min_correlation_frames: int = 20
     #: shear viscosity (mPa s) for the Yeh–Hummer finite-size correction of D (reported separately); null: off
     viscosity_mPa_s: Optional[float] = None
 
@@ -488,6 +495,9 @@ class PipelineConfig:
     #: on a CPU, refuse to start when the time estimate exceeds this many hours (null: no limit)
     max_estimate_h: Optional[float] = 3.0
     dry_run: bool = False  # print the plan and its estimate, then stop
+    #: seconds a run waits for a stage folder that another live run is working in (0: stop at once with a line
+    #: naming that run; negative: wait as long as it takes, then reuse its result)
+    lock_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.max_estimate_h is None or self.max_estimate_h > 0, "pipeline.max_estimate_h",

@@ -176,6 +176,11 @@ class H5MDWriter:
         self.f.flush()
         return n
 
+    def position(self, k: int) -> np.ndarray:
+        """Positions (Å) of written frame ``k`` (buffered frames are written first)."""
+        self._write_buffer()
+        return self.f["particles/all/position/value"][k]
+
     def keep_first(self, n: int) -> int:
         """Write buffered frames, then keep only the first ``n`` frames as committed; returns the count kept."""
         self._write_buffer()

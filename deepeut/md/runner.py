@@ -25,7 +25,7 @@ import numpy as np
 from deepeut.config.schema import MDConfig
 from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint
 from deepeut.md.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
-from deepeut.md.safety import SimulationExploded, check_frame
+from deepeut.md.safety import SimulationExploded, check_frame, check_molecules
 from deepeut.utils.io import write_json_atomic
 from deepeut.utils.units import ev_to_kcal_per_mol
 
@@ -150,11 +150,11 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
     except SimulationExploded as exc:
         if md.on_unstable != "truncate":
             raise
-        kept = writer.keep_first(frames_checked_before(writer.n_frames, md.check_molecules_every))
+        kept = writer.keep_first(frames_intact_before(writer, setup, md))
         stopped = {"step": dyn.nsteps, "time_ps": dyn.nsteps * md.timestep_fs / 1000.0, "reason": str(exc),
                    "frames_kept": kept, "frame": f"exploded_step{dyn.nsteps}.extxyz"}
-        log.warning("%s stopped early at %.3f ps (%s); the %d frames up to its last passed molecule check are "
-                    "kept (md.on_unstable=truncate)", workdir.name, stopped["time_ps"], exc, kept)
+        log.warning("%s stopped early at %.3f ps (%s); the %d frames before the failure whose molecules are "
+                    "intact are kept (md.on_unstable=truncate)", workdir.name, stopped["time_ps"], exc, kept)
     finally:
         writer.f.close()  # only committed frames count; the checkpoint keeps the last good state
     summary = summarise(traj_path, md, time.perf_counter() - t0, dyn.nsteps - start_step)
@@ -165,8 +165,24 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
 
 
 def frames_checked_before(n_frames: int, check_molecules_every: int) -> int:
-    """Frames to keep when frame ``n_frames`` failed: up to the last one whose molecules were checked (all of
-    them when molecules are not checked; every frame's forces and temperature are)."""
+    """Frames up to and including the last one whose molecules were checked by :func:`check_frame` (all of them
+    when molecules are not checked; every frame's forces and temperature are)."""
     if not check_molecules_every or n_frames == 0:
         return n_frames
     return (n_frames - 1) // check_molecules_every * check_molecules_every + 1
+
+
+def frames_intact_before(writer: H5MDWriter, setup: ReplicaSetup, md: MDConfig) -> int:
+    """Frames to keep after a failed check: every written frame (each passed the force and temperature checks),
+    up to the first one after the last molecule check whose molecules changed (checked here, one by one)."""
+    n = writer.n_frames
+    first = frames_checked_before(n, md.check_molecules_every)
+    if setup.recognizer is None:
+        return n
+    for k in range(first, n):
+        try:
+            check_molecules(setup.recognizer, writer.position(k), setup.atoms.numbers, setup.atoms.cell.array,
+                            setup.expected_counts, step=-1)
+        except SimulationExploded:
+            return k
+    return n

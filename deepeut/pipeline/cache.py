@@ -10,6 +10,8 @@ A pipeline stage runs in ``<cache_dir>/<stage>/<system>-<key>/``. ``key`` is a S
 ``stage.json`` is written last, atomically: a folder with it is finished and any run that resolves to the same
 key reuses it. A folder without it belongs to a run that died; the next run with the same key continues in it
 (every stage resumes from its own checkpoints: labels in the store, ``last.ckpt``, MD ``checkpoint.pkl``, ...).
+A run holds the folder's OS lock (:func:`deepeut.utils.lock.folder_lock`) while it works in it: a second run of
+the same stage waits ``pipeline.lock_wait_s`` seconds for it, then stops with a line naming the holder.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
+from deepeut.utils.lock import LOCK, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,8 @@ class StageRecord:
 class StageCache:
     """``<root>/<stage>/<system>-<key>/`` folders; :meth:`run` reuses a finished one or runs the stage into it."""
 
-    def __init__(self, root: str | Path, system: str):
-        self.root, self.system = Path(root), system
+    def __init__(self, root: str | Path, system: str, lock_wait_s: float = 0.0):
+        self.root, self.system, self.lock_wait_s = Path(root), system, lock_wait_s
 
     def folder(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{self.system}-{key}"
@@ -109,16 +112,24 @@ class StageCache:
         return json.loads(path.read_text()) if path.exists() else None
 
     def run(self, cfg: Config, stage: str, inputs: Dict[str, str], func: Callable[[Path], Dict]) -> StageRecord:
-        """Reuse the finished stage with this key, or run ``func(folder)`` and mark the folder finished."""
+        """Reuse the finished stage with this key, or run ``func(folder)`` under the folder's lock and mark it
+        finished."""
         key = stage_key(cfg, stage, inputs)
         folder = self.folder(stage, key)
         done = self.finished(stage, key)
-        if done is not None:
-            log.info("stage %s: reusing the finished run in %s (key %s)", stage, folder, key)
-            return StageRecord(stage, key, folder, True, done.get("wall_s", 0.0), done.get("result", {}))
-        if folder.exists():
+        if done is None:
+            with folder_lock(folder, self.lock_wait_s):
+                done = self.finished(stage, key)  # a run we waited for may have finished it
+                if done is None:
+                    return self._run_locked(cfg, stage, key, inputs, func)
+        log.info("stage %s: reusing the finished run in %s (key %s)", stage, folder, key)
+        return StageRecord(stage, key, folder, True, done.get("wall_s", 0.0), done.get("result", {}))
+
+    def _run_locked(self, cfg: Config, stage: str, key: str, inputs: Dict[str, str],
+                    func: Callable[[Path], Dict]) -> StageRecord:
+        folder = self.folder(stage, key)
+        if any(p.name != LOCK for p in folder.iterdir()):
             log.info("stage %s: continuing the unfinished run in %s", stage, folder)
-        folder.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         result = func(folder) or {}
         rec = StageRecord(stage, key, folder, False, time.time() - t0, _jsonable(result))

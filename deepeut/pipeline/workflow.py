@@ -100,7 +100,7 @@ class Runner:
 
     def __init__(self, cfg: Config, out: Path):
         self.cfg, self.out = cfg, out
-        self.cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name)
+        self.cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s)
         self.records: List[StageRecord] = []
 
     def reused(self, stage: str, cfg: Config, inputs: Dict[str, str]) -> bool:

@@ -103,8 +103,8 @@ def md_section(md_dir: Path) -> Optional[Section]:
     verdict = (f"every replica finished with its safety checks passing: {', '.join(checks)}." if not stopped else
                f"safety checks: {', '.join(checks)}.")
     warnings = [f"**WARNING: replica {k} stopped early at {st['time_ps']:.3f} ps: {st['reason']}.** Its first "
-                f"{st['frames_kept']} frames (up to the last passed molecule check) are kept and analysed; the bad "
-                f"frame is `{st['frame']}` in the md folder. The potential is not yet good enough for this run: "
+                f"{st['frames_kept']} frames (every frame before the failure with intact molecules) are kept and "
+                f"analysed; the bad frame is `{st['frame']}` in the md folder. The potential is not yet good enough for this run: "
                 "more reference data or active-learning iterations are the cure." for k, st in stopped]
     return Section("MD stability", [f"engine {md['engine']}, {m['thermostat']}, {m['timestep_fs']} fs time step; "
                                     + verdict, *warnings,
@@ -118,10 +118,10 @@ def tables_sections(an_dir: Path) -> List[Section]:
         return []
     out = []
     for name, rows in tabs.items():
-        body = [(k, _num(r.get("ours")), _num(r.get("sem"), ".2g"), _num(r.get("paper"), "g"), r.get("unit", ""))
-                for k, r in rows.items()]
+        body = [(k, _num(r.get("ours")), _num(r.get("sem"), ".2g"), _num(r.get("paper"), "g"), r.get("unit", ""),
+                 r.get("status", "")) for k, r in rows.items()]
         out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± sem", "paper / experiment",
-                                                                  "unit"], body)]))
+                                                                  "unit", "status"], body)]))
     figs = [Figure(p, p.stem.replace("_", " ")) for p in sorted(an_dir.glob("*.png"))]
     if figs:
         out.append(Section("Figures", figs))

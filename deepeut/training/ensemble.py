@@ -7,18 +7,23 @@ Layout of a training output folder (``stage=train``)::
     member_<k>/nequip.yaml   the nequip-train config of member k (seed train.seed + k)
     member_<k>/best.ckpt     lowest validation loss;  last.ckpt: every epoch (a restarted run resumes from it)
     member_<k>/model.nequip.zip   nequip-package of best.ckpt (loads in nequip's ASE and TorchSim calculators)
-    member_<k>/metrics/metrics.csv  per-epoch losses and metrics (logger=csv); wandb/ for logger=wandb
+    member_<k>/metrics/metrics.csv  per-epoch losses and metrics (logger=csv; every epoch, resumed runs
+                             included); wandb/ for logger=wandb
+    member_<k>/metrics/history.csv  while a resumed run trains: the rows of the runs before it
     member_<k>/nequip.log    everything nequip-train and nequip-package printed
     member_<k>/done.json     written last: the member is finished and is never retrained
 
 A member with ``done.json`` is skipped; one with ``last.ckpt`` but no ``done.json`` continues from it.
+A ``nequip-train`` child receives SIGTERM when the process that started it dies (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,18 +75,33 @@ def nequip_train_command(mdir: Path, resume: bool) -> List[str]:
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies (no orphaned training)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (AttributeError, OSError):  # not Linux: the parent's own cleanup below still applies
+        pass
+
+
 def _run(cmd: List[str], what: str, logfile: Path, env: Optional[Dict[str, str]] = None) -> None:
-    """Run ``cmd``; its output (Lightning's progress bar with ETA included) is shown live and kept in ``logfile``."""
+    """Run ``cmd``; its output (Lightning's progress bar with ETA included) is shown live and kept in ``logfile``.
+    The child is terminated when this process dies or is interrupted."""
     with open(logfile, "ab") as flog:
         flog.write(f"\n$ {' '.join(cmd)}\n".encode())
         flog.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        assert proc.stdout is not None
-        while chunk := os.read(proc.stdout.fileno(), 65536):
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.flush()
-            flog.write(chunk)
-        rc = proc.wait()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent)
+        try:
+            assert proc.stdout is not None
+            while chunk := os.read(proc.stdout.fileno(), 65536):
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
+                flog.write(chunk)
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
     if rc != 0:
         raise TrainingError(f"{what} exited with code {rc}; see {logfile}")
 
@@ -92,6 +112,39 @@ def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
         return []
     with open(path, newline="") as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def write_metrics_csv(path: Path, rows: List[Dict[str, float]]) -> None:
+    """Write ``rows`` as one CSV (the union of their columns, first-seen order), atomically."""
+    from deepeut.utils.io import atomic_path
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _unique_rows(rows: List[Dict[str, float]]) -> List[Dict[str, float]]:
+    return list({tuple(sorted(r.items())): r for r in rows}.values())
+
+
+def keep_metrics_history(mdir: Path) -> None:
+    """Before a resume: move the rows of ``metrics/metrics.csv`` into ``metrics/history.csv`` (Lightning's
+    CSVLogger starts a new file on resume and would drop them)."""
+    current, history = mdir / "metrics" / "metrics.csv", mdir / "metrics" / "history.csv"
+    rows = read_metrics_csv(history) + read_metrics_csv(current)
+    if rows:
+        write_metrics_csv(history, _unique_rows(rows))
+    current.unlink(missing_ok=True)
+
+
+def merge_metrics_history(mdir: Path) -> None:
+    """After a run: ``metrics.csv`` = the kept history followed by the rows of this run."""
+    current, history = mdir / "metrics" / "metrics.csv", mdir / "metrics" / "history.csv"
+    if history.exists():
+        write_metrics_csv(current, _unique_rows(read_metrics_csv(history) + read_metrics_csv(current)))
+        history.unlink()
 
 
 def test_metrics(rows: List[Dict[str, float]]) -> Dict[str, float]:
@@ -126,11 +179,13 @@ def train_member(k: int, cfg: Config, data: DatasetFiles, root: Path, type_names
     resume = (mdir / "last.ckpt").exists()
     if resume:
         check_resumable(mdir / "last.ckpt", k)
+        keep_metrics_history(mdir)
     log.info("member %d: %s training (seed %d) in %s", k, "resuming" if resume else "starting",
              cfg.train.seed + k, mdir)
     env = dict(os.environ, WANDB_MODE=cfg.logger.mode, HYDRA_FULL_ERROR="1")
     t0 = time.time()
     _run(nequip_train_command(mdir, resume), f"nequip-train of member {k}", mdir / "nequip.log", env)
+    merge_metrics_history(mdir)
     if not (mdir / "best.ckpt").exists():
         raise TrainingError(f"member {k}: nequip-train finished without best.ckpt in {mdir}")
     record = {"member": k, "seed": cfg.train.seed + k, "dir": mdir.name, "checkpoint": "best.ckpt",
