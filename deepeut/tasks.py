@@ -15,6 +15,7 @@ from deepeut.config.schema import Config, ConfigError
 #: stage name → "module:function" (imported lazily so that config errors surface in well under a second)
 STAGES: Dict[str, str] = {
     "build": "deepeut.systems.task:build",
+    "classical": "deepeut.classical.task:classical",
     "reference": "deepeut.labeling.task:reference",
     "label": "deepeut.labeling.task:label",
     "dataset": "deepeut.data.task:dataset",
@@ -41,9 +42,11 @@ def _run_errors() -> tuple:
     from deepeut.training.ensemble import TrainingError
     from deepeut.training.potential import EnsembleError
     from deepeut.utils.lock import FolderBusy
+    from deepeut.classical.parameters import ClassicalError
 
     return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded,
-            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable, FolderBusy)
+            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable, FolderBusy,
+            ClassicalError)
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

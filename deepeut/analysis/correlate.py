@@ -11,6 +11,8 @@ from typing import Tuple
 
 import numpy as np
 
+from deepeut.utils.statistics import block_error  # noqa: F401  (defined in the ground floor)
+
 
 #: upper bound on one particle block's FFT work arrays
 MEMORY_BUDGET_BYTES = 512 * 2**20
@@ -119,9 +121,3 @@ def fit_exponential_plateau(t: np.ndarray, y: np.ndarray, skip_fraction: float =
 def linear_slope(t: np.ndarray, y: np.ndarray) -> float:
     """Slope of a least-squares straight line."""
     return float(np.polyfit(t, y, 1)[0])
-
-
-def block_error(values: np.ndarray) -> float:
-    """Standard error of the mean of independent block (or replica) estimates."""
-    values = np.asarray([v for v in values if np.isfinite(v)], float)
-    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from deepeut.config.classical import ClassicalConfig
+
 
 class ConfigError(ValueError):
     """A config value is out of range or inconsistent; the message names the key."""
@@ -95,6 +97,8 @@ class ScaleConfig:
     n_ion_pairs: int = MISSING
     #: default MD durations (ps) of the md configs at this scale: explore, equilibrate, production
     md_duration_ps: Dict[str, float] = field(default_factory=dict)
+    #: default classical (GAFF2) durations (ps) at this scale: heat, npt, nvt
+    classical_duration_ps: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(self.n_ion_pairs >= 1, "scale.n_ion_pairs", "must be >= 1")
@@ -520,6 +524,7 @@ class Config:
     md: MDConfig = MISSING
     analysis: AnalysisConfig = MISSING
     logger: LoggerConfig = MISSING
+    classical: ClassicalConfig = MISSING
     build: BuildConfig = field(default_factory=BuildConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -549,4 +554,5 @@ GROUPS: Dict[str, type] = {
     "md": MDConfig,
     "analysis": AnalysisConfig,
     "logger": LoggerConfig,
+    "classical": ClassicalConfig,
 }

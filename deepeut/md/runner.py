@@ -27,6 +27,7 @@ from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics,
 from deepeut.md.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
 from deepeut.md.safety import SimulationExploded, check_frame, check_molecules
 from deepeut.utils.io import write_json_atomic
+from deepeut.utils.statistics import mean_and_sem  # noqa: F401  (re-exported for the md stage's users)
 from deepeut.utils.units import ev_to_kcal_per_mol
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,6 @@ def energy_drift_kcal_mol_atom_ns(time_ps: np.ndarray, energy_eV: np.ndarray, n_
         return float("nan")
     slope_eV_ps = np.polyfit(time_ps[ok], energy_eV[ok], 1)[0]
     return float(ev_to_kcal_per_mol(slope_eV_ps * 1000.0 / n_atoms))
-
-
-def mean_and_sem(x: np.ndarray, n_blocks: int = 5) -> tuple:
-    """Mean and its standard error from block averages (robust to time correlation); short series: per sample."""
-    from deepeut.analysis.correlate import block_error
-
-    x = np.asarray(x, float)
-    blocks = x if len(x) < 2 * n_blocks else np.array([b.mean() for b in np.array_split(x, n_blocks)])
-    return float(x.mean()), block_error(blocks)
 
 
 def frame_observables(atoms, dyn) -> Dict[str, float]:
