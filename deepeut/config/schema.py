@@ -398,6 +398,8 @@ class MDConfig:
     replicas: int = 1  # independent runs from different initial structures (build.seed + r) and velocity seeds
     seed: int = 0  # velocity seed of replica r: seed + r
     start: Optional[str] = None  # extxyz or H5MD (last frame, with velocities); default: build a box per replica
+    #: one start per replica (cycled), e.g. the classical stage's equilibrated boxes; overrides ``start``
+    starts: List[str] = field(default_factory=list)
     topology: Optional[str] = None  # topology.json of ``start`` (default: the one beside it, else recognised)
     ensemble_member: Optional[int] = 0  # which member drives the MD; null: the ensemble mean (N_c× the cost)
     checkpoint_every_steps: int = 200
@@ -499,6 +501,8 @@ class PipelineConfig:
     #: on a CPU, refuse to start when the time estimate exceeds this many hours (null: no limit)
     max_estimate_h: Optional[float] = 3.0
     dry_run: bool = False  # print the plan and its estimate, then stop
+    #: run stage=classical (GAFF2 equilibration, one box per MD replica) first and start the MD from its liquids
+    classical: bool = True
     #: seconds a run waits for a stage folder that another live run is working in (0: stop at once with a line
     #: naming that run; negative: wait as long as it takes, then reuse its result)
     lock_wait_s: float = 0.0

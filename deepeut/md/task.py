@@ -30,9 +30,13 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
         from deepeut.md.h5md import H5MDTrajectory
 
         with H5MDTrajectory(path) as tr:
-            return tr.atoms(tr.n_frames - 1), True, tr.molecule, tr.labels
+            has_vel = tr.parameters.get("constraints", "none") == "none"
+            return tr.atoms(tr.n_frames - 1), has_vel, tr.molecule, tr.labels
     atoms = read(path, index=-1)
-    return atoms, bool(np.any(atoms.get_momenta())), None, None
+    # velocities of a run with constrained X–H bonds lack the bond vibrations: such a start is re-thermalised
+    has_vel = bool(np.any(atoms.get_momenta())) and atoms.info.get("constraints", "none") == "none"
+    molecule = np.asarray(atoms.arrays["molecule"]) if "molecule" in atoms.arrays else None
+    return atoms, has_vel, molecule, None
 
 
 def model_r_max(cfg: Config, out: Path) -> float:
@@ -50,8 +54,9 @@ def model_r_max(cfg: Config, out: Path) -> float:
 
 
 def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
-    """``md.start`` (all replicas start there, new velocities unless the file has them), else a new box
-    per replica packed with seed ``build.seed + replica``. Molecule ids and labels come from the topology.
+    """``md.starts[replica]`` (cycled), else ``md.start`` (all replicas start there), with new velocities unless
+    the file has unconstrained ones; else a new box per replica packed with seed ``build.seed + replica``.
+    Molecule ids and labels come from the topology.
     The box must be wider than the model cutoff (:func:`deepeut.systems.box.check_cutoff_fits`)."""
     from deepeut.systems.box import build_box
     from deepeut.systems.task import write_extxyz
@@ -62,19 +67,20 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
     from deepeut.systems.box import check_cutoff_fits
 
     rec = MoleculeRecognizer.for_system(cfg.system)
-    if cfg.md.start:
-        atoms, has_vel, molecule, labels = read_start(cfg.md.start)
-        check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent), f"md.start {cfg.md.start}")
-        topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(cfg.md.start).with_name("topology.json")
-        if molecule is None and topo_path.exists():
+    start = cfg.md.starts[replica % len(cfg.md.starts)] if cfg.md.starts else cfg.md.start
+    if start:
+        atoms, has_vel, molecule, labels = read_start(start)
+        check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent), f"md.start {start}")
+        topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(start).with_name("topology.json")
+        if (molecule is None or labels is None) and topo_path.exists():
             topo = Topology.read(topo_path)
-            topo.check_against(len(atoms), str(cfg.md.start))
+            topo.check_against(len(atoms), str(start))
             molecule, labels = topo.molecule, topo.label
         result = rec.recognise(atoms.positions, atoms.numbers, atoms.cell.array)
         if molecule is None:
             molecule, labels = result.fragment, result.labels
         counts = result.counts()
-        use_vel = has_vel and replica == 0
+        use_vel = has_vel and (replica == 0 or bool(cfg.md.starts))
     else:
         box = build_box(cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica))
         check_cutoff_fits(box.atoms.cell.array, model_r_max(cfg, rdir.parent),

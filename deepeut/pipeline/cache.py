@@ -36,6 +36,7 @@ DONE = "stage.json"
 #: config sections that decide each stage's result
 SECTIONS: Dict[str, Sequence[str]] = {
     "build": ("system", "scale", "build"),
+    "classical": ("system", "scale", "build", "classical"),
     "reference": ("system", "scale", "build", "reference", "labeler"),
     "train": ("system", "model", "train", "seed"),
     "al": ("system", "scale", "build", "labeler", "model", "train", "al", "md.timestep_fs", "md.thermostat",
@@ -49,6 +50,7 @@ EXECUTION_FIELDS = {
     "train": ("devices", "num_nodes", "strategy", "num_workers", "members"),
     "labeler": ("executor",),
     "analysis": ("trajectories",),
+    "classical": ("param_cache",),
     "al": ("initial_ensemble",),  # the train stage's key is an input instead
 }
 

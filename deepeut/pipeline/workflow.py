@@ -22,8 +22,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from deepeut.config.schema import Config
 from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
-from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, md_seconds, n_atoms,
-                                   plan_text, label_seconds, training_seconds)
+from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, classical_seconds,
+                                   md_seconds, n_atoms, plan_text, label_seconds, training_seconds)
 from deepeut.training.ensemble import MANIFEST
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 
@@ -83,13 +83,28 @@ def seconds_per_md_step(cfg: Config, ensemble: Path) -> Optional[float]:
 
 
 # --------------------------------------------------------------------------- stages
+def classical_starts(cfg: Config, run: Callable, replicas: int) -> Tuple[Config, Dict[str, str]]:
+    """Equilibrate ``replicas`` classical boxes (stage=classical, cached) and start ``cfg.md`` from them; returns the
+    config and the input key to add. Unchanged when ``pipeline.classical`` is off or ``md.start`` is given."""
+    from deepeut.classical.task import classical
+
+    if not cfg.pipeline.classical or cfg.md.start or cfg.md.starts:
+        return cfg, {}
+    c_cfg = replace(cfg, classical=replace(cfg.classical, replicas=max(replicas, 1)))
+    rec = run("classical", c_cfg, {}, lambda d: classical(c_cfg, d))
+    starts = [str(rec.dir / f"replica_{r}" / "box.extxyz") for r in range(c_cfg.classical.replicas)]
+    return replace(cfg, md=replace(cfg.md, starts=starts)), {"classical": rec.key}
+
+
 def md_and_analysis(cfg: Config, ensemble: Path, run: Callable) -> None:
-    """Production MD with ``ensemble``, then the analysis of its replicas."""
+    """Production MD with ``ensemble`` (from classical liquids), then the analysis of its replicas."""
     from deepeut.analysis.task import analysis
     from deepeut.md.task import md
 
+    cfg, start_key = classical_starts(cfg, run, cfg.md.replicas)
     md_cfg = replace(cfg, ensemble=str(ensemble))
-    md_rec = run("md", md_cfg, {"ensemble": file_digest(Path(ensemble) / MANIFEST)}, lambda d: md(md_cfg, d))
+    md_rec = run("md", md_cfg, {"ensemble": file_digest(Path(ensemble) / MANIFEST), **start_key},
+                 lambda d: md(md_cfg, d))
     trajs = sorted(str(p) for p in md_rec.dir.glob("replica_*/trajectory.h5"))
     an_cfg = replace(cfg, analysis=replace(cfg.analysis, trajectories=trajs))
     run("analysis", an_cfg, {"md": md_rec.key}, lambda d: analysis(an_cfg, d))
@@ -179,6 +194,7 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
                           training_seconds(cfg, atoms, n_frames)))
     if cfg.pipeline.active_learning:
         a = cfg.al
+        steps += classical_plan(cfg, atoms, a.explore_runs)
         steps.append(PlanStep("al", f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
                                     f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
                                     f"{cfg.labeler.name} labels, retrain", al_seconds(cfg, atoms, n_frames)))
@@ -186,13 +202,27 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
     return steps
 
 
+def classical_plan(cfg: Config, atoms: int, replicas: int) -> List[PlanStep]:
+    if not cfg.pipeline.classical or cfg.md.start or cfg.md.starts:
+        return []
+    c = cfg.classical
+    return [PlanStep("classical", f"{max(replicas, 1)} × GAFF2 liquid (OpenMM {cfg.device}): heat, {c.npt_ps:g} ps "
+                                  f"NPT, {c.nvt_ps:g} ps NVT at {c.temperature_K:g} K",
+                     classical_seconds(cfg, atoms, max(replicas, 1)))]
+
+
 def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float]) -> List[PlanStep]:
     m = cfg.md
     driver = "committee mean" if m.ensemble_member is None else f"member {m.ensemble_member}"
-    return [PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
-                           f"{m.temperature_K:g} K, {m.timestep_fs:g} fs", md_seconds(cfg, atoms, seconds_per_step)),
-            PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
-            PlanStep("report", "report.md + report.html", 2)]
+    start = ("from the classical liquids" if cfg.pipeline.classical and not (m.start or m.starts) else
+             f"from {m.start}" if m.start else "from md.starts" if m.starts else "from fresh packmol boxes")
+    md_step = PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
+                             f"{m.temperature_K:g} K, {m.timestep_fs:g} fs, {start}",
+                       md_seconds(cfg, atoms, seconds_per_step))
+    return classical_plan(cfg, atoms, m.replicas) + [
+        md_step,
+        PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
+        PlanStep("report", "report.md + report.html", 2)]
 
 
 def run_pipeline(cfg: Config, out: Path) -> Dict:
@@ -218,8 +248,10 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
     trained = runner("train", data_cfg, {"data": data_key}, lambda d: train(data_cfg, d))
     ensemble = trained.dir
     if cfg.pipeline.active_learning:
-        al_cfg = replace(data_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
-        al = runner("al", al_cfg, {"data": data_key, "train": trained.key}, lambda d: active_learning(al_cfg, d))
+        al_cfg, start_key = classical_starts(data_cfg, runner, cfg.al.explore_runs)
+        al_cfg = replace(al_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
+        al = runner("al", al_cfg, {"data": data_key, "train": trained.key, **start_key},
+                    lambda d: active_learning(al_cfg, d))
         ensemble = Path(al.result["ensemble"])
     md_and_analysis(cfg, ensemble, runner)
     return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": "trained by this pipeline"})
