@@ -113,11 +113,12 @@ class Engine:
         self.system, self.integrator, self.context = system, integ, ctx
         self.dof = 3 * self.n_atoms - system.getNumConstraints() - 3
 
-    def observables(self) -> Dict[str, float]:
-        """Potential and kinetic energy (kJ/mol), temperature (K), volume (Å³), density (g/cm³)."""
+    def observables(self, st=None) -> Dict[str, float]:
+        """Potential and kinetic energy (kJ/mol), temperature (K), volume (Å³), density (g/cm³) of the current
+        state (or of the OpenMM ``State`` given, which must hold energies)."""
         from openmm import unit
 
-        st = self.context.getState(getEnergy=True)
+        st = st or self.context.getState(getEnergy=True)
         pe = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         vol = st.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3) * 1000.0
@@ -126,7 +127,16 @@ class Engine:
                 "density_g_cm3": density_g_cm3(self.total_mass, vol)}
 
     def state(self) -> tuple:
-        st = self.context.getState(getPositions=True, getVelocities=True)
+        """(positions nm, velocities nm/ps, box nm) of the current state."""
+        return self.arrays(self.context.getState(getPositions=True, getVelocities=True))
+
+    def snapshot(self) -> tuple:
+        """(observables, positions nm, velocities nm/ps, box nm) from one state read."""
+        st = self.context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+        return (self.observables(st), *self.arrays(st))
+
+    @staticmethod
+    def arrays(st) -> tuple:
         return (st.getPositions(asNumpy=True)._value, st.getVelocities(asNumpy=True)._value,
                 st.getPeriodicBoxVectors(asNumpy=True)._value)
 

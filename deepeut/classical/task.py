@@ -187,9 +187,8 @@ class ReplicaRunner:
         ev = 1.0 / 96.48533212  # kJ/mol → eV
 
         def on_interval(step: int) -> None:
-            obs = self.engine.observables()
+            obs, p, v, _ = self.engine.snapshot()
             check_finite(obs, phase, step * c.timestep_fs / 1000)
-            p, v, _ = self.engine.state()
             writer.append(step, step * c.timestep_fs / 1000.0, p * 10.0, v * 10.0,
                           {"potential_energy": obs["potential_kJ_mol"] * ev, "kinetic_energy": obs["kinetic_kJ_mol"] * ev,
                            "total_energy": (obs["potential_kJ_mol"] + obs["kinetic_kJ_mol"]) * ev,
@@ -217,9 +216,8 @@ class ReplicaRunner:
         every = steps(c.sample_every_ps, c.sample_timestep_fs)
 
         def on_interval(step: int) -> None:
-            obs = self.engine.observables()
+            obs, p, _, b = self.engine.snapshot()
             check_finite(obs, phase, step * c.sample_timestep_fs / 1000)
-            p, _, b = self.engine.state()
             frame = self.box.atoms.copy()
             frame.set_cell(b * 10.0)
             frame.positions = p * 10.0
