@@ -63,29 +63,57 @@ def test_md_choice_without_stage_is_the_main_job():
     assert paper.md.ensemble_member == 0  # one potential drives the paper's MD
 
 
-def test_main_job_finds_the_newest_complete_ensemble_of_the_system(tmp_path):
+def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tmp_path):
     import os
 
     from deepeut.pipeline.workflow import find_ensemble
     from deepeut.training.embedded import MODELS_DIR
 
-    def manifest(path: Path, system: str, complete: bool, mtime: float):
+    def manifest(path: Path, system: str, complete: bool, mtime: float, rmse=None):
         path.mkdir(parents=True)
+        metrics = {} if rmse is None else {"forces_rmse": rmse}
         (path / "ensemble.json").write_text(json.dumps({"system": system, "complete": complete,
-                                                        "members": [{"member": 0}]}))
+                                                        "dataset": {"n_test": 40},
+                                                        "members": [{"member": 0, "test_metrics": metrics}]}))
         os.utime(path / "ensemble.json", (mtime, mtime))
 
-    manifest(tmp_path / "runs" / "old" / "train", "nma", True, 1e9)
-    manifest(tmp_path / "stages" / "al" / "x" / "iter_1" / "train", "nma", True, 2e9)
-    manifest(tmp_path / "runs" / "newest_incomplete", "nma", False, 3e9)
-    manifest(tmp_path / "runs" / "other_system", "ura", True, 4e9)
+    manifest(tmp_path / "runs" / "good" / "train", "nma", True, 1e9, rmse=0.05)
+    manifest(tmp_path / "runs" / "two_epoch_test" / "train", "nma", True, 2e9, rmse=2.5)  # the newest: not chosen
+    manifest(tmp_path / "runs" / "no_metrics", "nma", True, 2.5e9)
+    manifest(tmp_path / "runs" / "newest_incomplete", "nma", False, 3e9, rmse=0.01)
+    manifest(tmp_path / "runs" / "other_system", "ura", True, 4e9, rmse=0.01)
     cfg = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path}")
     path, origin = find_ensemble(cfg)
-    assert path == tmp_path / "stages" / "al" / "x" / "iter_1" / "train" and "newest" in origin
-    empty = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path / 'none'}")
-    path, origin = find_ensemble(empty)
+    assert path == tmp_path / "runs" / "good" / "train"
+    assert "lowest mean member test force RMSE" in origin and "0.050 eV/Å on 40 test frames" in origin
+    (tmp_path / "runs" / "good" / "train" / "ensemble.json").unlink()
+    path, origin = find_ensemble(cfg)  # the embedded default beats the 2-epoch run
     assert path == MODELS_DIR / "nma" and "embedded" in origin
+    empty = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path / 'none'}")
+    assert find_ensemble(empty)[0] == MODELS_DIR / "nma"
     assert find_ensemble(load_config("system=act", "ensemble=embedded"))[0] == MODELS_DIR / "act"
+
+
+def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_used(tmp_path):
+    import shutil
+
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import EnsembleError, ensemble_digest, resolve_ensemble
+
+    ura = load_config("system=ura")
+    with pytest.raises(EnsembleError, match="trained for system=nma, not system=ura"):
+        resolve_ensemble(str(MODELS_DIR / "nma"), tmp_path, ura.system)
+    copy = tmp_path / "ura"
+    shutil.copytree(MODELS_DIR / "ura", copy)
+    before = ensemble_digest(copy)
+    with open(copy / "member_1" / "model.nequip.zip", "ab") as f:
+        f.write(b"\0")
+    assert ensemble_digest(copy) != before  # cached MD of the old weights is not reused
+    m = json.loads((copy / "ensemble.json").read_text())
+    m["type_names"] = ["C", "H", "N", "O"]
+    (copy / "ensemble.json").write_text(json.dumps(m))
+    with pytest.raises(EnsembleError, match="no atom type for F, Li, S of system=ura"):
+        resolve_ensemble(str(copy), tmp_path, ura.system)
 
 
 @pytest.mark.parametrize("system", ["ura", "act", "nma"])

@@ -166,7 +166,7 @@ def compiled_model(cfg: Config, out: Path) -> Path:
     from deepeut.training.compile import compiled_path
     from deepeut.training.potential import manifest_path, resolve_ensemble
 
-    mpath = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system.name))
+    mpath = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system))
     member = json.loads(mpath.read_text())["members"][cfg.md.ensemble_member or 0]
     return compiled_path(mpath.parent / member["dir"], "pair_allegro")
 

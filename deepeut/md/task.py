@@ -47,7 +47,7 @@ def model_r_max(cfg: Config, out: Path) -> float:
     from deepeut.training.potential import EnsembleError, manifest_path, resolve_ensemble
 
     try:
-        path = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system.name))
+        path = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system))
         return float(json.loads(path.read_text())["r_max_A"])
     except (ConfigError, EnsembleError, KeyError, OSError, ValueError):
         return cfg.model.r_max
@@ -100,7 +100,7 @@ def md_calculator(cfg: Config, out: Path):
     from deepeut.training.potential import Ensemble, resolve_ensemble
 
     members = None if cfg.md.ensemble_member is None else [cfg.md.ensemble_member]
-    path = resolve_ensemble(cfg.ensemble, out, cfg.system.name)
+    path = resolve_ensemble(cfg.ensemble, out, cfg.system)
     return Ensemble.load(path, device=cfg.device, members=members).calculator(member=0 if members else None)
 
 

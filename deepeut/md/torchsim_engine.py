@@ -109,7 +109,7 @@ def _calculator(cfg: Config, out: Path):
 
     from deepeut.training.potential import member_model_files, resolve_ensemble
 
-    files = member_model_files(resolve_ensemble(cfg.ensemble, out, cfg.system.name))
+    files = member_model_files(resolve_ensemble(cfg.ensemble, out, cfg.system))
     return NequIPTorchSimCalc._from_saved_model(str(files[cfg.md.ensemble_member or 0]), device=cfg.device,
                                                 chemical_species_to_atom_type_map=True)
 

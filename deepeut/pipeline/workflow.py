@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from deepeut.config.schema import Config
 from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
 from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, classical_seconds,
@@ -48,20 +50,38 @@ def ensemble_manifests(root: Path, system: str) -> List[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def test_force_rmse(manifest: Path) -> Tuple[float, int]:
+    """(mean member test force RMSE in eV/Å, test frames) from an ensemble manifest; (nan, 0) without metrics."""
+    m = json.loads(Path(manifest).read_text())
+    rmse = [x.get("test_metrics", {}).get("forces_rmse") for x in m.get("members", [])]
+    rmse = [r for r in rmse if r is not None]
+    return (float(np.mean(rmse)) if rmse else float("nan")), int(m.get("dataset", {}).get("n_test", 0))
+
+
+ENSEMBLE_RULE = "lowest mean member test force RMSE"
+
+
 def find_ensemble(cfg: Config) -> Tuple[Path, str]:
-    """The ensemble the main job runs with, and where it came from."""
+    """The ensemble the main job runs with, and why: ``ensemble=`` when given; else, among the complete ensembles of
+    the system under ``pipeline.search_outputs`` and the embedded default, the one with the lowest mean member test
+    force RMSE (the test sets differ between ensembles: the printed numbers say on how many frames)."""
     from deepeut.training.embedded import embedded_ensemble
     from deepeut.training.potential import resolve_ensemble
 
     if cfg.ensemble == "embedded":
         return embedded_ensemble(cfg.system.name), "the embedded default (ensemble=embedded)"
     if cfg.ensemble:
-        return resolve_ensemble(cfg.ensemble, Path(".")), "ensemble="
-    found = ensemble_manifests(Path(cfg.pipeline.search_outputs), cfg.system.name)
-    if found:
-        return found[0].parent, f"the newest complete {cfg.system.name} ensemble under {cfg.pipeline.search_outputs}/"
-    return embedded_ensemble(cfg.system.name), (f"the embedded default (no {cfg.system.name} ensemble under "
-                                                f"{cfg.pipeline.search_outputs}/)")
+        return resolve_ensemble(cfg.ensemble, Path("."), cfg.system), "ensemble="
+    default = embedded_ensemble(cfg.system.name)
+    scored = []
+    for path in [default / MANIFEST, *ensemble_manifests(Path(cfg.pipeline.search_outputs), cfg.system.name)]:
+        rmse, n_test = test_force_rmse(path)
+        if np.isfinite(rmse):
+            scored.append((rmse, n_test, path.parent))
+    rmse, n_test, best = min(scored, key=lambda x: x[0])
+    kind = "the embedded default" if best == default else f"found under {cfg.pipeline.search_outputs}/"
+    return best, (f"{kind}; rule: {ENSEMBLE_RULE} among {len(scored)} complete {cfg.system.name} ensemble(s) "
+                  f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames")
 
 
 def seconds_per_md_step(cfg: Config, ensemble: Path) -> Optional[float]:
@@ -100,10 +120,11 @@ def md_and_analysis(cfg: Config, ensemble: Path, run: Callable) -> None:
     """Production MD with ``ensemble`` (from classical liquids), then the analysis of its replicas."""
     from deepeut.analysis.task import analysis
     from deepeut.md.task import md
+    from deepeut.training.potential import ensemble_digest
 
     cfg, start_key = classical_starts(cfg, run, cfg.md.replicas)
     md_cfg = replace(cfg, ensemble=str(ensemble))
-    md_rec = run("md", md_cfg, {"ensemble": file_digest(Path(ensemble) / MANIFEST), **start_key},
+    md_rec = run("md", md_cfg, {"ensemble": ensemble_digest(ensemble), **start_key},
                  lambda d: md(md_cfg, d))
     trajs = sorted(str(p) for p in md_rec.dir.glob("replica_*/trajectory.h5"))
     an_cfg = replace(cfg, analysis=replace(cfg.analysis, trajectories=trajs))

@@ -48,7 +48,7 @@ def pack(src: Path, dest: Path) -> Path:
             shutil.copyfile(Path(src) / m["dir"] / m["package"], tmp)
         m.pop("checkpoint", None)
     manifest["dataset"] = {k: v for k, v in manifest["dataset"].items() if k not in ("train", "test", "calibration")}
-    manifest["embedded"] = {"regenerate": REGENERATE, "trained_in": str(Path(src).resolve())}
+    manifest["embedded"] = {"regenerate": REGENERATE, "trained_in": Path(src).name}  # no machine paths shipped
     write_json_atomic(dest / MANIFEST, manifest)
     return dest
 

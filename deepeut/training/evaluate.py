@@ -154,7 +154,7 @@ def evaluate(cfg: Config, out: Path) -> Dict:
 
     from deepeut.training.potential import Ensemble, manifest_path, resolve_ensemble
 
-    src = resolve_ensemble(cfg.ensemble, out, cfg.system.name)
+    src = resolve_ensemble(cfg.ensemble, out, cfg.system)
     manifest = json.loads(manifest_path(src).read_text())
     test_file = Path(manifest["dataset"]["test"])
     if cfg.data.store:

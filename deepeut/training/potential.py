@@ -57,20 +57,54 @@ def manifest_path(path: str | Path) -> Path:
     return p
 
 
-def resolve_ensemble(ensemble: Optional[str], out: Path, system: Optional[str] = None) -> Path:
+def resolve_ensemble(ensemble: Optional[str], out: Path, system=None) -> Path:
     """The config's ``ensemble`` folder (``embedded``: the shipped default of ``system``), else the ``train/``
-    folder beside the stage folder ``out``."""
+    folder beside the stage folder ``out``. ``system`` (a name or a ``SystemConfig``): with a config, the
+    ensemble must have been trained for that system and know all its elements (:func:`check_ensemble_system`)."""
     from deepeut.config.schema import ConfigError
 
-    if ensemble == "embedded" and system:
+    name = getattr(system, "name", system)
+    if ensemble == "embedded" and name:
         from deepeut.training.embedded import embedded_ensemble
 
-        return embedded_ensemble(system)
-    path = Path(ensemble) if ensemble else Path(out).parent / "train"
-    if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
-        raise ConfigError(f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
-                          "pass ensemble=<a stage=train output folder>")
+        path = embedded_ensemble(name)
+    else:
+        path = Path(ensemble) if ensemble else Path(out).parent / "train"
+        if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
+            raise ConfigError(f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
+                              "pass ensemble=<a stage=train output folder>")
+    if hasattr(system, "species"):
+        check_ensemble_system(path, system)
     return path
+
+
+def check_ensemble_system(path: str | Path, system) -> None:
+    """Raise :class:`EnsembleError` when the ensemble at ``path`` was trained for another system than ``system``
+    (its manifest's ``system``) or has no atom type for one of the system's elements."""
+    from deepeut.systems.species import system_elements
+
+    mpath = manifest_path(path)
+    m = json.loads(mpath.read_text())
+    if m.get("system") and m["system"] != system.name:
+        raise EnsembleError(f"{mpath}: this ensemble was trained for system={m['system']}, not system={system.name}; "
+                            f"pass ensemble= a {system.name} ensemble (or ensemble=embedded)")
+    missing = sorted(set(system_elements(system.species)) - set(m.get("type_names") or []))
+    if m.get("type_names") and missing:
+        raise EnsembleError(f"{mpath}: the model has no atom type for {', '.join(missing)} of system={system.name} "
+                            f"(its types: {' '.join(m['type_names'])})")
+
+
+def ensemble_digest(path: str | Path) -> str:
+    """Content hash (16 hex digits) of the manifest and every member's model file: a changed or damaged member
+    changes it, so cached MD is never reused for other weights."""
+    import hashlib
+
+    h = hashlib.sha256(manifest_path(path).read_bytes())
+    for f in member_model_files(path):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def member_model_files(path: str | Path) -> List[Path]:
