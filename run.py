@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from deepeut.config import ConfigError, check_overrides, implied_overrides, register_configs, validate
+from deepeut.config import ConfigError, check_device, check_overrides, implied_overrides, register_configs, validate
 
 log = logging.getLogger("deepeut")
 
@@ -30,7 +30,7 @@ def _validate_before_hydra(overrides) -> None:
     from deepeut.config import compose
 
     try:
-        validate(compose(overrides))
+        check_device(validate(compose(overrides)))
     except ConfigError as exc:
         _fail(str(exc))
     except MissingConfigException as exc:  # an unknown group option: system=water
@@ -46,6 +46,7 @@ def main(cfg: DictConfig):
 
     try:
         conf = validate(cfg)
+        check_device(conf)
     except ConfigError as exc:
         _fail(str(exc))
     out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)

@@ -24,6 +24,7 @@ def one_line(r, code: int) -> str:
     ("md.temprature_K=300", "deepeut: error: unknown config key 'md.temprature_K'. Did you mean 'temperature_K'?"),
     ("md.temperature_K=-5", "deepeut: error: md.temperature_K: must be > 0 K, got -5.0"),
     ("md.timestep_fs=6", "deepeut: error: md.timestep_fs: must be in (0, 5] fs"),
+    ("device=cuda", "deepeut: error: device: 'cuda' is not available (torch"),
 ])
 def test_config_errors_fail_before_any_output(tmp_path, override, needle):
     r = run_cli(override, cwd=tmp_path)
@@ -90,3 +91,12 @@ def test_corrupted_training_checkpoint(tmp_path):
     line = one_line(r, 1)
     assert "last.ckpt is corrupted" in line and "member 0" in line
     assert not (tmp_path / "member_0" / "done.json").exists()
+
+
+def test_evaluate_the_embedded_ensemble_on_its_shipped_test_set(tmp_path):
+    import json
+
+    r = run_cli("stage=evaluate", "ensemble=embedded", f"output_dir={tmp_path / 'ev'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert ev["n_frames"] == 15 and 0 < ev["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] < 1.0

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from .schema import GROUPS, Config, ConfigError
 
 __all__ = ["Config", "ConfigError", "CONF_DIR", "register_configs", "validate", "check_overrides", "compose",
-           "implied_overrides"]
+           "implied_overrides", "check_device"]
 
 #: conf/ at the repository root (the Hydra config path of run.py)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -39,6 +39,21 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(str(exc).splitlines()[0]) from None
     assert isinstance(obj, Config)
     return obj
+
+
+def check_device(cfg: Config) -> None:
+    """``device=cuda[:N]`` needs a torch built with CUDA and a visible GPU: say so at start, not mid-run."""
+    if not cfg.device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "is a CPU build" if torch.version.cuda is None else "sees no GPU"
+        raise ConfigError(f"device: '{cfg.device}' is not available (torch {torch.__version__} {why}); use "
+                          "device=cpu, or install a CUDA torch on a GPU machine")
+    index = int(cfg.device.split(":")[1]) if ":" in cfg.device else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device: '{cfg.device}' does not exist ({torch.cuda.device_count()} GPU(s) visible)")
 
 
 def _field_types(cls: type) -> dict:

@@ -84,8 +84,9 @@ def find_ensemble(cfg: Config) -> Tuple[Path, str]:
                   f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames")
 
 
-def seconds_per_md_step(cfg: Config, ensemble: Path) -> Optional[float]:
-    """Time two energy+force calls of the ensemble on a freshly built box (a measured MD estimate)."""
+def seconds_per_md_step(cfg: Config, ensemble: Path, calls: int = 3) -> Optional[float]:
+    """Median time of ``calls`` energy+force calls of the ensemble on a freshly built box, after one warm-up call
+    (the first call compiles and allocates): one busy moment cannot flip a run between allowed and refused."""
     from deepeut.md.task import md_calculator
     from deepeut.systems.box import build_box
 
@@ -93,10 +94,13 @@ def seconds_per_md_step(cfg: Config, ensemble: Path) -> Optional[float]:
         atoms = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build).atoms
         atoms.calc = md_calculator(replace(cfg, ensemble=str(ensemble)), Path("."))
         atoms.get_forces()
-        t0 = time.perf_counter()
-        atoms.rattle(1e-3, seed=0)
-        atoms.get_forces()
-        return time.perf_counter() - t0
+        times = []
+        for k in range(calls):
+            atoms.rattle(1e-3, seed=k)
+            t0 = time.perf_counter()
+            atoms.get_forces()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
     except Exception as exc:  # the estimate must never stop a run; the stage itself reports real problems
         log.debug("MD timing failed: %s", exc)
         return None

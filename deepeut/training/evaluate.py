@@ -148,6 +148,24 @@ def plot_figS2(path: Path, f_ref, f_pred, symbols, title: str) -> Path:
     return path
 
 
+def test_file_of(manifest: Dict, cfg: Config, out: Path) -> Path:
+    """The test split to evaluate on: ``data.store``'s when given, else the one the ensemble recorded (the shipped
+    dataset for ensembles trained on it, such as the embedded defaults)."""
+    from deepeut.data.source import from_demo, from_store
+    from deepeut.training.potential import EnsembleError
+
+    if cfg.data.store:
+        return from_store(cfg.data.store, out / "data").test
+    dataset = manifest.get("dataset", {})
+    if dataset.get("test") and Path(dataset["test"]).exists():
+        return Path(dataset["test"])
+    origin = str(dataset.get("origin", ""))
+    if origin.startswith("demo:"):
+        return from_demo(origin.split(":", 1)[1], out / "data").test
+    raise EnsembleError(f"the ensemble's test set ({dataset.get('test') or 'not recorded'}) is not here; pass "
+                        "data.store=<a dataset store> to evaluate on its test split")
+
+
 def evaluate(cfg: Config, out: Path) -> Dict:
     """Evaluate the ensemble on its test split (or on ``data.store``'s test split when given)."""
     from ase.io import read
@@ -156,11 +174,7 @@ def evaluate(cfg: Config, out: Path) -> Dict:
 
     src = resolve_ensemble(cfg.ensemble, out, cfg.system)
     manifest = json.loads(manifest_path(src).read_text())
-    test_file = Path(manifest["dataset"]["test"])
-    if cfg.data.store:
-        from deepeut.data.source import from_store
-
-        test_file = from_store(cfg.data.store, out / "data").test
+    test_file = test_file_of(manifest, cfg, out)
     frames = read(test_file, ":")
     ensemble = Ensemble.load(src, device=cfg.device)
     log.info("evaluating %d members on %d test structures from %s", len(ensemble), len(frames), test_file)
