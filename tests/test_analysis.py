@@ -255,3 +255,24 @@ def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
     grid = read_cube(path)
     assert np.unravel_index(np.argmax(grid), grid.shape) == (6, 4, 4)  # x = +2 Å → bin 6 of 8 over [-4, 4)
     assert grid.sum() * 1.0**3 * (1 / 27000) == pytest.approx(1.0, rel=1e-6)  # one neighbour per reference
+
+
+@pytest.mark.parametrize("backend", ["freud", "numpy"])
+def test_coordination_numbers_count_intermolecular_pairs_by_default(backend):
+    from deepeut.analysis.rdf import RDFAccumulator
+
+    # two H–O molecules: each H is 1.0 Å from its own O; across molecules H_a–O_b = 2.0 Å and H_b–O_a = 3.16 Å
+    pos = np.array([[5, 5, 5], [6, 5, 5], [5, 5, 7], [5, 5, 8]], float)  # H_a, O_a, O_b, H_b
+    molecule = np.array([0, 0, 1, 1])
+    h, o = np.array([0, 3]), np.array([1, 2])
+    cell = np.eye(3) * 20.0
+    acc = RDFAccumulator({"H-O": (h, o)}, 4.5, 90, backend=backend, molecule=molecule)
+    acc.add(pos, cell)
+    res = acc.result()["H-O"]
+    k = int(round(2.5 / 0.05)) - 1  # the bin ending at 2.5 Å
+    assert res.cn[k] == pytest.approx(0.5)  # H_a–O_b only: one pair per two H
+    assert res.cn_all[k] == pytest.approx(1.5)  # plus both intramolecular O–H bonds
+    assert res.cn[-1] == pytest.approx(1.0)  # both intermolecular pairs within 4.5 Å
+    plain = RDFAccumulator({"H-O": (h, o)}, 4.5, 90, backend=backend)
+    plain.add(pos, cell)
+    assert plain.result()["H-O"].cn[k] == pytest.approx(1.5) and plain.result()["H-O"].cn_all is None

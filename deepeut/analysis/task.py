@@ -98,7 +98,8 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
     from deepeut.utils.neighbors import plane_distances
 
     r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
-    rdf = RDFAccumulator(atom_rdf_pairs(sites), r_max, a.rdf_bins) if a.rdf else None
+    molecule = sites.molecule if a.rdf_pairs == "intermolecular" else None
+    rdf = RDFAccumulator(atom_rdf_pairs(sites), r_max, a.rdf_bins, molecule=molecule) if a.rdf else None
     sdfs = sdf_accumulators(sites, traj, r_max) if a.sdf else {}
     cache = build_cache(traj, sites, rdir / "cache.h5", a.contact_cutoff_A, start, a.stride, a.block_frames, rdf,
                         a.rdf_stride, sdfs=list(sdfs.values()))
@@ -332,6 +333,26 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
     return out
 
 
+CN_PAIRS = {"cn_Li_O_TFSI": "Li-O_TFSI", "cn_Li_O_amide": "Li-O_amide", "cn_Hamide_O_TFSI": "Hamide-O_TFSI",
+            "cn_Hamide_O_amide": "Hamide-O_amide"}
+
+
+def annotate_cutoffs(tabs: Dict, results: List[Dict]) -> None:
+    """Table I rows get the cutoff r_c (Å, first g(r) minimum, mean over replicas) and, where intramolecular pairs
+    were excluded, N(r_c) counting every pair, in ``r_c_A``, ``ours_all_pairs`` and a ``note``."""
+    for key, row in tabs.get("I", {}).items():
+        rdfs = [r["rdf"][CN_PAIRS[key]] for r in results if CN_PAIRS.get(key) in r.get("rdf", {})]
+        if not rdfs:
+            continue
+        rc = [x["first_min_A"] for x in rdfs if np.isfinite(x["first_min_A"])]
+        row["r_c_A"] = float(np.mean(rc)) if rc else None
+        note = f"r_c = {row['r_c_A']:.2f} Å" if rc else "no first minimum within r_max"
+        if all("cn_first_min_all" in x for x in rdfs):
+            row["ours_all_pairs"] = float(np.nanmean([x["cn_first_min_all"] for x in rdfs]))
+            note += f"; intermolecular (all pairs: {row['ours_all_pairs']:.3g})"
+        row["note"] = note
+
+
 def tables_text(cfg: Config, tabs: Dict) -> str:
     lines = [f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
              "(ours: mean ± standard error over replicas; paper: Shayestehpour & Zahn)"]
@@ -345,7 +366,7 @@ def tables_text(cfg: Config, tabs: Dict) -> str:
             sem = "" if r.get("sem") is None or not np.isfinite(r.get("sem", np.nan)) else f"{r['sem']:.2g}"
             paper = "" if r["paper"] is None else f"{r['paper']:g}"
             lines.append(f"{k:<20}{ours:>12}{sem:>10}{paper:>10}  {r['unit']}"
-                         + (f"  [{r['status']}]" if r.get("status") else ""))
+                         + "".join(f"  [{r[x]}]" for x in ("note", "status") if r.get(x)))
     return "\n".join(lines)
 
 
@@ -365,6 +386,7 @@ def analysis(cfg: Config, out: Path) -> Dict:
         results.append(analyse_trajectory(cfg, path, rdir))
     tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results],
                   [r.get("skipped", {}) for r in results])
+    annotate_cutoffs(tabs, results)
     write_json_atomic(out / "tables.json", tabs)
     text = tables_text(cfg, tabs)
     write_text_atomic(out / "tables.txt", text + "\n")

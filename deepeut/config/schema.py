@@ -441,6 +441,8 @@ class AnalysisConfig:
     rdf: bool = True
     com_rdf: bool = True
     rdf_stride: int = 10  # frames between RDF samples
+    #: atom RDFs and CNs count pairs of different molecules (intermolecular, as TRAVIS and the paper) or all pairs
+    rdf_pairs: str = "intermolecular"
     rdf_r_max_A: float = 8.0  # (clipped to half the smallest box width)
     rdf_bins: int = 160
     diffusion: bool = True  # VACF (Eq. 8-9) and MSD (Eq. 10)

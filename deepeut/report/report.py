@@ -119,9 +119,9 @@ def tables_sections(an_dir: Path) -> List[Section]:
     out = []
     for name, rows in tabs.items():
         body = [(k, _num(r.get("ours")), _num(r.get("sem"), ".2g"), _num(r.get("paper"), "g"), r.get("unit", ""),
-                 r.get("status", "")) for k, r in rows.items()]
+                 "; ".join(r[x] for x in ("note", "status") if r.get(x))) for k, r in rows.items()]
         out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± sem", "paper / experiment",
-                                                                  "unit", "status"], body)]))
+                                                                  "unit", "r_c and status"], body)]))
     figs = [Figure(p, p.stem.replace("_", " ")) for p in sorted(an_dir.glob("*.png"))]
     if figs:
         out.append(Section("Figures", figs))
