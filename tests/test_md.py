@@ -387,3 +387,51 @@ def test_trajectory_readers_agree_across_formats(tmp_path):
         assert list(tr.numbers) == [18] * len(atoms)
     with pytest.raises(ValueError, match="timestep_fs"):
         open_trajectory(tmp_path / "t.extxyz")
+
+
+def test_torchsim_committee_mean_equals_the_ase_committee_forces():
+    import torch
+    import torch_sim as ts
+
+    from conftest import built_box
+    from deepeut.md.torchsim_engine import _calculator
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    cfg = load_config("stage=md", "ensemble=embedded", "md.ensemble_member=null")
+    atoms = built_box("ura")[1].atoms.copy()
+    committee = _calculator(cfg, MODELS_DIR / "ura")
+    out = committee(ts.io.atoms_to_state([atoms], device=torch.device("cpu"), dtype=torch.float64))
+    atoms.calc = Ensemble.load(MODELS_DIR / "ura").calculator(member=None)
+    np.testing.assert_allclose(out["forces"].detach().numpy(), atoms.get_forces(), atol=2e-4)
+    np.testing.assert_allclose(out["force_uncertainty"].detach().numpy(),
+                               atoms.calc.results["force_uncertainty"], atol=2e-4)
+    assert float(out["energy"][0]) == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["md.engine=lammps", "md.ensemble_member=null"], "md.ensemble_member: md.engine=lammps cannot drive MD with the committee"),
+    (["md.engine=lammps", "md.on_unstable=truncate"], "md.on_unstable: md.engine=lammps cannot truncate"),
+    (["md.engine=torchsim", "md.thermostat=langevin"], "md.thermostat: md.engine=torchsim has no 'langevin' thermostat"),
+])
+def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):
+    from deepeut.config import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        load_config("stage=md", *overrides)
+
+
+def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
+    from deepeut.md.h5md import H5MDTrajectory
+
+    res = run_cli("stage=md", "ensemble=embedded", "md.engine=torchsim", "md.replicas=2", "md.duration_ps=0.02",
+                  "md.save_every_fs=5", "md.equilibration_ps=0.01", "md.check_molecules_every=0",
+                  "md.max_force_eV_A=0.01", "md.on_unstable=truncate", f"output_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
+        assert tr.parameters["equilibration_ps"] == pytest.approx(0.01)
+        assert tr.parameters["driver"] == "member 0"
+    reps = json.loads((tmp_path / "md.json").read_text())["replicas"]
+    stops = [r["stopped_early"] for r in reps]  # every force exceeds 0.01 eV/Å: replica 0 fails its first check
+    assert [s["failed"] for s in stops] == [True, False] and "exceeds md.max_force_eV_A" in stops[0]["reason"]
+    assert all(s["frames_kept"] == r["n_frames"] == 0 for s, r in zip(stops, reps))

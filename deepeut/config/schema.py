@@ -425,6 +425,10 @@ class MDConfig:
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
         _require(self.on_unstable in ("stop", "truncate"), "md.on_unstable",
                  f"'{self.on_unstable}' is not one of stop, truncate")
+        from deepeut.md.engines import engine_problems
+
+        for key, msg in engine_problems(self.engine, self.thermostat, self.ensemble_member, self.on_unstable)[:1]:
+            raise ConfigError(f"{key}: {msg}")
 
 
 @dataclass

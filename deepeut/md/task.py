@@ -97,10 +97,11 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
 
 def md_calculator(cfg: Config, out: Path):
     """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
-    from deepeut.training.potential import Ensemble, resolve_ensemble
+    from deepeut.training.potential import Ensemble, check_member, member_model_files, resolve_ensemble
 
     members = None if cfg.md.ensemble_member is None else [cfg.md.ensemble_member]
     path = resolve_ensemble(cfg.ensemble, out, cfg.system)
+    check_member(cfg.md.ensemble_member, len(member_model_files(path)))
     return Ensemble.load(path, device=cfg.device, members=members).calculator(member=0 if members else None)
 
 

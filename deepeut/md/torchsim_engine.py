@@ -104,14 +104,38 @@ def velocity_verlet_unwrapped(state, dt: float, model) -> None:
     state.momenta = state.momenta + 0.5 * dt * state.forces
 
 
+class CommitteeMean:
+    """torch-sim model callable: energy and forces are the mean over the members (``md.ensemble_member=null``),
+    with the per-atom force uncertainty (Eq. 6, eV/Å) beside them."""
+
+    def __init__(self, members):
+        self.members = list(members)
+
+    def __call__(self, state) -> Dict:
+        import torch
+
+        outs = [m(state) for m in self.members]
+        forces = torch.stack([o["forces"] for o in outs])
+        dev = forces - forces.mean(dim=0, keepdim=True)
+        return {"energy": torch.stack([o["energy"] for o in outs]).mean(dim=0), "forces": forces.mean(dim=0),
+                "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs)))}
+
+
 def _calculator(cfg: Config, out: Path):
+    """One member (``md.ensemble_member``) or the committee mean of all of them."""
     from nequip.integrations.torchsim import NequIPTorchSimCalc
 
-    from deepeut.training.potential import member_model_files, resolve_ensemble
+    from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
 
     files = member_model_files(resolve_ensemble(cfg.ensemble, out, cfg.system))
-    return NequIPTorchSimCalc._from_saved_model(str(files[cfg.md.ensemble_member or 0]), device=cfg.device,
-                                                chemical_species_to_atom_type_map=True)
+
+    def load(f):
+        return NequIPTorchSimCalc._from_saved_model(str(f), device=cfg.device, chemical_species_to_atom_type_map=True)
+
+    check_member(cfg.md.ensemble_member, len(files))
+    if cfg.md.ensemble_member is not None:
+        return load(files[cfg.md.ensemble_member])
+    return CommitteeMean(load(f) for f in files)
 
 
 def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
@@ -156,7 +180,10 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
     writers = [H5MDWriter(out / f"replica_{r}" / "trajectory.h5", s.atoms.numbers, s.atoms.get_masses(),
                           s.atoms.cell.array, s.molecule, s.labels,
                           {"engine": "torchsim", "timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K,
-                           "seed": s.seed}, resume_frames=ckpt["n_frames"][r] if ckpt else None)
+                           "thermostat": md.thermostat, "thermostat_tau_ps": md.thermostat_tau_ps,
+                           "chain_length": md.chain_length, "seed": s.seed, "equilibration_ps": md.equilibration_ps,
+                           "driver": "committee mean" if md.ensemble_member is None else f"member {md.ensemble_member}"},
+                          resume_frames=ckpt["n_frames"][r] if ckpt else None)
                for r, s in enumerate(setups)]
     bounds = np.cumsum([0] + n_atoms)
     every, nsteps = save_interval(md), total_steps(md)
@@ -175,7 +202,7 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
                 fmax = check_frame(forces[sl], temp, pos[sl], s.atoms.numbers, s.atoms.cell.array, md, s.recognizer,
                                    s.expected_counts, w.n_frames, step)
             except SimulationExploded as exc:
-                raise SimulationExploded(f"replica {r}, {exc}") from None
+                raise ReplicaExploded(r, step, f"replica {r}, {exc}") from None
             w.append(step, step * md.timestep_fs / 1000.0, pos[sl], vel[sl],
                      {"potential_energy": epot[r], "kinetic_energy": float(ke[r]), "total_energy": epot[r] + float(ke[r]),
                       "conserved_energy": epot[r] + float(ke[r]) + thermo[r], "temperature": temp, "max_force": fmax})
@@ -188,18 +215,28 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
 
     from tqdm.auto import tqdm
 
+    def save_or_truncate(step: int):
+        """Save the frames of ``step``; on a failed check: raise (stop) or truncate the batch (returned)."""
+        before = [w.n_frames for w in writers]
+        try:
+            save_frames(step)
+        except ReplicaExploded as exc:
+            if md.on_unstable != "truncate":
+                raise SimulationExploded(str(exc)) from None
+            return truncate_batch(writers, before, exc, md)
+        return None
+
     t0, start = time.perf_counter(), step
-    if step == 0:
-        save_frames(0)
+    stopped = save_or_truncate(0) if step == 0 else None
     bar = tqdm(total=nsteps, initial=step, desc=f"torch-sim MD ({md.replicas} replicas)", unit="step")
     try:
-        while step < nsteps:
+        while step < nsteps and stopped is None:
             state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
             velocity_verlet_unwrapped(state, dt, model)
             state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
             step += 1
-            if step % every == 0:
-                save_frames(step)
+            if step % every == 0 and (stopped := save_or_truncate(step)) is not None:
+                break
             if step % md.checkpoint_every_steps == 0 or step == nsteps:
                 checkpoint(step)
             bar.update(1)
@@ -213,7 +250,33 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
         s = summarise(out / f"replica_{r}" / "trajectory.h5", md, wall, step - start)
         s["aggregate_ns_per_day"] = s["ns_per_day"] * md.replicas if math.isfinite(s["ns_per_day"]) else s["ns_per_day"]
         s["engine"] = "torchsim"
+        if stopped:
+            s["stopped_early"] = stopped[r]
         write_json_atomic(out / f"replica_{r}" / "md.json", s)
         summaries.append(s)
     write_json_atomic(out / "md.json", {"system": cfg.system.name, "engine": "torchsim", "replicas": summaries})
-    return {"md": str(out / "md.json"), "replicas": len(summaries)}
+    stopped_text = [f"replica {k} at {v['time_ps']:.3f} ps" for k, v in (stopped or {}).items() if v["failed"]]
+    return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped_text}
+
+
+class ReplicaExploded(RuntimeError):
+    """A safety check failed for replica ``replica`` of the batch at ``step``."""
+
+    def __init__(self, replica: int, step: int, message: str):
+        super().__init__(message)
+        self.replica, self.step = replica, step
+
+
+def truncate_batch(writers, frames_before, exc: ReplicaExploded, md) -> Dict[int, Dict]:
+    """``md.on_unstable=truncate`` for a batch: every replica keeps its frames before the failed save (they all
+    passed their checks); the batch ends there, the failed replica with the reason, the others with a note."""
+    time_ps = exc.step * md.timestep_fs / 1000.0
+    out = {}
+    for r, (w, n) in enumerate(zip(writers, frames_before)):
+        kept = w.keep_first(n)
+        failed = r == exc.replica
+        out[r] = {"step": exc.step, "time_ps": time_ps, "frames_kept": kept, "failed": failed, "frame": "",
+                  "reason": str(exc) if failed else f"the batch stopped with replica {exc.replica}: {exc}"}
+    log.warning("torch-sim batch stopped at %.3f ps (%s); every replica keeps its %s frames before it "
+                "(md.on_unstable=truncate)", time_ps, exc, frames_before)
+    return out

@@ -107,6 +107,15 @@ def ensemble_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def check_member(index: Optional[int], n_members: int) -> None:
+    """``md.ensemble_member`` must name a member (or be null: the committee mean)."""
+    from deepeut.config.schema import ConfigError
+
+    if index is not None and not 0 <= index < n_members:
+        raise ConfigError(f"md.ensemble_member: {index} is not a member of the ensemble (it has {n_members}: "
+                          f"0–{n_members - 1}, or null for the committee mean)")
+
+
 def member_model_files(path: str | Path) -> List[Path]:
     """The saved model of each finished member (package when present, else best.ckpt)."""
     mpath = manifest_path(path)
