@@ -276,3 +276,23 @@ def test_coordination_numbers_count_intermolecular_pairs_by_default(backend):
     plain = RDFAccumulator({"H-O": (h, o)}, 4.5, 90, backend=backend)
     plain.add(pos, cell)
     assert plain.result()["H-O"].cn[k] == pytest.approx(1.5) and plain.result()["H-O"].cn_all is None
+
+
+def test_convergence_status_of_transport_and_lifetimes():
+    from deepeut.analysis.convergence import diffusion_status, lifetime_status, statuses
+
+    lag = np.linspace(0, 300, 301)  # ps, 30 % of a 1 ns run
+    diffusive = {"lag_ps": lag.tolist(), "msd_A2": (6 * 0.1 * lag + 1.0).tolist(), "D_msd_A2_ps": 0.1}
+    assert diffusion_status(diffusive, 1000.0, 0.3) is None  # β ≈ 1 and √MSD = 13 Å
+    ballistic = {"lag_ps": lag[:11].tolist(), "msd_A2": (0.5 * lag[:11] ** 2).tolist(), "D_msd_A2_ps": 0.5}
+    why = diffusion_status(ballistic, 33.0, 0.3)
+    assert why == ("not converged: MSD not diffusive (β = 2.00, needs 1 ± 0.15); molecules moved 7.1 Å "
+                   "(needs ≥ 10 Å) in a 33 ps run; a run of ≳ 111 ps would do at this D")
+    assert lifetime_status(500.0, 1000.0).startswith("extrapolated: the 1e+03 ps run is shorter than 3 × τ = 1.5e+03")
+    assert lifetime_status(100.0, 1000.0) is None
+    res = [{"diffusion": {"Li": ballistic, "TFSI": diffusive, "amide": diffusive},
+            "lifetimes": {"tau_Li_amide_ps": 100.0, "tau_R_ps": 100.0}}]
+    st = statuses(res, 1000.0, 64, 0.3, 0.63)
+    assert "D_Li" in st and "D_TFSI" not in st and st["t_plus"] == "not converged: D_Li is not (see there)"
+    assert "cn_Li_O_amide" not in st and "tau_R" not in st
+    assert "too few ions" in statuses(res, 1000.0, 2, 0.3, 0.63)["D_TFSI"]

@@ -134,6 +134,8 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     max_lag = tr.max_lag_frames(n_t, a.max_lag_fraction)
     out: Dict = {"n_frames": n_t, "dt_ps": dt, "volume_A3": volume}
     idx = {s: np.nonzero(species == s)[0] for s in ("Li", "TFSI", "amide")}
+    out["n_molecules"] = {s: int(len(v)) for s, v in idx.items()}
+    out["run_ps"] = float(t[-1] - t[0]) if n_t > 1 else 0.0
     skipped = short_run_skips(cfg, n_t, dt)
     if skipped:
         out["skipped"] = skipped
@@ -305,7 +307,7 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
     """Mean and standard error beside the paper's value, for every Table I–III entry: the spread over replicas,
     or with one replica the spread over time blocks (``sem_from`` says which). An entry no replica could compute
     (``skipped``: the reasons of :func:`short_run_skips`) is kept with ``ours`` null and its ``status``."""
-    from deepeut.analysis.correlate import block_error
+    from deepeut.utils.statistics import block_error, t_half_width
 
     out = {}
     for table, keys in TABLE_KEYS.items():
@@ -318,17 +320,22 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
                     rows[k] = {"ours": None, "sem": None, "n_replicas": 0, "status": f"not computed: {why}",
                                "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
                 continue
-            sem, sem_from = block_error(vals), "replicas"
+            sem, dof, sem_from = block_error(vals), len(vals) - 1, f"{len(vals)} replica{'s' * (len(vals) != 1)}"
             if len(vals) == 1 and block_sems and k in block_sems[0]:
-                sem, sem_from = block_sems[0][k], "time blocks"
-            rows[k] = {"ours": float(np.nanmean(vals)), "sem": sem, "sem_from": sem_from, "n_replicas": len(vals),
+                nb = cfg.analysis.n_blocks
+                sem, dof, sem_from = block_sems[0][k], nb - 1, f"{nb} time blocks"
+            rows[k] = {"ours": float(np.nanmean(vals)), "sem": sem, "dof": dof, "ci95": t_half_width(sem, dof),
+                       "sem_from": sem_from, "n_replicas": len(vals),
                        "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
         out[table] = rows
     yh = [r for r in per_replica if any(k.endswith("_YH") for k in r)]
     if yh:
-        out["II"].update({k: {"ours": float(np.nanmean([r[k] for r in yh])), "sem": block_error([r[k] for r in yh]),
-                              "n_replicas": len(yh), "paper": None, "unit": UNITS["D"]}
-                          for k in yh[0] if k.endswith("_YH")})
+        for k in (k for k in yh[0] if k.endswith("_YH")):
+            vals = [r[k] for r in yh]
+            sem = block_error(vals)
+            out["II"][k] = {"ours": float(np.nanmean(vals)), "sem": sem, "dof": len(vals) - 1,
+                            "ci95": t_half_width(sem, len(vals) - 1), "sem_from": f"{len(vals)} replica{'s' * (len(vals) != 1)}",
+                            "n_replicas": len(yh), "paper": None, "unit": UNITS["D"]}
     out["III"]["sigma_exp"] = {"ours": None, "paper": cfg.system.conductivity_exp_S_m, "unit": "S/m"}
     return out
 
@@ -353,19 +360,40 @@ def annotate_cutoffs(tabs: Dict, results: List[Dict]) -> None:
         row["note"] = note
 
 
+def annotate_convergence(cfg: Config, tabs: Dict, results: List[Dict]) -> None:
+    """Every computed Table I–III entry gets ``converged`` (bool) and, when not, its ``status`` with the reason
+    (deepeut.analysis.convergence)."""
+    from deepeut.analysis.convergence import statuses
+
+    if not results:
+        return
+    run_ps = min(r.get("run_ps", 0.0) for r in results)
+    n_li = min(r.get("n_molecules", {}).get("Li", 0) for r in results)
+    why = statuses(results, run_ps, n_li, cfg.analysis.max_lag_fraction, cfg.system.paper.get("tau_Li_amide"))
+    for rows in tabs.values():
+        for k, row in rows.items():
+            if row.get("ours") is None:
+                continue
+            row["converged"] = k not in why
+            if k in why:
+                row["status"] = why[k]
+
+
 def tables_text(cfg: Config, tabs: Dict) -> str:
     lines = [f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
-             "(ours: mean ± standard error over replicas; paper: Shayestehpour & Zahn)"]
+             "(ours: mean ± half-width of its 95 % confidence interval, Student t over the independent estimates "
+             "named under 'from': replicas, or time blocks of one replica; paper: Shayestehpour & Zahn)"]
     titles = {"I": "Table I: coordination numbers N(r_c) at the first RDF minimum (Eq. 7)",
               "II": "Table II: D (1e-11 m²/s, Green–Kubo), t+, τ_Li-amide and τ_R (ns)",
               "III": "Table III: ionic conductivity (S/m): Green–Kubo σ, Nernst–Einstein σ_NE, α = σ/σ_NE"}
     for table, rows in tabs.items():
-        lines += ["", titles[table], f"{'quantity':<20}{'ours':>12}{'± sem':>10}{'paper':>10}  unit"]
+        lines += ["", titles[table], f"{'quantity':<20}{'ours':>12}{'± 95 % CI':>11}{'from':>16}{'paper':>10}  unit"]
         for k, r in rows.items():
             ours = "" if r["ours"] is None else f"{r['ours']:.3g}"
-            sem = "" if r.get("sem") is None or not np.isfinite(r.get("sem", np.nan)) else f"{r['sem']:.2g}"
+            ci = r.get("ci95")
+            ci = "" if ci is None or not np.isfinite(ci) else f"{ci:.2g}"
             paper = "" if r["paper"] is None else f"{r['paper']:g}"
-            lines.append(f"{k:<20}{ours:>12}{sem:>10}{paper:>10}  {r['unit']}"
+            lines.append(f"{k:<20}{ours:>12}{ci:>11}{r.get('sem_from', ''):>16}{paper:>10}  {r['unit']}"
                          + "".join(f"  [{r[x]}]" for x in ("note", "status") if r.get(x)))
     return "\n".join(lines)
 
@@ -387,6 +415,7 @@ def analysis(cfg: Config, out: Path) -> Dict:
     tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results],
                   [r.get("skipped", {}) for r in results])
     annotate_cutoffs(tabs, results)
+    annotate_convergence(cfg, tabs, results)
     write_json_atomic(out / "tables.json", tabs)
     text = tables_text(cfg, tabs)
     write_text_atomic(out / "tables.txt", text + "\n")

@@ -118,10 +118,12 @@ def tables_sections(an_dir: Path) -> List[Section]:
         return []
     out = []
     for name, rows in tabs.items():
-        body = [(k, _num(r.get("ours")), _num(r.get("sem"), ".2g"), _num(r.get("paper"), "g"), r.get("unit", ""),
+        body = [(k, _num(r.get("ours")), _num(r.get("ci95"), ".2g"), r.get("sem_from", ""), _num(r.get("paper"), "g"),
+                 r.get("unit", ""),
                  "; ".join(r[x] for x in ("note", "status") if r.get(x))) for k, r in rows.items()]
-        out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± sem", "paper / experiment",
-                                                                  "unit", "r_c and status"], body)]))
+        out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± 95 % CI", "from",
+                                                                  "paper / experiment", "unit", "r_c and status"],
+                                                                 body)]))
     figs = [Figure(p, p.stem.replace("_", " ")) for p in sorted(an_dir.glob("*.png"))]
     if figs:
         out.append(Section("Figures", figs))

@@ -1,0 +1,97 @@
+"""Is a number of Tables I–III converged? A status per entry with the reason and the run length that would do.
+
+Rules (times in ps; ``run`` is the analysed length after ``analysis.start_ps``):
+
+* **D, t+, σ** (Green–Kubo and Einstein): the centre-of-mass MSD must be diffusive over the fit window, its
+  log-log slope β = d ln MSD / d ln t within ``BETA_TOL`` of 1, and the molecules must have moved
+  ``MIN_DISPLACEMENT_A`` on average (an ion must leave its cage several times). Needed run: the lag at which the
+  MSD reaches that displacement, divided by the correlation depth fraction (30 %).
+* **τ_Li-amide, τ_R**: fitted lifetimes are extrapolated when the run is shorter than ``LIFETIME_RUNS`` × τ
+  (say so, do not hide the number); needed run: ``LIFETIME_RUNS`` × τ.
+* **coordination numbers**: Li⁺ shells are renewed on the Li–amide lifetime, so a run shorter than
+  ``LIFETIME_RUNS`` × τ_Li-amide (ours, else the paper's) samples only the shells it started with.
+* any transport entry from fewer than ``MIN_IONS`` cations is marked as too few ions.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+
+BETA_TOL = 0.15
+MIN_DISPLACEMENT_A = 10.0  # √MSD in Å
+LIFETIME_RUNS = 3.0
+MIN_IONS = 8
+
+
+def msd_exponent(lag_ps: np.ndarray, msd_A2: np.ndarray) -> float:
+    """β over the second half of the correlation depth (where D_MSD is fitted): slope of ln MSD vs ln t."""
+    lag, m = np.asarray(lag_ps, float), np.asarray(msd_A2, float)
+    half = slice(len(lag) // 2, len(lag))
+    ok = (lag[half] > 0) & (m[half] > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(lag[half][ok]), np.log(m[half][ok]), 1)[0])
+
+
+def diffusion_status(dif: Dict, run_ps: float, lag_fraction: float) -> Optional[str]:
+    """None when diffusive and far enough, else the reason with the run length needed."""
+    lag, m = np.asarray(dif.get("lag_ps", [])), np.asarray(dif.get("msd_A2") or [], float)
+    if len(m) < 4:
+        return f"not converged: no MSD over a {run_ps:.3g} ps run"
+    beta = msd_exponent(lag, m)
+    reasons = []
+    if not np.isfinite(beta) or abs(beta - 1) > BETA_TOL:
+        reasons.append(f"MSD not diffusive (β = {beta:.2f}, needs 1 ± {BETA_TOL:g})")
+    if m[-1] < MIN_DISPLACEMENT_A**2:
+        reasons.append(f"molecules moved {np.sqrt(max(m[-1], 0)):.2g} Å (needs ≥ {MIN_DISPLACEMENT_A:g} Å)")
+    if not reasons:
+        return None
+    d = dif.get("D_msd_A2_ps") or dif.get("D_gk_A2_ps")
+    needed = (MIN_DISPLACEMENT_A**2 / (6 * d) / lag_fraction) if d and np.isfinite(d) and d > 0 else float("nan")
+    need = f"; a run of ≳ {needed:.3g} ps would do at this D" if np.isfinite(needed) and needed > run_ps else ""
+    return f"not converged: {'; '.join(reasons)} in a {run_ps:.3g} ps run{need}"
+
+
+def lifetime_status(tau_ps: float, run_ps: float) -> Optional[str]:
+    if not np.isfinite(tau_ps):
+        return "not converged: no lifetime could be fitted"
+    if run_ps < LIFETIME_RUNS * tau_ps:
+        return (f"extrapolated: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ = "
+                f"{LIFETIME_RUNS * tau_ps:.3g} ps (the run length that would do)")
+    return None
+
+
+def statuses(results: List[Dict], run_ps: float, n_cations: int, lag_fraction: float,
+             paper_tau_li_amide_ns: Optional[float]) -> Dict[str, str]:
+    """Status text per Table I–III key that is not converged (replica 0's curves; the run is the shortest)."""
+    out: Dict[str, str] = {}
+    res = results[0] if results else {}
+    dif = res.get("diffusion", {})
+    few = f"too few ions for statistics: {n_cations} Li⁺ (needs ≥ {MIN_IONS})" if n_cations < MIN_IONS else None
+    for s in ("Li", "TFSI", "amide"):
+        if s in dif:
+            why = diffusion_status(dif[s], run_ps, lag_fraction)
+            out[f"D_{s}"] = "; ".join(x for x in (why, few if s != "amide" else None) if x)
+    bad_ions = [f"D_{s}" for s in ("Li", "TFSI") if out.get(f"D_{s}")]
+    for k in ("t_plus", "sigma_GK", "sigma_NE", "sigma_ratio"):
+        if bad_ions:
+            out[k] = f"not converged: {' and '.join(bad_ions)} {'is' if len(bad_ions) == 1 else 'are'} not (see there)"
+    lt = res.get("lifetimes")
+    if lt:
+        for key, tau in (("tau_Li_amide", lt.get("tau_Li_amide_ps")), ("tau_R", lt.get("tau_R_ps"))):
+            why = lifetime_status(float(tau) if tau is not None else float("nan"), run_ps)
+            if why:
+                out[key] = why
+        if "tau_Li_amide" in out or "tau_R" in out:
+            out["tau_ratio"] = "from the lifetimes above: " + (out.get("tau_Li_amide") or out["tau_R"]).split(":")[0]
+    tau_shell = (lt or {}).get("tau_Li_amide_ps")
+    if tau_shell is None or not np.isfinite(tau_shell) or tau_shell * LIFETIME_RUNS > run_ps:
+        tau_ps = tau_shell if tau_shell and np.isfinite(tau_shell) else (paper_tau_li_amide_ns or np.nan) * 1000
+        if np.isfinite(tau_ps) and run_ps < LIFETIME_RUNS * tau_ps:
+            text = (f"shells not renewed: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ_Li-amide "
+                    f"= {LIFETIME_RUNS * tau_ps:.3g} ps")
+            for k in ("cn_Li_O_TFSI", "cn_Li_O_amide"):
+                out[k] = text
+    return {k: v for k, v in out.items() if v}
