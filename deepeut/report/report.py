@@ -44,6 +44,32 @@ def run_section(cfg: Config, extra: Dict) -> Section:
         "Units: energies eV (kcal/mol where the paper uses it), forces eV/Å, lengths Å, times ps."])
 
 
+def trust_section(cfg: Config, extra: Dict, an_dir: Optional[Path]) -> Section:
+    """What this run can and cannot tell you: reference method, size, length, and how many numbers converged."""
+    items = []
+    manifest = _read(Path(extra["ensemble"]) / "ensemble.json") if extra.get("ensemble") else None
+    origin = str((manifest or {}).get("dataset", {}).get("origin", ""))
+    rmse = [m.get("test_metrics", {}).get("forces_rmse") for m in (manifest or {}).get("members", [])]
+    rmse = [r for r in rmse if r is not None]
+    labeler = "GFN2-xTB" if ("demo:" in origin or cfg.labeler.name == "xtb") else cfg.labeler.name
+    if labeler != "cp2k":
+        items.append(f"The potential was trained on {labeler} labels: a different potential-energy surface from the "
+                     "paper's BLYP-D3 DFT, so agreement with Tables I–III is not expected even when converged.")
+    if rmse:
+        items.append(f"Its test force RMSE is {sum(rmse) / len(rmse):.3f} eV/Å ({23.06 * sum(rmse) / len(rmse):.1f} "
+                     "kcal/mol/Å; the paper's bar: < 1 kcal/mol/Å).")
+    items.append(f"Box: {cfg.scale.n_ion_pairs} ion pairs (the paper's MD: 128); MD: {cfg.md.replicas} replica(s) "
+                 f"of {cfg.md.duration_ps:g} ps (the paper: 3 × 2–3 ns).")
+    tabs = _read(an_dir / "tables.json") if an_dir is not None else None
+    if tabs:
+        rows = [(k, r) for t in tabs.values() for k, r in t.items() if r.get("ours") is not None]
+        bad = [k for k, r in rows if r.get("converged") is False]
+        items.append(f"{len(rows) - len(bad)} of {len(rows)} numbers in Tables I–III passed their convergence checks"
+                     + (f"; not converged: {', '.join(bad)} (reasons in the tables: use them as checks of the "
+                        "workflow, not as results)" if bad else "."))
+    return Section("What this run can and cannot tell you", items)
+
+
 def stages_section(records: Sequence) -> Section:
     rows = [(r.stage, str(r.dir), "reused" if r.reused else "ran", f"{r.wall_s:.0f}") for r in records]
     return Section("Stages", [Table(["stage", "folder", "this run", "wall time (s)"], rows)])
@@ -124,7 +150,8 @@ def tables_sections(an_dir: Path) -> List[Section]:
         out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± 95 % CI", "from",
                                                                   "paper / experiment", "unit", "r_c and status"],
                                                                  body)]))
-    figs = [Figure(p, p.stem.replace("_", " ")) for p in sorted(an_dir.glob("*.png"))]
+    captions = _read(an_dir / "captions.json") or {}
+    figs = [Figure(p, captions.get(p.name, p.stem.replace("_", " "))) for p in sorted(an_dir.glob("*.png"))]
     if figs:
         out.append(Section("Figures", figs))
     return out
@@ -137,7 +164,8 @@ def write_report(cfg: Config, out: Path, records: Sequence, extra: Dict) -> Dict
     def folder(stage: str) -> Path:  # through the run directory's link, so that report.md links stay short
         return out / stage if (out / stage).exists() else by[stage].dir
 
-    sections = [run_section(cfg, extra), stages_section(records)]
+    sections = [run_section(cfg, extra),
+                trust_section(cfg, extra, folder("analysis") if "analysis" in by else None), stages_section(records)]
     if extra.get("ensemble"):
         sections += model_sections(Path(extra["ensemble"]))
     for stage, make in (("al", al_section), ("md", md_section)):
