@@ -100,3 +100,73 @@ def test_evaluate_the_embedded_ensemble_on_its_shipped_test_set(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert ev["n_frames"] == 15 and 0 < ev["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] < 1.0
+
+
+def _write(path, atoms):
+    write(path, atoms)
+    return path
+
+
+def test_bad_start_structures_are_one_line(tmp_path):
+    import numpy as np
+    from ase.build import molecule
+
+    from deepeut.config import ConfigError
+    from deepeut.md.task import read_start
+
+    with pytest.raises(ConfigError, match="md.start: .*nope.extxyz does not exist"):
+        read_start(tmp_path / "nope.extxyz")
+    with pytest.raises(ConfigError, match="has no periodic cell"):
+        read_start(_write(tmp_path / "nocell.extxyz", molecule("H2O")))
+    bad = molecule("H2O")
+    bad.set_cell([10, 10, 10])
+    bad.pbc = True
+    bad.positions[0] = np.nan
+    with pytest.raises(ConfigError, match="non-finite positions"):
+        read_start(_write(tmp_path / "nan.extxyz", bad))
+
+
+def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
+    import numpy as np
+    from ase.build import molecule
+
+    from deepeut.config import ConfigError
+    from deepeut.md.h5md import TrajectoryUnreadable
+    from deepeut.md.trajectory import open_trajectory
+
+    with pytest.raises(TrajectoryUnreadable, match="no such trajectory file"):
+        open_trajectory(tmp_path / "nope.h5")
+    (tmp_path / "empty.lammpstrj").write_text("")
+    with pytest.raises(TrajectoryUnreadable, match="empty.lammpstrj: cannot be read"):
+        open_trajectory(tmp_path / "empty.lammpstrj", 0.5)
+    with pytest.raises(ConfigError, match="analysis.timestep_fs"):
+        open_trajectory(tmp_path / "empty.lammpstrj")
+    with pytest.raises(TrajectoryUnreadable, match="has no periodic cell"):
+        open_trajectory(_write(tmp_path / "nocell.extxyz", molecule("H2O")), 10.0)
+    box = built_box("ura")[1].atoms
+    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+
+    w = H5MDWriter(tmp_path / "t.h5", box.numbers, box.get_masses(), box.cell.array)
+    for k in range(30):
+        w.append(k, k * 0.01, box.positions, np.zeros_like(box.positions), {o: 0.0 for o in OBSERVABLES})
+    w.close()
+    data = (tmp_path / "t.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[:len(data) // 3])
+    with pytest.raises(TrajectoryUnreadable, match="cut.h5: cannot be read .*is the file complete"):
+        open_trajectory(tmp_path / "cut.h5")
+
+
+def test_analysis_start_beyond_the_run_is_one_line(tmp_path):
+    import numpy as np
+
+    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+
+    cfg, box = built_box("ura")
+    w = H5MDWriter(tmp_path / "t.h5", box.atoms.numbers, box.atoms.get_masses(), box.atoms.cell.array,
+                   box.topology.molecule, list(box.topology.label))
+    for k in range(5):
+        w.append(k, k * 0.01, box.atoms.positions, np.zeros_like(box.atoms.positions), {o: 0.0 for o in OBSERVABLES})
+    w.close()
+    r = run_cli("stage=analysis", f"analysis.trajectories=[{tmp_path / 't.h5'}]", "analysis.start_ps=100",
+                f"output_dir={tmp_path / 'an'}", cwd=tmp_path)
+    assert one_line(r, 2).startswith("deepeut: error: analysis.start_ps: 100 ps is at or beyond the end of")

@@ -128,7 +128,7 @@ def test_a_run_too_short_for_correlations_lists_what_it_skipped():
     cfg = load_config("stage=analysis")
     skipped = short_run_skips(cfg, 2, 0.05)
     assert set(skipped) == {"diffusion", "conductivity", "lifetimes", "vccf", "block_sem"}
-    assert "needs >= 20 frames" in skipped["diffusion"] and "has 2" in skipped["diffusion"]
+    assert "needs >= 20 frames after analysis.start_ps" in skipped["diffusion"] and "has 2" in skipped["diffusion"]
     assert short_run_skips(cfg, 60, 0.05) == {}
     assert set(short_run_skips(cfg, 30, 0.05)) == {"block_sem"}  # 3 blocks of 20
     tabs = tables(cfg, [{"cn_Li_O_amide": 3.0}], [{}], [skipped])

@@ -95,6 +95,13 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
     times = np.asarray(traj.times_ps)
     start_ps = a.start_ps if a.start_ps is not None else float(getattr(traj, "parameters", {}).get("equilibration_ps", 0.0))
     start = int(np.searchsorted(times, start_ps))
+    spacing_fs = 1000.0 * float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
+    log.info("%s: %d frames %.3g fs apart, %.4g ps in all; analysed from %.4g ps", path, len(times), spacing_fs,
+             float(times[-1] - times[0]) if len(times) else 0.0, start_ps)
+    if start >= len(times):
+        traj.close()
+        raise ConfigError(f"analysis.start_ps: {start_ps:g} ps is at or beyond the end of {path} "
+                          f"({float(times[-1]):.4g} ps); lower it")
     from deepeut.utils.neighbors import plane_distances
 
     r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
@@ -206,8 +213,8 @@ def short_run_skips(cfg: Config, n_frames: int, dt_ps: float) -> Dict[str, str]:
     spacing = dt_ps if np.isfinite(dt_ps) else 0.0
 
     def reason(frames: int) -> str:
-        return (f"needs >= {frames} frames after analysis.start_ps (>= {frames * spacing:.3g} ps at this spacing), "
-                f"has {n_frames}")
+        return (f"needs >= {frames} frames after analysis.start_ps and analysis.stride (>= {frames * spacing:.3g} ps "
+                f"at this spacing), has {n_frames}")
 
     out = {name: reason(need) for name in CORRELATION_ANALYSES if getattr(a, name) and n_frames < need}
     if a.diffusion and a.n_blocks > 1 and n_frames < a.n_blocks * need:

@@ -25,14 +25,26 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
     molecule ids and labels when the file carries them."""
     from ase.io import read
 
-    path = Path(path)
-    if path.suffix in (".h5", ".h5md"):
-        from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.config.schema import ConfigError
 
-        with H5MDTrajectory(path) as tr:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"md.start: {path} does not exist")
+    if path.suffix in (".h5", ".h5md"):
+        from deepeut.md.trajectory import open_trajectory
+
+        with open_trajectory(path) as tr:
             has_vel = tr.parameters.get("constraints", "none") == "none"
             return tr.atoms(tr.n_frames - 1), has_vel, tr.molecule, tr.labels
-    atoms = read(path, index=-1)
+    try:
+        atoms = read(path, index=-1)
+    except Exception as exc:
+        raise ConfigError(f"md.start: {path} cannot be read ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:150]})") from None
+    if abs(atoms.cell.volume) < 1e-6 or not atoms.pbc.all():
+        raise ConfigError(f"md.start: {path} has no periodic cell (write it with its box: Lattice=... pbc=\"T T T\")")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise ConfigError(f"md.start: {path} has non-finite positions")
     # velocities of a run with constrained X–H bonds lack the bond vibrations: such a start is re-thermalised
     has_vel = bool(np.any(atoms.get_momenta())) and atoms.info.get("constraints", "none") == "none"
     molecule = np.asarray(atoms.arrays["molecule"]) if "molecule" in atoms.arrays else None

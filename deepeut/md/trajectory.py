@@ -87,19 +87,52 @@ def read_dump_trajectory(path: str | Path, timestep_fs: float) -> ArrayTrajector
 
 
 def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None):
-    """Open ``path`` by its suffix: .h5/.h5md (H5MD), .lammpstrj/.dump (LAMMPS), .extxyz/.xyz.
+    """Open ``path`` by its suffix: .h5/.h5md (H5MD), .lammpstrj/.dump (LAMMPS), .extxyz/.xyz, and check it.
 
     ``timestep_fs``: the MD timestep (LAMMPS: time = step × timestep) or the frame spacing (extxyz).
+    A missing, empty, cut or cell-less file raises :class:`~deepeut.md.h5md.TrajectoryUnreadable` naming it; a
+    missing ``timestep_fs`` raises ``ConfigError`` naming ``analysis.timestep_fs``.
     """
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.config.schema import ConfigError
+    from deepeut.md.h5md import H5MDTrajectory, TrajectoryUnreadable
 
     path = Path(path)
+    if not path.is_file():
+        raise TrajectoryUnreadable(f"{path}: no such trajectory file")
     if path.suffix in (".h5", ".h5md"):
-        return H5MDTrajectory(path)
-    if timestep_fs is None:
-        raise ValueError(f"{path}: give timestep_fs (not stored in {path.suffix} files)")
-    if path.suffix in (".lammpstrj", ".dump") or path.name.startswith("dump"):
-        return read_dump_trajectory(path, timestep_fs)
-    if path.suffix in (".extxyz", ".xyz"):
-        return read_extxyz_trajectory(path, timestep_fs)
-    raise ValueError(f"{path}: unknown trajectory format (h5/h5md, lammpstrj/dump, extxyz/xyz)")
+        reader = H5MDTrajectory
+    elif path.suffix in (".lammpstrj", ".dump") or path.name.startswith("dump"):
+        reader = read_dump_trajectory
+    elif path.suffix in (".extxyz", ".xyz"):
+        reader = read_extxyz_trajectory
+    else:
+        raise TrajectoryUnreadable(f"{path}: unknown trajectory format (h5/h5md, lammpstrj/dump, extxyz/xyz)")
+    if reader is not H5MDTrajectory and timestep_fs is None:
+        raise ConfigError(f"analysis.timestep_fs: {path.name} does not store times; give the MD timestep in fs "
+                          "(LAMMPS: time = step × timestep) or the frame spacing (extxyz)")
+    try:
+        traj = reader(path) if reader is H5MDTrajectory else reader(path, timestep_fs)
+    except (TrajectoryUnreadable, ConfigError):
+        raise
+    except Exception as exc:  # h5py, ASE and the dump parser raise many kinds on a cut or foreign file
+        msg = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise TrajectoryUnreadable(f"{path}: cannot be read ({type(exc).__name__}: {msg}); is the file complete?") \
+            from None
+    return check_trajectory(traj, path)
+
+
+def check_trajectory(traj, path: Path):
+    """A trajectory with frames, finite positions in its first frame and a periodic cell, or TrajectoryUnreadable."""
+    from deepeut.md.h5md import TrajectoryUnreadable
+
+    problem = None
+    if traj.n_frames == 0:
+        problem = "holds no frame"
+    elif abs(np.linalg.det(np.asarray(traj.cell, float))) < 1e-6:
+        problem = "has no periodic cell (the analysis needs one: write the box with the frames)"
+    elif not np.all(np.isfinite(traj.positions(slice(0, 1)))):
+        problem = "has non-finite positions in its first frame"
+    if problem:
+        traj.close()
+        raise TrajectoryUnreadable(f"{path}: {problem}")
+    return traj
