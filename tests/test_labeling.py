@@ -233,3 +233,30 @@ def test_import_cp2k_fpmd_output(tmp_path):
     (tmp_path / "DES-frc-1.xyz").write_text("".join(frc)[:-40])  # truncated force file
     with pytest.raises(ImportDataError, match=r"DES-frc-1\.xyz: frame 1 is truncated"):
         list(read_cp2k_fpmd(tmp_path / "DES-pos-1.xyz"))
+
+
+def test_forces_imported_in_the_wrong_unit_are_refused(tmp_path):
+    """Hartree/Bohr numbers declared as eV/Å: the RMS force is 51× too small for a liquid."""
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from conftest import built_box, load_config
+    from deepeut.labeling.importer import ImportDataError
+    from deepeut.labeling.reference import imported_labels
+
+    box = built_box("ura")[1].atoms
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(3):
+        a = box.copy()
+        forces_eV_A = rng.normal(scale=0.9, size=(len(a), 3))  # a liquid's RMS force, eV/Å
+        a.calc = SinglePointCalculator(a, energy=-400.0 / 27.2114, forces=forces_eV_A / 51.422)  # written in Ha, Ha/Bohr
+        frames.append(a)
+    write(tmp_path / "ha.extxyz", frames)
+    wrong = load_config("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'ha.extxyz'}")
+    with pytest.raises(ImportDataError, match="implausibly small for a liquid .*wrong force unit"):
+        imported_labels(wrong)
+    right = load_config("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'ha.extxyz'}",
+                        "labeler.imported.energy_unit=hartree", "labeler.imported.force_unit=hartree/bohr")
+    assert len(imported_labels(right)) == 3

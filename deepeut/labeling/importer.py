@@ -24,6 +24,7 @@ FORCE_UNITS: Dict[str, float] = {"eV/A": 1.0, "eV/Å": 1.0, "hartree/bohr": u.Ha
                                  "Ha/bohr": u.Hartree / u.Bohr, "kcal/mol/A": u.kcal / u.mol,
                                  "kJ/mol/A": u.kJ / u.mol}
 #: forces beyond this (eV/Å) on any atom mean the declared unit is wrong (or the frame is broken)
+MIN_PLAUSIBLE_RMS_FORCE = 0.1  # eV/Å, over a whole imported dataset
 MAX_PLAUSIBLE_FORCE = 50.0
 
 
@@ -89,6 +90,20 @@ def read_labeled_extxyz(path: str | Path, energy_unit: str = "eV", force_unit: s
         frame += 1
     if frame == 0:
         raise ImportDataError(f"{path}: no frames")
+
+
+def check_force_magnitudes(pairs: List[Tuple[object, Label]], path) -> None:
+    """A liquid at room temperature or above has an RMS atomic force of ~0.3–3 eV/Å (GFN2-xTB and DFT of these
+    electrolytes: 0.8–1.1); an RMS below :data:`MIN_PLAUSIBLE_RMS_FORCE` means the declared force unit is wrong
+    (Hartree/Bohr read as eV/Å gives 51× too small)."""
+    forces = [np.asarray(label.forces) for _, label in pairs if len(label.forces)]
+    if not forces:
+        return
+    rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+    if rms < MIN_PLAUSIBLE_RMS_FORCE:
+        raise ImportDataError(f"{path}: the RMS force over {len(forces)} frames is {rms:.3g} eV/Å after unit "
+                              f"conversion, implausibly small for a liquid (expected 0.3–3 eV/Å): wrong force unit? "
+                              "(e.g. Hartree/Bohr read as eV/Å: set labeler.imported.force_unit)")
 
 
 _CP2K_COMMENT = re.compile(r"i\s*=\s*(\d+).*?E\s*=\s*(-?[\d.]+(?:[eE][-+]?\d+)?)")

@@ -137,9 +137,12 @@ def trajectory_labels(traj: Path, labeler) -> Iterator[Tuple[object, object]]:
 
 def imported_labels(cfg) -> List[Tuple[object, object]]:
     """Frames of ``labeler=import`` (extxyz or CP2K FPMD output), in eV and eV/Å."""
-    from deepeut.labeling.importer import read_cp2k_fpmd, read_labeled_extxyz
+    from deepeut.labeling.importer import check_force_magnitudes, read_cp2k_fpmd, read_labeled_extxyz
 
     imp = cfg.labeler.imported
     if imp.format == "cp2k":
-        return list(read_cp2k_fpmd(imp.path, inp=imp.cp2k_input))
-    return list(read_labeled_extxyz(imp.path, imp.energy_unit, imp.force_unit))
+        pairs = list(read_cp2k_fpmd(imp.path, inp=imp.cp2k_input))
+    else:
+        pairs = list(read_labeled_extxyz(imp.path, imp.energy_unit, imp.force_unit))
+    check_force_magnitudes(pairs, imp.path)
+    return pairs
