@@ -162,3 +162,25 @@ def test_truncation_keeps_every_frame_with_intact_molecules_after_the_last_check
     md_no_check = load_config("stage=md", "md.check_molecules_every=0").md
     assert frames_intact_before(w, ReplicaSetup(atoms, None, 0), md_no_check) == 8
     w.close()
+
+
+def test_md_json_is_valid_json_without_nan():
+    import math
+
+    from deepeut.utils.io import json_safe
+
+    out = json.loads(json.dumps(json_safe({"drift": float("nan"), "x": [1.0, float("inf")], "n": np.float64(2.5)}),
+                                allow_nan=False))
+    assert out == {"drift": None, "x": [1.0, None], "n": 2.5} and not math.isnan(out["n"])
+
+
+def test_a_continued_stage_folder_loses_the_part_files_of_the_killed_run(tmp_path):
+    from deepeut.pipeline.cache import StageCache, stage_key
+
+    cfg = load_config("stage=md")
+    cache = StageCache(tmp_path, "ura")
+    folder = cache.folder("analysis", stage_key(cfg, "analysis", {"md": "k"}))
+    (folder / "replica_0").mkdir(parents=True)
+    (folder / "replica_0" / ".results.json.abc123.part").write_text("{half")
+    cache.run(cfg, "analysis", {"md": "k"}, lambda d: {})
+    assert not list(folder.rglob("*.part"))

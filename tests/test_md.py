@@ -435,3 +435,17 @@ def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
     stops = [r["stopped_early"] for r in reps]  # every force exceeds 0.01 eV/Å: replica 0 fails its first check
     assert [s["failed"] for s in stops] == [True, False] and "exceeds md.max_force_eV_A" in stops[0]["reason"]
     assert all(s["frames_kept"] == r["n_frames"] == 0 for s, r in zip(stops, reps))
+
+
+def test_ns_per_day_of_a_continued_run_counts_every_segment(tmp_path):
+    from deepeut.md.dynamics import load_checkpoint
+    from deepeut.md.runner import run_replica
+
+    atoms, calc = lj_argon(2)
+    run_replica(setup_for(atoms, calc), md_config(duration_ps=0.1, timestep_fs=5.0, save_every_fs=25.0,
+                                                  checkpoint_every_steps=5), tmp_path, progress=False)
+    longer = md_config(duration_ps=0.2, timestep_fs=5.0, save_every_fs=25.0, checkpoint_every_steps=5)
+    summary = run_replica(setup_for(atoms, calc), longer, tmp_path, progress=False)  # continues from step 20
+    extra = load_checkpoint(tmp_path / "checkpoint.pkl")["extra"]
+    assert summary["segments"] == 2 and extra["steps"] == 40  # both segments' steps, not only the last 20
+    assert summary["ns_per_day"] == pytest.approx(40 * 5e-6 / (extra["wall_s"] / 86400), rel=0.2)

@@ -26,7 +26,7 @@ from deepeut.config.schema import MDConfig
 from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint
 from deepeut.md.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
 from deepeut.md.safety import SimulationExploded, check_frame, check_molecules
-from deepeut.utils.io import write_json_atomic
+from deepeut.utils.io import json_safe, write_json_atomic
 from deepeut.utils.statistics import mean_and_sem  # noqa: F401  (re-exported for the md stage's users)
 from deepeut.utils.units import ev_to_kcal_per_mol
 
@@ -115,6 +115,8 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
                         setup.labels, params, resume_frames=ckpt["extra"]["n_frames"] if ckpt else None)
     vel_factor = ase_velocity_to_A_ps()
     start_step = dyn.nsteps
+    # wall time and steps of earlier segments of this run (a resumed run reports ns/day over all of them)
+    wall_before, steps_before = (ckpt["extra"].get("wall_s", 0.0), ckpt["extra"].get("steps", 0)) if ckpt else (0.0, 0)
 
     def on_frame(step: int) -> None:
         obs = frame_observables(atoms, dyn)
@@ -132,7 +134,8 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
 
     def on_checkpoint() -> None:
         n = writer.commit()
-        save_checkpoint(ckpt_path, dyn, {"n_frames": n})
+        save_checkpoint(ckpt_path, dyn, {"n_frames": n, "wall_s": wall_before + time.perf_counter() - t0,
+                                         "steps": steps_before + dyn.nsteps - start_step})
 
     t0 = time.perf_counter()
     stopped = None
@@ -149,10 +152,11 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
                     "intact are kept (md.on_unstable=truncate)", workdir.name, stopped["time_ps"], exc, kept)
     finally:
         writer.f.close()  # only committed frames count; the checkpoint keeps the last good state
-    summary = summarise(traj_path, md, time.perf_counter() - t0, dyn.nsteps - start_step)
+    summary = summarise(traj_path, md, wall_before + time.perf_counter() - t0, steps_before + dyn.nsteps - start_step)
+    summary["segments"] = 1 + int(ckpt is not None)
     if stopped:
         summary["stopped_early"] = stopped
-    write_json_atomic(workdir / "md.json", summary)
+    write_json_atomic(workdir / "md.json", json_safe(summary))
     return summary
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from deepeut.config.schema import Config
 from deepeut.md.runner import ReplicaSetup, run_replica
 from deepeut.md.safety import SimulationExploded
-from deepeut.utils.io import write_json_atomic
+from deepeut.utils.io import json_safe, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def md(cfg: Config, out: Path) -> Dict:
                  s["energy_drift_kcal_mol_atom_ns"], s["ns_per_day"])
     report = {"system": cfg.system.name, "engine": cfg.md.engine, "md": dataclasses.asdict(cfg.md),
               "replicas": summaries}
-    write_json_atomic(out / "md.json", report)
+    write_json_atomic(out / "md.json", json_safe(report))
     from deepeut.utils.tracking import log_results
 
     log_results(cfg, out, "md", {f"replica_{i}": s for i, s in enumerate(summaries)})

@@ -132,6 +132,8 @@ class StageCache:
         folder = self.folder(stage, key)
         if any(p.name != LOCK for p in folder.iterdir()):
             log.info("stage %s: continuing the unfinished run in %s", stage, folder)
+            for part in folder.rglob(".*.part"):  # half-written files of a killed run (we hold the lock)
+                part.unlink(missing_ok=True)
         t0 = time.time()
         result = func(folder) or {}
         rec = StageRecord(stage, key, folder, False, time.time() - t0, _jsonable(result))
