@@ -288,7 +288,10 @@ def main_job(cfg: Config, out: Path) -> Dict:
     ensemble, origin = find_ensemble(cfg)
     print(f"ensemble: {ensemble} ({origin})", flush=True)
     atoms = n_atoms(cfg)
-    if not start(cfg, out, "main job", md_analysis_plan(cfg, atoms, seconds_per_md_step(cfg, ensemble))):
+    # the plan names (and costs) the model the ensemble holds, not the model group of the config
+    model = json.loads((Path(ensemble) / MANIFEST).read_text()).get("model", {}).get("name") or cfg.model.name
+    plan_cfg = replace(cfg, model=replace(cfg.model, name=model))
+    if not start(plan_cfg, out, "main job", md_analysis_plan(plan_cfg, atoms, seconds_per_md_step(cfg, ensemble))):
         return {"plan": str(out / "plan.txt")}
     md_and_analysis(cfg, ensemble, runner)
     return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": origin})
