@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -32,40 +32,20 @@ from deepeut.classical.protocol import (CHECKPOINT, Engine, Progress, check_fini
 from deepeut.config.classical import Constraints
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
+from deepeut.utils.neighbors import closest_contacts, contact_violations
 from deepeut.utils.statistics import mean_and_sem
 
 log = logging.getLogger(__name__)
 
-#: closest allowed distances (Å) between atoms of different molecules in an equilibrated liquid
-CONTACT_LIMITS_A = {("Li", "O"): 1.7, ("H", "O"): 1.4}
 REPLICA_SEED_STRIDE = 7919
 #: the NPT density bound (classical.max_density_deviation) applies to the mean over this many ps
 DENSITY_WINDOW_PS = 2.0
+#: the settle phase lasts at least this many Langevin relaxation times (1/friction)
+SETTLE_FRICTION_TIMES = 3.0
 
 
 def steps(ps: float, timestep_fs: float) -> int:
     return int(round(ps * 1000.0 / timestep_fs))
-
-
-def closest_contacts(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: np.ndarray,
-                     cutoff_A: float = 3.0) -> Dict[str, float]:
-    """Closest distance (Å) between atoms of different molecules, per element pair (pairs within ``cutoff_A``)."""
-    from ase.data import chemical_symbols
-
-    from deepeut.utils.neighbors import neighbor_pairs
-
-    i, j, d = neighbor_pairs(positions, cell, cutoff_A)
-    keep = molecule[i] != molecule[j]
-    out: Dict[str, float] = {}
-    for a, b, r in zip(numbers[i[keep]], numbers[j[keep]], np.linalg.norm(d[keep], axis=1)):
-        key = "-".join(sorted((chemical_symbols[a], chemical_symbols[b])))
-        out[key] = min(out.get(key, np.inf), float(r))
-    return dict(sorted(out.items()))
-
-
-def contact_violations(contacts: Dict[str, float]) -> List[str]:
-    return [f"{'-'.join(p)} at {contacts['-'.join(sorted(p))]:.2f} Å < {lim} Å" for p, lim in CONTACT_LIMITS_A.items()
-            if contacts.get("-".join(sorted(p)), np.inf) < lim]
 
 
 class ReplicaRunner:
@@ -132,11 +112,11 @@ class ReplicaRunner:
         p, _, b = self.engine.state()
         return p, None, b
 
-    def phase_heat(self, phase, progress, pos, vel, box, restart: bool = True) -> tuple:
+    def phase_heat(self, phase, progress, pos, vel, box, restart: bool = True, ps: Optional[float] = None) -> tuple:
         if restart:
             self._start(phase, progress, pos, vel, box)
         every = steps(self.c.save_every_ps, self.c.timestep_fs)
-        return self._md(phase, progress, self.c.heat_ps, self.c.timestep_fs, every,
+        return self._md(phase, progress, self.c.heat_ps if ps is None else ps, self.c.timestep_fs, every,
                         lambda s: check_finite(self.engine.observables(), phase, s * self.c.timestep_fs / 1000))
 
     def phase_npt(self, phase, progress, pos, vel, box) -> tuple:
@@ -175,7 +155,10 @@ class ReplicaRunner:
             self.engine.context.setVelocitiesToTemperature(self.c.temperature_K * unit.kelvin)
         else:
             self._start(phase, progress, pos, vel, box)
-        return self.phase_heat(phase, progress, *self.engine.state(), restart=False)
+        # a minimised structure takes half the kinetic energy back into the potential: re-thermalise for at least
+        # 3 thermostat times (Langevin: 1/friction) so that the saved NVT starts at the target temperature
+        return self.phase_heat(phase, progress, *self.engine.state(), restart=False,
+                               ps=max(self.c.heat_ps, SETTLE_FRICTION_TIMES / self.c.friction_per_ps))
 
     def phase_nvt(self, phase, progress, pos, vel, box) -> tuple:
         from deepeut.md.h5md import H5MDWriter

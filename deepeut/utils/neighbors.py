@@ -9,7 +9,7 @@ pair once. Boxes with fewer than 3 bins along an axis fall back to an all-pairs 
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -100,3 +100,29 @@ def neighbor_pairs(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> Tu
     if (nbins < 3).any():
         return _brute_pairs(frac, cell, cutoff)
     return _cell_list_pairs(frac, cell, cutoff, nbins)
+
+
+#: closest allowed distances (Å) between atoms of different molecules in a liquid at 353 K (a shorter contact is
+#: a failure of the potential: classical boxes, MD validation)
+CONTACT_LIMITS_A = {"Li-O": 1.7, "H-O": 1.4}
+
+
+def closest_contacts(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: np.ndarray,
+                     cutoff_A: float = 3.0) -> Dict[str, float]:
+    """Closest distance (Å) between atoms of different molecules, per element pair "A-B" (alphabetical), over
+    the pairs within ``cutoff_A``."""
+    from ase.data import chemical_symbols
+
+    i, j, d = neighbor_pairs(positions, cell, cutoff_A)
+    keep = molecule[i] != molecule[j]
+    out: Dict[str, float] = {}
+    for a, b, r in zip(numbers[i[keep]], numbers[j[keep]], np.linalg.norm(d[keep], axis=1)):
+        key = "-".join(sorted((chemical_symbols[a], chemical_symbols[b])))
+        out[key] = min(out.get(key, np.inf), float(r))
+    return dict(sorted(out.items()))
+
+
+def contact_violations(contacts: Dict[str, float], limits: Dict[str, float] = CONTACT_LIMITS_A) -> List[str]:
+    """'Li-O at 1.52 Å < 1.7 Å' for every element pair closer than its limit."""
+    return [f"{pair} at {contacts[pair]:.2f} Å < {lim} Å" for pair, lim in limits.items()
+            if contacts.get(pair, np.inf) < lim]

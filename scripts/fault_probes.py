@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Fault injection: runs deepeut as a user would and breaks it on purpose, then prints probe | expected | observed.
+
+    .venv/bin/python scripts/fault_probes.py [--work /tmp/deepeut-probes] [--only NAME ...]
+
+Probes: two identical main jobs at once on one stage cache; kill -9 during the classical stage, MD and
+training, then the same command again; a disk that fills up during MD (a 2 MB tmpfs, root only); corrupt or
+wrong inputs (cut H5MD, start without a cell, an ensemble of another system, a typo). Each probe checks that no
+Python traceback reaches the user, that the exit code is what the README promises and that the rerun finishes.
+Takes ~10 min on 2 cores; run by hand (or `pytest -m slow tests/test_fault_probes.py`), not in .ci/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+SHORT_MD = ["md.duration_ps=0.1", "md.save_every_fs=10", "classical.npt_ps=2", "classical.nvt_ps=1",
+            "classical.heat_ps=0.2"]
+
+
+def cli(args: List[str], cwd: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([PY, str(ROOT / "run.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+
+
+def finish(p: subprocess.Popen, timeout: float = 900) -> Tuple[int, str]:
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out + err
+
+
+def kill_when(p: subprocess.Popen, path: Path, timeout: float = 600) -> bool:
+    """SIGKILL the process group of ``p`` once ``path`` exists (the stage is under way)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if path.exists():
+            time.sleep(0.5)
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def clean(rc: int, text: str) -> str:
+    return f"rc={rc}, {'TRACEBACK' if 'Traceback' in text else 'no traceback'}"
+
+
+def probe_concurrent(work: Path) -> Tuple[str, str, bool]:
+    args = ["md=production", *SHORT_MD, f"pipeline.cache_dir={work / 'cache'}"]
+    a = cli([*args, f"output_dir={work / 'a'}"], work)
+    time.sleep(8)
+    b = cli([*args, f"output_dir={work / 'b'}"], work)
+    (ra, ta), (rb, tb) = finish(a), finish(b)
+    ok = {ra, rb} <= {0, 1} and 0 in (ra, rb) and ("is in use by pid" in ta + tb or ra == rb == 0) \
+        and "Traceback" not in ta + tb
+    return "one runs, the other stops naming it (or reuses its result)", f"{clean(ra, ta)} / {clean(rb, tb)}", ok
+
+
+def probe_kill(stage_args: List[str], marker: str) -> Callable[[Path], Tuple[str, str, bool]]:
+    def run(work: Path) -> Tuple[str, str, bool]:
+        out = work / "run"
+        p = cli([*stage_args, f"output_dir={out}"], work)
+        killed = kill_when(p, out / marker)
+        rc, text = finish(cli([*stage_args, f"output_dir={out}"], work))
+        return ("killed with SIGKILL, then the same command finishes", f"killed={killed}, rerun {clean(rc, text)}",
+                killed and rc == 0 and "Traceback" not in text)
+    return run
+
+
+def probe_disk_full(work: Path) -> Tuple[str, str, bool]:
+    mnt = work / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)]).returncode:
+        return "stops in one line, checkpoint kept", "skipped (needs root and tmpfs)", True
+    try:
+        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=2", "md.save_every_fs=0.5",
+                               f"output_dir={mnt / 'md'}"], work))
+        return "stops in one line, checkpoint kept", clean(rc, text), rc != 0 and "Traceback" not in text
+    finally:
+        subprocess.run(["umount", str(mnt)])
+
+
+def probe_bad(args: List[str], needle: str) -> Callable[[Path], Tuple[str, str, bool]]:
+    def run(work: Path) -> Tuple[str, str, bool]:
+        rc, text = finish(cli(args, work))
+        return f"one line with '{needle}'", clean(rc, text), rc in (1, 2) and needle in text and "Traceback" not in text
+    return run
+
+
+def prepare_bad_inputs(work: Path) -> None:
+    from ase.build import molecule
+    from ase.io import write
+
+    write(work / "nocell.extxyz", molecule("H2O"))
+    (work / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature and nothing else
+
+
+PROBES = {
+    "concurrent_main_jobs": probe_concurrent,
+    "kill_classical": probe_kill(["stage=classical", "classical.npt_ps=20"], "replica_0/checkpoint.npz"),
+    "kill_md": probe_kill(["stage=md", "ensemble=embedded", "md.duration_ps=0.2", "md.checkpoint_every_steps=20"],
+                          "replica_0/checkpoint.pkl"),
+    "kill_training": probe_kill(["stage=train", "train.max_epochs=3"], "member_0/last.ckpt"),
+    "disk_full_md": probe_disk_full,
+    "cut_h5md": probe_bad(["stage=analysis", "analysis.trajectories=[cut.h5]"], "cannot be read"),
+    "start_without_cell": probe_bad(["stage=md", "ensemble=embedded", "md.start=nocell.extxyz"], "no periodic cell"),
+    "ensemble_of_other_system": probe_bad(["stage=md", "system=nma", f"ensemble={ROOT / 'deepeut/models/ura'}"],
+                                          "trained for system=ura"),
+    "config_typo": probe_bad(["md.temprature_K=300"], "Did you mean 'temperature_K'"),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/deepeut-probes"))
+    ap.add_argument("--only", nargs="*", default=None)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    prepare_bad_inputs(args.work)
+    rows, failed = [], 0
+    for name, probe in PROBES.items():
+        if args.only and name not in args.only:
+            continue
+        work = args.work / name
+        work.mkdir()
+        for f in ("nocell.extxyz", "cut.h5"):
+            shutil.copy(args.work / f, work / f)
+        t0 = time.time()
+        expected, observed, ok = probe(work)
+        failed += not ok
+        rows.append((name, expected, observed, "ok" if ok else "FAILED", f"{time.time() - t0:.0f} s"))
+        print(f"{name}: {'ok' if ok else 'FAILED'} ({observed})", flush=True)
+    width = [max(len(r[k]) for r in rows + [("probe", "expected", "observed", "", "")]) for k in range(5)]
+    print()
+    for r in [("probe", "expected", "observed", "", "time"), *rows]:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, width)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
