@@ -6,7 +6,9 @@
 ``python run.py stage=build system=act``   one stage
 """
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from omegaconf import DictConfig
 from deepeut.config import ConfigError, check_device, check_overrides, implied_overrides, register_configs, validate
 
 log = logging.getLogger("deepeut")
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def _fail(msg: str) -> None:
@@ -58,6 +61,14 @@ def main(cfg: DictConfig):
         _fail(str(exc))
     except RUN_ERRORS as exc:  # a stage stopped for a reason it can name (failed labels, a bad box, ...)
         print(f"deepeut: {conf.stage.name} stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:  # the disk: full, read-only, no permission
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"deepeut: {conf.stage.name} stopped: {os.strerror(exc.errno)}{where}; free space or choose a writable "
+              "output_dir / pipeline.cache_dir, then rerun the same command (finished work and the last "
+              "checkpoint are kept)", file=sys.stderr)
         sys.exit(1)
     log.info("stage %s finished; outputs in %s", conf.stage.name, out)
     # sweepers (Optuna) minimise the number a stage reports as its objective

@@ -24,6 +24,7 @@ STAGES: Dict[str, str] = {
     "md": "deepeut.md.task:md",
     "analysis": "deepeut.analysis.task:analysis",
     "al": "deepeut.active_learning.loop:active_learning",
+    "validate": "deepeut.validation.task:validate",
     "pipeline": "deepeut.pipeline.workflow:run_pipeline",
     "main": "deepeut.pipeline.workflow:main_job",
 }

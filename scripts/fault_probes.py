@@ -4,7 +4,7 @@
     .venv/bin/python scripts/fault_probes.py [--work /tmp/deepeut-probes] [--only NAME ...]
 
 Probes: two identical main jobs at once on one stage cache; kill -9 during the classical stage, MD and
-training, then the same command again; a disk that fills up during MD (a 2 MB tmpfs, root only); corrupt or
+training, then the same command again; a disk that fills up during MD (a 600 kB tmpfs, root only); corrupt or
 wrong inputs (cut H5MD, start without a cell, an ensemble of another system, a typo). Each probe checks that no
 Python traceback reaches the user, that the exit code is what the README promises and that the rerun finishes.
 Takes ~10 min on 2 cores; run by hand (or `pytest -m slow tests/test_fault_probes.py`), not in .ci/run.
@@ -80,10 +80,10 @@ def probe_kill(stage_args: List[str], marker: str) -> Callable[[Path], Tuple[str
 def probe_disk_full(work: Path) -> Tuple[str, str, bool]:
     mnt = work / "small"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)]).returncode:
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)]).returncode:
         return "stops in one line, checkpoint kept", "skipped (needs root and tmpfs)", True
     try:
-        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=2", "md.save_every_fs=0.5",
+        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=1", "md.save_every_fs=0.5", "md.checkpoint_every_steps=20",
                                f"output_dir={mnt / 'md'}"], work))
         return "stops in one line, checkpoint kept", clean(rc, text), rc != 0 and "Traceback" not in text
     finally:

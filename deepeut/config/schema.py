@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from deepeut.config.classical import ClassicalConfig
+from deepeut.config.validate import ValidateConfig
 
 
 class ConfigError(ValueError):
@@ -535,6 +536,7 @@ class Config:
     analysis: AnalysisConfig = MISSING
     logger: LoggerConfig = MISSING
     classical: ClassicalConfig = MISSING
+    validate: ValidateConfig = MISSING
     build: BuildConfig = field(default_factory=BuildConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -565,4 +567,5 @@ GROUPS: Dict[str, type] = {
     "analysis": AnalysisConfig,
     "logger": LoggerConfig,
     "classical": ClassicalConfig,
+    "validate": ValidateConfig,
 }

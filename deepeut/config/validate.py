@@ -1,0 +1,36 @@
+"""Schema of the ``validate`` config group (conf/validate/*.yaml): can an ensemble run MD, and how well?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ValidateConfig:
+    """``stage=validate``: NVT runs from classical liquids with each driver, fresh reference labels of their
+    frames, failure times, force errors per element, conformal coverage, Li–O structure. Times in ps, Å, K."""
+
+    name: str = MISSING
+    #: who drives the MD: "committee" (the mean of all members) and/or member indices as strings ("0")
+    drivers: List[str] = field(default_factory=lambda: ["committee", "0"])
+    duration_ps: float = 2.0
+    replicas: int = 1
+    #: frames drawn evenly from the runs (after the first 10 %) and labeled fresh with ``labeler``
+    n_label_frames: int = 8
+    alpha: float = 0.1  # conformal miscoverage of ũ, calibrated on half of the labeled frames, tested on the rest
+    #: closest allowed intermolecular distances (Å): a shorter contact is a failure (as for the classical boxes)
+    min_contact_A: Dict[str, float] = field(default_factory=lambda: {"Li-O": 1.7, "H-O": 1.4})
+    contact_every_frames: int = 5  # contact check on every n-th saved frame
+
+    def __post_init__(self) -> None:
+        from deepeut.config.schema import _require
+
+        _require(len(self.drivers) >= 1 and all(d == "committee" or d.isdigit() for d in self.drivers),
+                 "validate.drivers", "a list of 'committee' and member indices like '0'")
+        _require(self.duration_ps > 0 and self.replicas >= 1, "validate.duration_ps", "needs > 0 ps and >= 1 replica")
+        _require(self.n_label_frames >= 2, "validate.n_label_frames", "must be >= 2 (half calibrate, half test)")
+        _require(0 < self.alpha < 1, "validate.alpha", "must be in (0, 1)")
+        _require(self.contact_every_frames >= 1, "validate.contact_every_frames", "must be >= 1")

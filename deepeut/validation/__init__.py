@@ -1,0 +1,1 @@
+"""Validation of a trained ensemble by its own MD (stage=validate)."""

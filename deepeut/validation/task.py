@@ -1,0 +1,213 @@
+"""``stage=validate``: can the ensemble run MD, and how accurate is it where its own MD goes?
+
+For each driver of ``validate.drivers`` (the committee mean, single members) NVT MD at the system's temperature
+runs from the classical liquids (stage=classical through the stage cache) with ``md.on_unstable=truncate``; a run
+fails at its first failed safety check (deepeut.md.safety: non-finite or too large forces, temperature, changed
+molecules) or at its first intermolecular contact shorter than ``validate.min_contact_A``. Then
+``validate.n_label_frames`` frames drawn from these runs (never training data) are labeled fresh with ``labeler``
+and every member and the mean are scored on them: force RMSE overall and per element, and the coverage of the
+calibrated uncertainty ũ = q̂·u (q̂ from the first half of the frames, coverage on the second).
+
+Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O,
+Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, and ``<driver>/`` MD folders.
+Units: ps, Å, K, eV/Å (kcal/mol/Å beside), kcal/mol/atom/ns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from deepeut.config.schema import Config
+from deepeut.utils.io import json_safe, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+EV_A_TO_KCAL_MOL_A = 23.0605
+
+
+def driver_member(driver: str):
+    return None if driver == "committee" else int(driver)
+
+
+def classical_starts(cfg: Config, replicas: int) -> List[str]:
+    """Equilibrated boxes of the system and scale (stage=classical through the stage cache)."""
+    from deepeut.classical.task import classical
+    from deepeut.pipeline.cache import StageCache
+
+    c_cfg = dataclasses.replace(cfg, classical=dataclasses.replace(cfg.classical, replicas=replicas))
+    rec = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s).run(
+        c_cfg, "classical", {}, lambda d: classical(c_cfg, d))
+    return [str(rec.dir / f"replica_{r}" / "box.extxyz") for r in range(replicas)]
+
+
+def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
+    """Closest intermolecular contacts over the run and the time (ps) of the first one below its limit."""
+    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.utils.neighbors import closest_contacts, contact_violations
+
+    closest: Dict[str, float] = {}
+    with H5MDTrajectory(traj_path) as tr:
+        times = tr.times_ps
+        for k in range(0, tr.n_frames, every):
+            c = closest_contacts(tr.positions(slice(k, k + 1))[0], tr.numbers, tr.cell, tr.molecule)
+            for pair in limits:
+                closest[pair] = min(closest.get(pair, np.inf), c.get(pair, np.inf))
+            bad = contact_violations(c, limits)
+            if bad:
+                return {"closest_A": closest, "time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
+    return {"closest_A": closest, "time_ps": None, "reason": ""}
+
+
+def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
+    """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory."""
+    from deepeut.analysis.rdf import RDFAccumulator
+    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.utils.neighbors import plane_distances
+
+    with H5MDTrajectory(traj_path) as tr:
+        numbers = np.asarray(tr.numbers)
+        li, o = np.nonzero(numbers == 3)[0], np.nonzero(numbers == 8)[0]
+        r_max = min(6.0, 0.5 * float(plane_distances(tr.cell).min()) - 1e-6)
+        acc = RDFAccumulator({"Li-O": (li, o)}, r_max, 120, molecule=tr.molecule)
+        for k in range(0, tr.n_frames, stride):
+            acc.add(tr.positions(slice(k, k + 1))[0], tr.cell)
+    res = acc.result()["Li-O"]
+    peak = float(res.r[int(np.argmax(res.g))]) if np.any(res.g > 0) else float("nan")
+    return {"first_peak_A": peak, "r_c_A": res.first_min_A, "cn": res.cn_first_min}
+
+
+def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
+    """NVT MD of one driver from the classical starts; failure time, reason and observables."""
+    from deepeut.md.task import md
+
+    v = cfg.validate
+    md_cfg = dataclasses.replace(cfg.md, duration_ps=v.duration_ps, replicas=v.replicas, starts=starts,
+                                 ensemble_member=driver_member(driver), on_unstable="truncate", equilibration_ps=0.0)
+    md(dataclasses.replace(cfg, md=md_cfg), out)
+    runs = []
+    for r in range(v.replicas):
+        s = json.loads((out / f"replica_{r}" / "md.json").read_text())
+        contact = first_contact_failure(out / f"replica_{r}" / "trajectory.h5", v.min_contact_A,
+                                        v.contact_every_frames)
+        stop = s.get("stopped_early")
+        fails = [(stop["time_ps"], stop["reason"])] if stop else []
+        if contact["time_ps"] is not None:
+            fails.append((contact["time_ps"], contact["reason"]))
+        t_fail, reason = min(fails) if fails else (None, "")
+        runs.append({"ps_run": s["duration_ps"], "failed_at_ps": t_fail, "reason": reason,
+                     "temperature_mean_K": s["temperature_mean_K"], "temperature_sem_K": s["temperature_sem_K"],
+                     "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
+                     "closest_A": contact["closest_A"],
+                     "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5")})
+    return {"driver": driver, "runs": runs,
+            "stable_ps": min((r["failed_at_ps"] if r["failed_at_ps"] is not None else r["ps_run"]) for r in runs),
+            "failed": any(r["failed_at_ps"] is not None for r in runs)}
+
+
+def held_out_frames(cfg: Config, folders: List[Path], n: int) -> List:
+    """``n`` frames evenly spaced over the runs' frames after their first 10 %."""
+    from deepeut.md.h5md import H5MDTrajectory
+
+    pool = []
+    for folder in folders:
+        for path in sorted(folder.glob("replica_*/trajectory.h5")):
+            with H5MDTrajectory(path) as tr:
+                pool += [(path, k) for k in range(tr.n_frames // 10, tr.n_frames)]
+    picks = np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)) if pool else []
+    frames = []
+    for i in picks:
+        path, k = pool[i]
+        with H5MDTrajectory(path) as tr:
+            frames.append(tr.atoms(k))
+    return frames
+
+
+def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> Dict:
+    """Label ``frames`` with ``labeler`` (resumable store in ``out/labels``) and score the ensemble on them."""
+    from deepeut.active_learning.conformal import coverage, prediction_error, q_hat, scores
+    from deepeut.data.store import DatasetStore
+    from deepeut.labeling.runner import LabelItem, label_structures, labeler_spec
+    from deepeut.training.evaluate import evaluate_frames
+    from deepeut.training.potential import Ensemble
+
+    store = DatasetStore(out / "labels")
+    items = [LabelItem(a, "test", {"kind": "validation", "frame": k}) for k, a in enumerate(frames)]
+    report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor,
+                              cfg.labeler.failure_budget)
+    labeled = store.read("test")
+    store.close()
+    ens = Ensemble.load(ensemble_path, device=cfg.device)
+    res = evaluate_frames(ens, labeled)
+    pred = ens.predict(labeled)
+    errors = [prediction_error(a.get_forces(), f) for a, f in zip(labeled, pred.mean_forces)]
+    u = pred.uncertainty()
+    half = max(1, len(labeled) // 2)
+    cal = scores(errors[:half], u[:half], "atom")
+    try:
+        q = q_hat(cal, cfg.validate.alpha)
+        cov = coverage(errors[half:], u[half:], q, "atom") if len(labeled) > half else float("nan")
+    except Exception as exc:  # too few points for α: reported, not fatal
+        q, cov = float("nan"), float("nan")
+        log.warning("conformal coverage not computed: %s", exc)
+    per_model = {name: {"forces_rmse_eV_A": e["forces_eV_A"]["rmse"],
+                        "forces_rmse_kcal_mol_A": e["forces_kcal_mol_A"]["rmse"],
+                        "forces_rmse_by_element_eV_A": {el: v["rmse"] / EV_A_TO_KCAL_MOL_A
+                                                        for el, v in e["forces_by_element_kcal_mol_A"].items()}}
+                 for name, e in res["errors"].items()}
+    return {"n_frames": len(labeled), "labeling": report.as_dict(), "models": per_model,
+            "conformal": {"alpha": cfg.validate.alpha, "q_hat": q, "coverage": cov,
+                          "n_calibration_frames": half, "n_test_frames": len(labeled) - half}}
+
+
+def validation_text(summary: Dict) -> str:
+    lines = [f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
+             f"{summary['temperature_K']:g} K, from classical liquids)",
+             f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'<T> (K)':>9}{'Li-O min':>10}{'H-O min':>9}"
+             f"{'Li-O peak':>10}{'CN Li-O':>9}  failure"]
+    for d in summary["drivers"]:
+        for r in d["runs"]:
+            lines.append(f"{d['driver']:<10}{(r['failed_at_ps'] if r['failed_at_ps'] is not None else r['ps_run']):>12.3g}"
+                         f"{r['ps_run']:>9.3g}{r['temperature_mean_K'] or float('nan'):>9.1f}"
+                         f"{r['closest_A'].get('Li-O', float('nan')):>10.2f}{r['closest_A'].get('H-O', float('nan')):>9.2f}"
+                         f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'] or 'none'}")
+    sc = summary.get("scores")
+    if sc:
+        lines += ["", f"force RMSE on {sc['n_frames']} fresh {summary['labeler']} labels of frames from these runs "
+                      "(eV/Å; kcal/mol/Å in brackets)"]
+        for name, m in sc["models"].items():
+            els = " ".join(f"{el} {v:.3f}" for el, v in m["forces_rmse_by_element_eV_A"].items())
+            lines.append(f"  {name:<14} {m['forces_rmse_eV_A']:.3f} ({m['forces_rmse_kcal_mol_A']:.2f})   {els}")
+        c = sc["conformal"]
+        lines.append(f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {c['n_test_frames']} "
+                     f"frames (q̂ = {c['q_hat']:.2f} from {c['n_calibration_frames']})")
+    return "\n".join(lines)
+
+
+def validate(cfg: Config, out: Path) -> Dict:
+    """Run every driver, label held-out frames, score; write validation.json and validation.txt."""
+    from deepeut.pipeline.workflow import find_ensemble
+
+    ensemble, origin = find_ensemble(cfg)
+    cfg = dataclasses.replace(cfg, ensemble=str(ensemble))
+    v = cfg.validate
+    starts = classical_starts(cfg, v.replicas)
+    drivers = [run_driver(cfg, d, starts, out / f"driver_{d}") for d in v.drivers]
+    frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
+    scores_ = score_frames(cfg, ensemble, frames, out) if frames else None
+    summary = {"system": cfg.system.name, "scale": cfg.scale.name, "ensemble": str(ensemble),
+               "ensemble_origin": origin, "temperature_K": cfg.md.temperature_K, "labeler": cfg.labeler.name,
+               "duration_ps": v.duration_ps, "drivers": drivers, "scores": scores_,
+               "min_contact_A": v.min_contact_A,
+               "units": {"time": "ps", "length": "Angstrom", "force": "eV/Angstrom", "temperature": "K"}}
+    write_json_atomic(out / "validation.json", json_safe(summary))
+    text = validation_text(json_safe(summary))
+    write_text_atomic(out / "validation.txt", text + "\n")
+    print(text, flush=True)
+    return {"validation": str(out / "validation.json"),
+            "stable_ps": {d["driver"]: d["stable_ps"] for d in drivers}}
