@@ -83,9 +83,10 @@ def probe_disk_full(work: Path) -> Tuple[str, str, bool]:
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)]).returncode:
         return "stops in one line, checkpoint kept", "skipped (needs root and tmpfs)", True
     try:
-        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=1", "md.save_every_fs=0.5", "md.checkpoint_every_steps=20",
-                               f"output_dir={mnt / 'md'}"], work))
-        return "stops in one line, checkpoint kept", clean(rc, text), rc != 0 and "Traceback" not in text
+        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=1", "md.save_every_fs=0.5",
+                               "md.checkpoint_every_steps=20", f"output_dir={mnt / 'md'}"], work))
+        ok = rc == 1 and "No space left on device" in text and (mnt / "md" / "replica_0" / "checkpoint.pkl").exists()
+        return "stops in one line, checkpoint kept", clean(rc, text), ok
     finally:
         subprocess.run(["umount", str(mnt)])
 
