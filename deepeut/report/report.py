@@ -75,7 +75,7 @@ def stages_section(records: Sequence) -> Section:
     return Section("Stages", [Table(["stage", "folder", "this run", "wall time (s)"], rows)])
 
 
-def model_sections(ensemble: Path) -> List[Section]:
+def model_sections(ensemble: Path, scale: str) -> List[Section]:
     m = _read(ensemble / "ensemble.json")
     if m is None:
         return []
@@ -94,7 +94,27 @@ def model_sections(ensemble: Path) -> List[Section]:
     text = (f"{len(m['members'])} × {model.get('name', '?')} (r_max {m.get('r_max_A', '?')} Å, l_max "
             f"{model.get('l_max', '?')}), trained with nequip + allegro; test-set metrics of each member:")
     return [data, Section("Model", [text, Table(["member", "seed", "E/atom MAE (meV)", "F RMSE (eV/Å)",
-                                                 "F RMSE (kcal/mol/Å)", "F MAE (eV/Å)"], rows)])]
+                                                 "F RMSE (kcal/mol/Å)", "F MAE (eV/Å)"], rows)]),
+            validation_section(ensemble, scale)]
+
+
+def validation_section(ensemble: Path, scale: str) -> Section:
+    """The ensemble's validation records (``validation_<scale>.json`` beside its manifest, from stage=validate),
+    and a warning when it was never validated at the box size being run."""
+    records = {p.stem.split("_", 1)[1]: _read(p) for p in sorted(Path(ensemble).glob("validation_*.json"))}
+    items = []
+    for sc, v in records.items():
+        for d in v.get("drivers", []):
+            fail = f"failed at {d['stable_ps']:.3g} ps" if d.get("failed") else f"no failure in {d['stable_ps']:.3g} ps"
+            items.append(f"scale {sc}, {d['driver']}: {fail}")
+        models = (v.get("scores") or {}).get("models", {})
+        if "ensemble_mean" in models:
+            items.append(f"scale {sc}: committee force RMSE {models['ensemble_mean']['forces_rmse_eV_A']:.3f} eV/Å on "
+                         f"{v['scores']['n_frames']} fresh {v.get('labeler', '')} labels of its own MD frames")
+    if scale not in records:
+        items.append(f"**WARNING: this ensemble was never validated at scale {scale}** (run `python run.py "
+                     f"stage=validate scale={scale} ensemble=...`): its stability at this box size is unknown.")
+    return Section("Validation of the ensemble", items)
 
 
 def al_section(al_dir: Path) -> Optional[Section]:
@@ -167,7 +187,7 @@ def write_report(cfg: Config, out: Path, records: Sequence, extra: Dict) -> Dict
     sections = [run_section(cfg, extra),
                 trust_section(cfg, extra, folder("analysis") if "analysis" in by else None), stages_section(records)]
     if extra.get("ensemble"):
-        sections += model_sections(Path(extra["ensemble"]))
+        sections += model_sections(Path(extra["ensemble"]), cfg.scale.name)
     for stage, make in (("al", al_section), ("md", md_section)):
         if stage in by and (s := make(folder(stage))) is not None:
             sections.append(s)

@@ -165,6 +165,18 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
                           "n_calibration_frames": half, "n_test_frames": len(labeled) - half}}
 
 
+def display_path(path) -> str:
+    """``path`` relative to the working directory when inside it (records shipped with an ensemble hold no
+    machine paths), else as given."""
+    import os
+
+    p = Path(path).resolve()
+    try:
+        return os.path.relpath(p, Path.cwd()) if p.is_relative_to(Path.cwd().resolve()) else str(path)
+    except ValueError:
+        return str(path)
+
+
 def validation_text(summary: Dict) -> str:
     lines = [f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
              f"{summary['temperature_K']:g} K, from classical liquids)",
@@ -200,12 +212,16 @@ def validate(cfg: Config, out: Path) -> Dict:
     drivers = [run_driver(cfg, d, starts, out / f"driver_{d}") for d in v.drivers]
     frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
     scores_ = score_frames(cfg, ensemble, frames, out) if frames else None
-    summary = {"system": cfg.system.name, "scale": cfg.scale.name, "ensemble": str(ensemble),
+    summary = {"system": cfg.system.name, "scale": cfg.scale.name, "ensemble": display_path(ensemble),
                "ensemble_origin": origin, "temperature_K": cfg.md.temperature_K, "labeler": cfg.labeler.name,
                "duration_ps": v.duration_ps, "drivers": drivers, "scores": scores_,
                "min_contact_A": v.min_contact_A,
                "units": {"time": "ps", "length": "Angstrom", "force": "eV/Angstrom", "temperature": "K"}}
     write_json_atomic(out / "validation.json", json_safe(summary))
+    try:  # the record travels with the ensemble, so that reports using it can show it
+        write_json_atomic(Path(ensemble) / f"validation_{cfg.scale.name}.json", json_safe(summary))
+    except OSError as exc:
+        log.warning("validation record not written beside the ensemble (%s)", exc)
     text = validation_text(json_safe(summary))
     write_text_atomic(out / "validation.txt", text + "\n")
     print(text, flush=True)
