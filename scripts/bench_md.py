@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """MD step overhead: deepeut's ASE engine (H5MD, checkpoints, safety checks, progress) vs a bare ASE
-NoseHooverChainNVT loop with nequip's own ASE calculator, same model and box, one run.
+NoseHooverChainNVT loop with nequip's own ASE calculator, same model and box, one run; then the cost of the
+committee mean against one member (ASE calculator and torch-sim model) on ``--device``.
 
-    .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400]
+    .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400] [--device cuda]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ensemble", required=True)
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--calls", type=int, default=20, help="force calls timed for the committee comparison")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from ase import units
@@ -33,14 +36,14 @@ def main() -> None:
     from deepeut.training.potential import member_model_files
 
     cfg = validate(compose([f"ensemble={args.ensemble}", f"md.duration_ps={args.steps * 0.5 / 1000}",
-                            "md.save_every_fs=10", "logger=none"]))
+                            "md.save_every_fs=10", "logger=none", f"device={args.device}", "md.ensemble_member=0"]))
     with tempfile.TemporaryDirectory() as tmp:
         setup = start_structure(cfg, 0, Path(tmp) / "box")
         atoms = setup.atoms
         # bare ASE with nequip's calculator
         bare = atoms.copy()
         init_velocities(bare, 353.0, 0)
-        bare.calc = NequIPCalculator._from_saved_model(str(member_model_files(args.ensemble)[0]), device="cpu",
+        bare.calc = NequIPCalculator._from_saved_model(str(member_model_files(args.ensemble)[0]), device=args.device,
                                                         chemical_species_to_atom_type_map=True)
         dyn = NoseHooverChainNVT(bare, timestep=0.5 * units.fs, temperature_K=353.0, tdamp=50 * units.fs, tchain=3)
         dyn.run(5)
@@ -58,6 +61,45 @@ def main() -> None:
     print(f"  bare ASE + NequIPCalculator {1000 * t_bare / args.steps:7.1f} ms/step")
     print(f"  deepeut md.engine=ase       {1000 * t_ours / args.steps:7.1f} ms/step   overhead "
           f"{100 * (t_ours / t_bare - 1):+.0f} % (H5MD, checkpoints, molecule checks, progress)")
+    committee_cost(args, atoms)
+
+
+def committee_cost(args, atoms) -> None:
+    """ms per energy+force call: one member vs the committee mean, ASE calculator and torch-sim model."""
+    import torch
+    import torch_sim as ts
+
+    from deepeut.config import compose, validate
+    from deepeut.md.torchsim_engine import _calculator
+    from deepeut.training.potential import Ensemble
+
+    def timed(call) -> float:
+        call()  # warm-up
+        t0 = time.perf_counter()
+        for k in range(args.calls):
+            call(k)
+        return 1000 * (time.perf_counter() - t0) / args.calls
+
+    ens = Ensemble.load(args.ensemble, device=args.device)
+    rows = []
+    for name, member in (("one member", 0), ("committee mean", None)):
+        a = atoms.copy()
+        a.calc = ens.calculator(member=member)
+
+        def ase_call(k=0, a=a):
+            a.rattle(1e-4, seed=k)
+            a.get_forces()
+
+        cfg = validate(compose([f"ensemble={args.ensemble}", f"device={args.device}",
+                                f"md.ensemble_member={'null' if member is None else member}"]))
+        model = _calculator(cfg, Path(args.ensemble))
+        state = ts.io.atoms_to_state([atoms], device=torch.device(args.device), dtype=torch.float64)
+        rows.append((name, timed(ase_call), timed(lambda k=0: model(state))))
+    print(f"energy + forces, {len(atoms)} atoms, {args.device}: ms per call (ASE calculator | torch-sim model)")
+    for name, t_ase, t_ts in rows:
+        print(f"  {name:<15} {t_ase:8.1f} | {t_ts:8.1f}")
+    print(f"  committee / one member: {rows[1][1] / rows[0][1]:.2f}× (ASE), {rows[1][2] / rows[0][2]:.2f}× (torch-sim); "
+          "target ≤ 2.5×")
 
 
 if __name__ == "__main__":
