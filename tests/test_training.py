@@ -180,3 +180,17 @@ def test_optuna_sweeper_example_is_valid_yaml(root):
 
     cfg = yaml.safe_load((root / "conf" / "hydra" / "sweeper" / "optuna.yaml").read_text())
     assert cfg["direction"] == "minimize" and "model.r_max" in cfg["params"]
+
+
+def test_warm_start_from_a_packed_member_or_a_checkpoint(tmp_path):
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.ensemble import TrainingError
+    from deepeut.training.nequip_config import warm_start_model
+
+    packed = warm_start_model(MODELS_DIR / "ura" / "member_1")  # committed ensembles carry packages only
+    assert packed["_target_"] == "nequip.model.ModelFromPackage" and packed["package_path"].endswith("model.nequip.zip")
+    (tmp_path / "member_0").mkdir()
+    (tmp_path / "member_0" / "best.ckpt").write_bytes(b"")
+    assert warm_start_model(tmp_path / "member_0")["_target_"] == "nequip.model.ModelFromCheckpoint"
+    with pytest.raises(TrainingError, match="neither best.ckpt nor model.nequip.zip"):
+        warm_start_model(tmp_path / "member_2")

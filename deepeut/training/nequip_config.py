@@ -89,6 +89,19 @@ def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, An
     return callbacks
 
 
+def warm_start_model(member_dir: Path) -> Dict:
+    """nequip model section that starts from a trained member: its ``best.ckpt`` (ModelFromCheckpoint), or the
+    packaged ``model.nequip.zip`` of a packed ensemble (ModelFromPackage; committed ensembles carry only these)."""
+    ckpt, package = member_dir / "best.ckpt", member_dir / "model.nequip.zip"
+    if ckpt.exists():
+        return {"_target_": "nequip.model.ModelFromCheckpoint", "checkpoint_path": str(ckpt.resolve())}
+    if package.exists():
+        return {"_target_": "nequip.model.ModelFromPackage", "package_path": str(package.resolve())}
+    from deepeut.training.ensemble import TrainingError
+
+    raise TrainingError(f"train.init_from: {member_dir} has neither best.ckpt nor model.nequip.zip")
+
+
 def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfig, member: int,
                   train_file: Path, test_file: Path, member_dir: Path, type_names: Sequence[str], device: str,
                   n_train_frames: int, group: str, tracked: Dict[str, Any]) -> Dict[str, Any]:
@@ -121,8 +134,7 @@ def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfi
             "test_metrics": metric,
             "optimizer": {"_target_": "torch.optim.Adam", "lr": train.lr},
             "model": model_section(model, type_names, seed) if not train.init_from else
-            {"_target_": "nequip.model.ModelFromCheckpoint",
-             "checkpoint_path": str((Path(train.init_from) / f"member_{member}" / "best.ckpt").resolve())},
+            warm_start_model(Path(train.init_from) / f"member_{member}"),
         },
         "global_options": {"allow_tf32": False},
     }
