@@ -100,13 +100,16 @@ def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
         if contact["time_ps"] is not None:
             fails.append((contact["time_ps"], contact["reason"]))
         t_fail, reason = min(fails) if fails else (None, "")
-        runs.append({"ps_run": s["duration_ps"], "failed_at_ps": t_fail, "reason": reason,
+        # stable: up to the last frame known good (a molecule check runs every md.check_molecules_every frames,
+        # so a failure found at t_fail may have happened after the last kept frame)
+        stable = min(s["duration_ps"], t_fail) if t_fail is not None else s["duration_ps"]
+        runs.append({"ps_run": s["duration_ps"], "stable_ps": stable, "failed_at_ps": t_fail, "reason": reason,
                      "temperature_mean_K": s["temperature_mean_K"], "temperature_sem_K": s["temperature_sem_K"],
                      "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
                      "closest_A": contact["closest_A"],
                      "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5")})
     return {"driver": driver, "runs": runs,
-            "stable_ps": min((r["failed_at_ps"] if r["failed_at_ps"] is not None else r["ps_run"]) for r in runs),
+            "stable_ps": min(r["stable_ps"] for r in runs),
             "failed": any(r["failed_at_ps"] is not None for r in runs)}
 
 
@@ -177,17 +180,22 @@ def display_path(path) -> str:
         return str(path)
 
 
+def v_duration(summary: Dict) -> float:
+    return float(summary.get("duration_ps") or float("nan"))
+
+
 def validation_text(summary: Dict) -> str:
     lines = [f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
              f"{summary['temperature_K']:g} K, from classical liquids)",
-             f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'<T> (K)':>9}{'Li-O min':>10}{'H-O min':>9}"
-             f"{'Li-O peak':>10}{'CN Li-O':>9}  failure"]
+             f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'failed at':>10}{'<T> (K)':>9}{'Li-O min':>10}"
+             f"{'H-O min':>9}{'Li-O peak':>10}{'CN Li-O':>9}  failure"]
     for d in summary["drivers"]:
         for r in d["runs"]:
-            lines.append(f"{d['driver']:<10}{(r['failed_at_ps'] if r['failed_at_ps'] is not None else r['ps_run']):>12.3g}"
-                         f"{r['ps_run']:>9.3g}{r['temperature_mean_K'] or float('nan'):>9.1f}"
+            failed = "" if r["failed_at_ps"] is None else f"{r['failed_at_ps']:.3g}"
+            lines.append(f"{d['driver']:<10}{r['stable_ps']:>12.3g}{v_duration(summary):>9.3g}{failed:>10}"
+                         f"{r['temperature_mean_K'] or float('nan'):>9.1f}"
                          f"{r['closest_A'].get('Li-O', float('nan')):>10.2f}{r['closest_A'].get('H-O', float('nan')):>9.2f}"
-                         f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'] or 'none'}")
+                         f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'][:100] or 'none'}")
     sc = summary.get("scores")
     if sc:
         lines += ["", f"force RMSE on {sc['n_frames']} fresh {summary['labeler']} labels of frames from these runs "
