@@ -296,3 +296,20 @@ def test_convergence_status_of_transport_and_lifetimes():
     assert "D_Li" in st and "D_TFSI" not in st and st["t_plus"] == "not converged: D_Li is not (see there)"
     assert "cn_Li_O_amide" not in st and "tau_R" not in st
     assert "too few ions" in statuses(res, 1000.0, 2, 0.3, 0.63)["D_TFSI"]
+
+
+def test_green_kubo_fit_on_pure_noise_stays_within_the_data():
+    """The running integral of white-noise 'VACFs' has no plateau: the fit must not extrapolate beyond the data
+    range (one unbounded fit gave σ_GK/σ_NE = −723 on a real replica)."""
+    from deepeut.analysis.correlate import fit_exponential_plateau
+
+    rng = np.random.default_rng(11)
+    t = np.arange(300) * 0.01
+    for _ in range(50):
+        y = np.cumsum(rng.normal(size=300)) * 0.01
+        a, tau = fit_exponential_plateau(t, y)
+        lo, hi = y.min(), y.max()
+        assert lo - 0.5 * (hi - lo) - 1e-9 <= a <= hi + 0.5 * (hi - lo) + 1e-9
+    clean = 2.0 * (1 - np.exp(-t / 0.3))
+    a, tau = fit_exponential_plateau(t, clean)
+    assert a == pytest.approx(2.0, rel=1e-3) and tau == pytest.approx(0.3, rel=1e-2)

@@ -159,6 +159,10 @@ def _stage_dirs(cache: Path, stage: str):
     return sorted((cache / stage).glob("*-*")) if (cache / stage).exists() else []
 
 
+def _stage_names(done) -> set:
+    return {Path(p).parent.parent.name for p in done}
+
+
 def _done_mtimes(cache: Path):
     return {str(p): p.stat().st_mtime_ns for p in cache.glob(f"*/*/{DONE}")}
 
@@ -172,12 +176,12 @@ def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
     args = [*MAIN, f"ensemble={ensemble_dir}", f"pipeline.cache_dir={cache}"]
     ckpt = lambda: any(p.exists() for p in cache.glob("md/*/replica_0/checkpoint.pkl"))  # noqa: E731
     assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run1'}"), ckpt), "MD never checkpointed"
-    assert not _done_mtimes(cache)  # nothing finished yet
+    assert _stage_names(_done_mtimes(cache)) == {"classical"}  # the liquid was equilibrated, nothing else finished
     analysing = lambda: bool(_stage_dirs(cache, "analysis"))  # noqa: E731
     killed_in_analysis = kill_when(start_cli(*args, f"output_dir={tmp_path / 'run2'}"), analysing)
     finished = _done_mtimes(cache)
     if killed_in_analysis:
-        assert len(finished) == 1 and "/md/" in next(iter(finished))  # MD finished, analysis did not
+        assert _stage_names(finished) == {"classical", "md"}  # MD finished, analysis did not
     r = run_cli(*args, f"output_dir={tmp_path / 'run3'}")
     assert r.returncode == 0, r.stderr[-3000:]
     for path, mtime in finished.items():  # finished stages were reused, not redone
@@ -193,7 +197,7 @@ def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
     r = run_cli(*args, f"output_dir={tmp_path / 'run4'}")
     assert r.returncode == 0
     stages = json.loads((tmp_path / "run4" / "pipeline.json").read_text())["stages"]
-    assert [(s["stage"], s["reused"]) for s in stages] == [("md", True), ("analysis", True)]
+    assert [(s["stage"], s["reused"]) for s in stages] == [("classical", True), ("md", True), ("analysis", True)]
     a = json.loads((tmp_path / "run3" / "analysis" / "tables.json").read_text())
     assert a == json.loads((tmp_path / "run4" / "analysis" / "tables.json").read_text())
 
@@ -209,7 +213,7 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     args = [*PIPE, f"pipeline.cache_dir={cache}"]
     training = lambda: any(p.exists() for p in cache.glob("train/*/member_0/last.ckpt"))  # noqa: E731
     assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run1'}"), training, settle=0.5)
-    assert list(_done_mtimes(cache)) == [str(_stage_dirs(cache, "build")[0] / DONE)]
+    assert _stage_names(_done_mtimes(cache)) == {"build"}
 
     def labeling():
         state = next(cache.glob("al/*/al_state.json"), None)
@@ -217,7 +221,7 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
 
     assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run2'}"), labeling, timeout=600, settle=2.0)
     finished = _done_mtimes(cache)
-    assert {Path(p).parent.parent.name for p in finished} == {"build", "train"}
+    assert _stage_names(finished) == {"build", "train", "classical"}  # the exploration starts were equilibrated
     r = run_cli(*args, f"output_dir={tmp_path / 'run3'}")
     assert r.returncode == 0, r.stderr[-3000:]
     for path, mtime in finished.items():
@@ -231,6 +235,8 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     assert len(store.read("calibration")) == load_config().al.n_calibration  # labeled once, none twice
     store.close()
     pipeline = json.loads((tmp_path / "run3" / "pipeline.json").read_text())
-    assert [s["stage"] for s in pipeline["stages"]] == ["build", "train", "al", "md", "analysis"]
+    # classical twice: the exploration starts, then (reused: the same boxes) the production MD starts
+    assert [s["stage"] for s in pipeline["stages"]] == ["build", "train", "classical", "al", "classical", "md",
+                                                        "analysis"]
     report = (tmp_path / "run3" / "report.md").read_text()
     assert "## Active learning" in report and "## Model" in report and "demo:ura" in report

@@ -103,17 +103,29 @@ def running_integral(c: np.ndarray, dt: float) -> np.ndarray:
 def fit_exponential_plateau(t: np.ndarray, y: np.ndarray, skip_fraction: float = 0.0) -> Tuple[float, float]:
     """Fit y(t) ≈ A (1 − exp(−t/τ)) to a running integral; returns the long-time limit A and τ.
 
-    The paper's Green–Kubo recipe (Eqs. 9, 12): the limit of an exponential fitted to the running integral.
+    The paper's Green–Kubo recipe (Eqs. 9, 12): the limit of an exponential fitted to the running integral. The
+    fit is bounded so that it cannot extrapolate anywhere: A within the range of the data over the fit window
+    widened by half that range on each side, τ between one lag step and the window length; a τ at its upper
+    bound means no plateau was reached within the data (the caller's convergence check says so).
     """
     from scipy.optimize import curve_fit
 
     start = int(skip_fraction * len(t))
     tt, yy = t[start:], y[start:]
-    a0 = yy[-1] if np.isfinite(yy[-1]) and yy[-1] != 0 else np.max(np.abs(yy)) or 1.0
-    tau0 = max(tt[np.argmin(np.abs(yy - 0.63 * a0))], t[1] if len(t) > 1 else 1.0)
+    ok = np.isfinite(yy)
+    tt, yy = tt[ok], yy[ok]
+    if len(tt) < 3:
+        return (float(yy[-1]) if len(yy) else float("nan")), float("nan")
+    lo, hi = float(yy.min()), float(yy.max())
+    pad = 0.5 * (hi - lo) if hi > lo else max(abs(hi), 1e-12)
+    step = float(tt[1] - tt[0]) if tt[1] > tt[0] else 1e-6
+    span = float(tt[-1]) if tt[-1] > step else 2 * step
+    a0 = float(np.clip(yy[-1], lo - pad, hi + pad))
+    tau0 = float(np.clip(tt[np.argmin(np.abs(yy - 0.63 * a0))], step * 1.01, span * 0.99))
     try:
-        (a, tau), _ = curve_fit(lambda x, a, tau: a * (1 - np.exp(-x / tau)), tt, yy, p0=(a0, tau0), maxfev=20000)
-    except RuntimeError:
+        (a, tau), _ = curve_fit(lambda x, a, tau: a * (1 - np.exp(-x / tau)), tt, yy, p0=(a0, tau0), maxfev=20000,
+                                bounds=([lo - pad, step], [hi + pad, span]))
+    except (RuntimeError, ValueError):
         return float(yy[-1]), float("nan")
     return float(a), float(abs(tau))
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 REPLICA_SEED_STRIDE = 7919
 #: the NPT density bound (classical.max_density_deviation) applies to the mean over this many ps
-DENSITY_WINDOW_PS = 2.0
+DENSITY_WINDOW_PS = 5.0
 #: the settle phase lasts at least this many Langevin relaxation times (1/friction)
 SETTLE_FRICTION_TIMES = 3.0
 

@@ -46,7 +46,7 @@ class ClassicalConfig:
     save_every_ps: float = 0.1  # NVT frames written to the H5MD trajectory
     checkpoint_every_ps: float = 5.0
     #: stop when the NPT density leaves ±this fraction of ``system.density_g_cm3`` (a barostat that runs away)
-    max_density_deviation: float = 0.15  # of the mean density over 2 ps
+    max_density_deviation: float = 0.25  # of the mean density over 5 ps (88 atoms fluctuate by ~5 %)
     replicas: int = 1  # independently packed boxes (packmol seeds build.seed + 7919 r)
     #: pre-sampling for reference labels: unconstrained NVT at each temperature, a frame every sample_every_ps
     sample_temperatures_K: List[float] = field(default_factory=lambda: [353.0, 400.0, 450.0])
