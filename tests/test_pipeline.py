@@ -239,4 +239,5 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     assert [s["stage"] for s in pipeline["stages"]] == ["build", "train", "classical", "al", "classical", "md",
                                                         "analysis"]
     report = (tmp_path / "run3" / "report.md").read_text()
-    assert "## Active learning" in report and "## Model" in report and "demo:ura" in report
+    origin = json.loads((Path(pipeline["ensemble"]) / "ensemble.json").read_text())["dataset"]["origin"]
+    assert "## Active learning" in report and "## Model" in report and origin in report  # the final ensemble's data
