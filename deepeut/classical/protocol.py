@@ -26,17 +26,11 @@ import numpy as np
 from deepeut.classical.parameters import ClassicalError
 from deepeut.config.classical import ClassicalConfig, Constraints
 from deepeut.utils.io import atomic_path
+from deepeut.utils.units import density_g_cm3
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.npz"
-AMU_A3_TO_G_CM3 = 1.66053906660  # 1 amu/Å³ in g/cm³
-
-
-def density_g_cm3(total_mass_amu: float, volume_A3: float) -> float:
-    return total_mass_amu / volume_A3 * AMU_A3_TO_G_CM3
-
-
 def phases(cfg: ClassicalConfig) -> List[str]:
     return ["minimise", "heat", "npt", "settle", "nvt"] + [f"sample_{t:g}K" for t in cfg.sample_temperatures_K
                                                  if cfg.samples_per_temperature > 0]

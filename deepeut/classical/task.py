@@ -33,6 +33,7 @@ from deepeut.config.classical import Constraints
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
 from deepeut.utils.neighbors import closest_contacts, contact_violations
+from deepeut.utils.units import KJ_PER_MOL_IN_EV, density_g_cm3, kj_per_mol_to_ev
 from deepeut.utils.statistics import mean_and_sem
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class ReplicaRunner:
                   "friction_per_ps": c.friction_per_ps, "constraints": c.constraints.value, "equilibration_ps": 0.0}
         writer = H5MDWriter(self.rdir / "trajectory.h5", atoms.numbers, self.masses, cell_A, topo.molecule,
                             list(topo.label), params, resume_frames=progress.nvt_frames if progress.steps_done else None)
-        ev = 1.0 / 96.48533212  # kJ/mol → eV
+        ev = kj_per_mol_to_ev(1.0)
 
         def on_interval(step: int) -> None:
             obs, p, v, _ = self.engine.snapshot()
@@ -222,13 +223,13 @@ class ReplicaRunner:
         from deepeut.md.h5md import H5MDTrajectory
         from deepeut.systems import MoleculeRecognizer
 
-        atoms, topo, c = self.box.atoms, self.box.topology, self.c
+        atoms, topo = self.box.atoms, self.box.topology
         target = self.cfg.system.density_g_cm3
         rho = np.asarray(progress.npt_density)
         half = rho[len(rho) // 2:]  # the second half of the NPT run
         rho_mean, rho_sem = mean_and_sem(half) if len(half) else (float("nan"), float("nan"))
         with H5MDTrajectory(self.rdir / "trajectory.h5") as tr:
-            temp, epot = tr.observable("temperature"), tr.observable("potential_energy") * 96.48533212
+            temp, epot = tr.observable("temperature"), tr.observable("potential_energy") * KJ_PER_MOL_IN_EV
             last = tr.positions(slice(tr.n_frames - 1, tr.n_frames))[0]
             vel = tr.velocities(slice(tr.n_frames - 1, tr.n_frames))[0]
             cell = tr.cell
@@ -242,13 +243,13 @@ class ReplicaRunner:
         intact = bool(rec.ok and rec.counts() == topo.counts())
         self.write_box(last, vel, cell)
         t_mean, t_sem = mean_and_sem(temp)
-        md_ps = {k: v for k, v in progress.simulated_ps.items()}
+        md_ps = dict(progress.simulated_ps)
         wall = sum(progress.wall_s.values())
         violations = contact_violations(contacts)
         return {"n_atoms": len(atoms), "box_edge_A": float(cell[0, 0]),
                 "npt_density_g_cm3": rho_mean, "npt_density_sem_g_cm3": rho_sem,
                 "system_density_g_cm3": target, "npt_density_deviation": rho_mean / target - 1,
-                "nvt_density_g_cm3": float(self.masses.sum() / abs(np.linalg.det(cell)) * 1.66053906660),
+                "nvt_density_g_cm3": density_g_cm3(float(self.masses.sum()), abs(float(np.linalg.det(cell)))),
                 "nvt_temperature_mean_K": t_mean, "nvt_temperature_sem_K": t_sem,
                 "nvt_potential_mean_kJ_mol": float(np.mean(epot)), "nvt_frames": int(len(temp)),
                 "simulated_ps": md_ps, "wall_s": round(wall, 1),

@@ -28,3 +28,12 @@ def density_g_cm3(total_mass_amu: float, volume_A3: float) -> float:
 def cubic_edge_A(total_mass_amu: float, density: float) -> float:
     """Edge (Å) of the cube that holds ``total_mass_amu`` (g/mol) at ``density`` (g/cm³)."""
     return (total_mass_amu / AVOGADRO / density / A3_IN_CM3) ** (1.0 / 3.0)
+
+
+#: 1 eV per particle in kJ/mol (OpenMM's energy unit)
+KJ_PER_MOL_IN_EV = 1.0 / (_u.kJ / _u.mol)
+
+
+def kj_per_mol_to_ev(x):
+    """kJ/mol → eV."""
+    return x / KJ_PER_MOL_IN_EV

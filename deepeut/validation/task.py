@@ -25,11 +25,9 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.utils.io import json_safe, write_json_atomic, write_text_atomic
+from deepeut.utils.units import kcal_per_mol_to_ev
 
 log = logging.getLogger(__name__)
-
-EV_A_TO_KCAL_MOL_A = 23.0605
-
 
 def driver_member(driver: str):
     return None if driver == "committee" else int(driver)
@@ -160,7 +158,7 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
         log.warning("conformal coverage not computed: %s", exc)
     per_model = {name: {"forces_rmse_eV_A": e["forces_eV_A"]["rmse"],
                         "forces_rmse_kcal_mol_A": e["forces_kcal_mol_A"]["rmse"],
-                        "forces_rmse_by_element_eV_A": {el: v["rmse"] / EV_A_TO_KCAL_MOL_A
+                        "forces_rmse_by_element_eV_A": {el: kcal_per_mol_to_ev(v["rmse"])
                                                         for el, v in e["forces_by_element_kcal_mol_A"].items()}}
                  for name, e in res["errors"].items()}
     return {"n_frames": len(labeled), "labeling": report.as_dict(), "models": per_model,
