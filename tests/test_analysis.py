@@ -313,3 +313,12 @@ def test_green_kubo_fit_on_pure_noise_stays_within_the_data():
     clean = 2.0 * (1 - np.exp(-t / 0.3))
     a, tau = fit_exponential_plateau(t, clean)
     assert a == pytest.approx(2.0, rel=1e-3) and tau == pytest.approx(0.3, rel=1e-2)
+
+
+def test_first_minimum_ignores_a_wiggle_on_the_peak_flank():
+    from deepeut.analysis.rdf import first_minimum
+
+    # a sharp first peak whose falling flank has a shallow noise dip (bins 7-9), then the real shell end (bin 15)
+    g = np.array([0, 0, 0.5, 4, 9, 10, 9, 7.5, 7.5, 7.5, 8.6, 8.8, 8.6, 6, 3, 1.5, 0.8, 0.6, 0.7, 0.9, 1, 1.1, 1, 1])
+    r = 0.1 * np.arange(1, len(g) + 1)
+    assert first_minimum(r, g) == pytest.approx(r[17], abs=0.11)  # not r[8], the dip on the flank

@@ -42,8 +42,14 @@ class RDFResult:
         return out
 
 
+#: a first minimum must lie below this fraction of the first peak's height (a wiggle on the flank is no shell end)
+MIN_DEPTH = 0.75
+
+
 def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
-    """First local minimum of g after its first peak (moving-average smoothed over ``smooth`` bins)."""
+    """First local minimum of g after its first peak (moving-average smoothed over ``smooth`` bins) that is a real
+    dip: below ``MIN_DEPTH`` × the peak height, so that noise on the falling flank of a sharp peak (a 2 ps Li–O
+    g(r) of 2 ions) is not taken for the end of the shell."""
     gs = np.convolve(g, np.ones(smooth) / smooth, mode="same") if smooth > 1 else g
     nonzero = np.nonzero(gs > 0)[0]
     if len(nonzero) == 0:
@@ -51,7 +57,7 @@ def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
     start = nonzero[0]
     peak = start + int(np.argmax(gs[start:start + max(3, len(gs) // 3)]))
     for k in range(peak + 1, len(gs) - 1):
-        if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1]:
+        if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1] and gs[k] <= MIN_DEPTH * gs[peak]:
             return float(r[k])
     return float("nan")
 
