@@ -107,12 +107,17 @@ def seconds_per_md_step(cfg: Config, ensemble: Path, calls: int = 3) -> Optional
 
 
 # --------------------------------------------------------------------------- stages
+def uses_classical_starts(cfg: Config) -> bool:
+    """MD starts from the classical stage's liquids unless ``pipeline.classical`` is off or starts are given."""
+    return cfg.pipeline.classical and not (cfg.md.start or cfg.md.starts)
+
+
 def classical_starts(cfg: Config, run: Callable, replicas: int) -> Tuple[Config, Dict[str, str]]:
     """Equilibrate ``replicas`` classical boxes (stage=classical, cached) and start ``cfg.md`` from them; returns the
     config and the input key to add. Unchanged when ``pipeline.classical`` is off or ``md.start`` is given."""
     from deepeut.classical.task import classical
 
-    if not cfg.pipeline.classical or cfg.md.start or cfg.md.starts:
+    if not uses_classical_starts(cfg):
         return cfg, {}
     c_cfg = replace(cfg, classical=replace(cfg.classical, replicas=max(replicas, 1)))
     rec = run("classical", c_cfg, {}, lambda d: classical(c_cfg, d))
@@ -228,7 +233,7 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
 
 
 def classical_plan(cfg: Config, atoms: int, replicas: int) -> List[PlanStep]:
-    if not cfg.pipeline.classical or cfg.md.start or cfg.md.starts:
+    if not uses_classical_starts(cfg):
         return []
     c = cfg.classical
     return [PlanStep("classical", f"{max(replicas, 1)} × GAFF2 liquid (OpenMM {cfg.device}): heat, {c.npt_ps:g} ps "
@@ -239,7 +244,7 @@ def classical_plan(cfg: Config, atoms: int, replicas: int) -> List[PlanStep]:
 def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float]) -> List[PlanStep]:
     m = cfg.md
     driver = "committee mean" if m.ensemble_member is None else f"member {m.ensemble_member}"
-    start = ("from the classical liquids" if cfg.pipeline.classical and not (m.start or m.starts) else
+    start = ("from the classical liquids" if uses_classical_starts(cfg) else
              f"from {m.start}" if m.start else "from md.starts" if m.starts else "from fresh packmol boxes")
     md_step = PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
                              f"{m.temperature_K:g} K, {m.timestep_fs:g} fs, {start}",

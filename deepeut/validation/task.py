@@ -33,17 +33,6 @@ def driver_member(driver: str):
     return None if driver == "committee" else int(driver)
 
 
-def classical_starts(cfg: Config, replicas: int) -> List[str]:
-    """Equilibrated boxes of the system and scale (stage=classical through the stage cache)."""
-    from deepeut.classical.task import classical
-    from deepeut.pipeline.cache import StageCache
-
-    c_cfg = dataclasses.replace(cfg, classical=dataclasses.replace(cfg.classical, replicas=replicas))
-    rec = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s).run(
-        c_cfg, "classical", {}, lambda d: classical(c_cfg, d))
-    return [str(rec.dir / f"replica_{r}" / "box.extxyz") for r in range(replicas)]
-
-
 def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
     """Closest intermolecular contacts over the run and the time (ps) of the first one below its limit."""
     from deepeut.md.h5md import H5MDTrajectory
@@ -209,12 +198,15 @@ def validation_text(summary: Dict) -> str:
 
 def validate(cfg: Config, out: Path) -> Dict:
     """Run every driver, label held-out frames, score; write validation.json and validation.txt."""
-    from deepeut.pipeline.workflow import find_ensemble
+    from deepeut.pipeline.cache import StageCache
+    from deepeut.pipeline.workflow import classical_starts, find_ensemble
 
     ensemble, origin = find_ensemble(cfg)
     cfg = dataclasses.replace(cfg, ensemble=str(ensemble))
     v = cfg.validate
-    starts = classical_starts(cfg, v.replicas)
+    cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s)
+    started, _ = classical_starts(cfg, lambda stage, c, inputs, func: cache.run(c, stage, inputs, func), v.replicas)
+    starts = started.md.starts or ([cfg.md.start] if cfg.md.start else [])
     drivers = [run_driver(cfg, d, starts, out / f"driver_{d}") for d in v.drivers]
     frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
     scores_ = score_frames(cfg, ensemble, frames, out) if frames else None
