@@ -180,3 +180,36 @@ def test_paper_quantile_uses_the_number_of_calibration_structures():
     assert q_hat(s, 0.1, "paper", n_structures=20) > q_hat(s, 0.1, "exact")
     with pytest.raises(CalibrationError, match="calibration structures are too few"):
         q_hat(s, 0.1, "paper", n_structures=4)
+
+
+def test_campaign_threshold_scales_with_the_ensembles_accuracy_and_absolute_stays_the_papers():
+    from deepeut.active_learning.selection import selection_threshold, threshold_eV_A
+
+    thr, rule = selection_threshold(3.0, 3.0, 0.2)
+    assert thr == pytest.approx(0.6) and rule.startswith("relative")
+    thr, rule = selection_threshold(3.0, None, 0.2)  # al=paper: 3 kcal/mol/Å whatever the accuracy
+    assert thr == pytest.approx(threshold_eV_A(3.0)) and rule.startswith("absolute")
+    with pytest.raises(ValueError, match="test force RMSE"):
+        selection_threshold(3.0, 3.0, float("nan"))
+
+
+def test_fractional_stop_rule_compares_selected_with_explored_frames():
+    from deepeut.active_learning.selection import stop_reason
+
+    assert stop_reason(4, 100, 50, 0.05).startswith("4 of 100")  # 4 % < 5 %: stop
+    assert stop_reason(5, 100, 50, 0.05) == ""  # 5 % is not below 5 %
+    assert stop_reason(0, 0, 50, 0.05) != ""  # nothing explored: nothing to go on with
+    assert "al.stop_below = 50" in stop_reason(49, 10_000, 50, None)  # the paper's count rule
+    assert stop_reason(50, 10_000, 50, None) == ""
+
+
+def test_campaign_config_composes_with_its_rules():
+    from conftest import load_config
+
+    from deepeut.config import ConfigError
+
+    cfg = load_config("al=campaign")
+    assert cfg.al.threshold_rmse_factor == 3.0 and cfg.al.stop_below_fraction == 0.05
+    assert cfg.al.retrain == "warm" and cfg.al.explore_temperature_K == 400.0
+    with pytest.raises(ConfigError, match="al.stop_below_fraction"):
+        load_config("al=campaign", "al.stop_below_fraction=5")

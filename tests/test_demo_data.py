@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,3 +34,26 @@ def test_demo_dataset(system):
     # test frames come from the last quarter of the trajectory, after all training frames
     t_train = max(json.loads(a.info["source"])["frame"] for a in train)
     assert min(json.loads(a.info["source"])["frame"] for a in test) > t_train
+
+
+def test_packed_dataset_restores_into_a_store_with_its_keys_and_provenance(tmp_path):
+    """pack → unpack → pack gives the same labeled structures; unpacking twice adds nothing."""
+    import json
+
+    from deepeut.data.demo import pack, unpack
+    from deepeut.data.store import open_store
+
+    src = Path(__file__).resolve().parents[1] / "deepeut" / "data" / "demo" / "ura"
+    assert unpack(src, tmp_path / "store") > 0
+    assert unpack(src, tmp_path / "store") == 0
+    pack(tmp_path / "store", tmp_path / "again")
+    store = open_store(tmp_path / "store")
+    rows = {r["key"]: r for r in store.rows()}
+    store.close()
+    orig = [json.loads(line) for line in (src / "manifest.jsonl").read_text().splitlines()]
+    assert set(rows) == {r["key"] for r in orig}
+    for r in orig:
+        got = rows[r["key"]]
+        assert (got["split"], got["method"], got["settings_hash"], got["source"]) == \
+            (r["split"], r["method"], r["settings_hash"], r["source"])
+        assert got["energy_eV"] == pytest.approx(r["energy_eV"], abs=1e-6)

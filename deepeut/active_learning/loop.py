@@ -24,8 +24,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -169,6 +170,7 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
     """Label a random subset of exploration frames (split 'calibration'), compute q̂ and the test-set coverage."""
     from deepeut.active_learning.conformal import coverage, min_calibration_points, prediction_error, q_hat, scores
     from deepeut.labeling.runner import LabelItem
+    from deepeut.training.evaluate import per_element_force_metrics
     from deepeut.training.potential import Ensemble
 
     frames = exploration_frames(it_dir)
@@ -203,7 +205,11 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
              if min(len(cal_scores), len(cal) if cfg.al.quantile == "paper" else len(cal_scores))
              >= min_calibration_points(a)}
     plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q_fig)
+    by_element = per_element_force_metrics(np.concatenate([a.get_forces() for a in test]),
+                                           np.concatenate(p_test.mean_forces),
+                                           np.concatenate([a.get_chemical_symbols() for a in test]))
     res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "quantile": cfg.al.quantile,
+           "test_force_rmse_by_element_eV_A": {el: m["rmse"] for el, m in by_element.items()},
            "n_calibration_frames": len(cal), "frames": [[frames[k][0], frames[k][1]] for k in pick],
            "coverage_test": cov, "n_test_frames": len(test), "labeling": label_report}
     write_json_atomic(it_dir / "calibration.json", res)
@@ -234,10 +240,10 @@ def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> No
     plt.close(fig)
 
 
-def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
+def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optional[float] = None) -> Dict:
     """Screen every frame above the threshold (calibration frames excluded); the passed count decides the stop
     rule; the frames to label are then spaced and capped (see deepeut.active_learning.selection)."""
-    from deepeut.active_learning.selection import above_threshold, screen, spaced, threshold_eV_A
+    from deepeut.active_learning.selection import above_threshold, screen, selection_threshold, spaced
     from deepeut.systems import MoleculeRecognizer
     from deepeut.systems.box import composition
 
@@ -245,8 +251,9 @@ def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
     frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
     energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
     calibration = json.loads((it_dir / "calibration.json").read_text()).get("frames", [])
-    cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"],
-                            threshold_eV_A(cfg.al.threshold_kcal_mol_A), exclude=calibration)
+    threshold, rule = selection_threshold(cfg.al.threshold_kcal_mol_A, cfg.al.threshold_rmse_factor,
+                                          test_force_rmse_eV_A)
+    cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"], threshold, exclude=calibration)
     rec = MoleculeRecognizer.for_system(cfg.system)
     expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
     min_d = {tuple(sorted(k.split("-"))): v for k, v in cfg.al.min_distance_A.items()}
@@ -255,7 +262,7 @@ def step_select(cfg: Config, it_dir: Path, q: float) -> Dict:
         c.reason = screen(frames[(c.run, c.frame)], energy[(c.run, c.frame)], rec, expected, min_d)
         (rejected if c.reason else passed).append(c)
     accepted = spaced(passed, cfg.al.min_gap_frames, cfg.al.max_selected)
-    res = {"threshold_eV_A": threshold_eV_A(cfg.al.threshold_kcal_mol_A), "q_hat": q,
+    res = {"threshold_eV_A": threshold, "threshold_rule": rule, "q_hat": q,
            "n_frames": int(len(data["run"])), "n_calibration_excluded": len(calibration),
            "n_candidates": len(cands), "n_passed_screening": len(passed), "n_to_label": len(accepted),
            "accepted": [dataclasses.asdict(c) for c in accepted], "rejected": [dataclasses.asdict(c) for c in rejected]}
@@ -276,19 +283,23 @@ def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: f
 
 
 def summary_table(history: List[Dict]) -> str:
-    head = (f"{'iter':>4}{'dataset':>9}{'q̂':>7}{'coverage':>10}{'selected':>10}{'rejected':>10}{'labeled':>9}"
-            f"{'failed':>8}{'F RMSE eV/Å':>13}")
+    head = (f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'coverage':>10}{'thr eV/Å':>10}{'selected':>10}"
+            f"{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}")
     lines = [head, "-" * len(head)]
+    nan = float("nan")
     for h in history:
-        lines.append(f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('q_hat', float('nan')):>7.2f}"
-                     f"{h.get('coverage', float('nan')):>10.2f}{h.get('selected', 0):>10}{h.get('rejected', 0):>10}"
-                     f"{h.get('labeled', 0):>9}{h.get('failed', 0):>8}{h.get('test_force_rmse', float('nan')):>13.3f}")
-    return "\n".join(lines)
+        lines.append(f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('explored', 0):>10}"
+                     f"{h.get('q_hat', nan):>7.2f}{h.get('coverage', nan):>10.2f}{h.get('threshold_eV_A', nan):>10.3f}"
+                     f"{h.get('selected', 0):>10}{h.get('rejected', 0):>10}{h.get('labeled', 0):>9}"
+                     f"{h.get('failed', 0):>8}{h.get('test_force_rmse', nan):>13.3f}"
+                     f"{sum(h.get('wall_s', {}).values()) / 60:>10.1f}")
+    stops = [f"iteration {h['iteration']} stopped the loop: {h['stop']}" for h in history if h.get("stop")]
+    return "\n".join(lines + stops)
 
 
 def active_learning(cfg: Config, out: Path) -> Dict:
     """Run (or resume) the loop; returns the history."""
-    from deepeut.active_learning.selection import count_reasons
+    from deepeut.active_learning.selection import count_reasons, stop_reason
     from deepeut.data.store import open_store
     from deepeut.training.ensemble import finished_members, objective
 
@@ -303,6 +314,7 @@ def active_learning(cfg: Config, out: Path) -> Dict:
             state["history"].append(rec)
         step = state["step"]
         log.info("active learning iteration %d: %s", k, step)
+        t0 = time.perf_counter()
         if step == "train":
             step_train(cfg, it_dir, store_root, k)
             rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
@@ -320,22 +332,28 @@ def active_learning(cfg: Config, out: Path) -> Dict:
             step_uncertainty(cfg, it_dir)
         elif step == "calibrate":
             cal = step_calibrate(cfg, it_dir, store_root, k)
-            rec.update(q_hat=cal["q_hat"], coverage=cal["coverage_test"])
+            rec.update(q_hat=cal["q_hat"], coverage=cal["coverage_test"],
+                       test_force_rmse_by_element_eV_A=cal["test_force_rmse_by_element_eV_A"])
         elif step == "select":
-            sel = step_select(cfg, it_dir, rec["q_hat"])
-            rec.update(explored=sel["n_frames"], above_threshold=sel["n_candidates"],
+            sel = step_select(cfg, it_dir, rec["q_hat"], rec.get("test_force_rmse"))
+            rec.update(explored=sel["n_frames"], calibration_excluded=sel["n_calibration_excluded"],
+                       threshold_eV_A=sel["threshold_eV_A"],
+                       threshold_rule=sel["threshold_rule"], above_threshold=sel["n_candidates"],
                        selected=sel["n_passed_screening"], to_label=len(sel["accepted"]),
                        rejected=len(sel["rejected"]), rejected_by=count_reasons([c["reason"] for c in sel["rejected"]]))
         elif step == "label":
             lab = step_label(cfg, it_dir, store_root, k, rec["q_hat"])
             rec.update(labeled=lab["n_labeled"] + lab["n_skipped"], failed=lab["n_failed"])
-            if rec["selected"] < cfg.al.stop_below:
+            why = stop_reason(rec["selected"], rec["explored"] - rec.get("calibration_excluded", 0),
+                              cfg.al.stop_below, cfg.al.stop_below_fraction)
+            if why:
                 state["stopped"] = True
-                rec["stop"] = f"{rec['selected']} selected < al.stop_below = {cfg.al.stop_below}"
+                rec["stop"] = why
             if rec["labeled"] == 0 and (state["stopped"] or k + 1 >= cfg.al.max_iterations):
                 state["done"] = True  # nothing new to retrain on: this iteration's ensemble is the result
                 save_state(out, state)
                 break
+        rec.setdefault("wall_s", {})[step] = round(rec.get("wall_s", {}).get(step, 0.0) + time.perf_counter() - t0, 1)
         nxt = STEPS.index(step) + 1
         if nxt == len(STEPS):
             state["iteration"], state["step"] = k + 1, "train"

@@ -46,6 +46,30 @@ def threshold_eV_A(threshold_kcal_mol_A: float) -> float:
     return kcal_per_mol_to_ev(threshold_kcal_mol_A)
 
 
+def selection_threshold(threshold_kcal_mol_A: float, rmse_factor: Optional[float],
+                        test_force_rmse_eV_A: Optional[float]) -> Tuple[float, str]:
+    """The threshold on max ũ (eV/Å) and the rule that gave it: ``rmse_factor`` × the ensemble's mean member test
+    force RMSE when a factor is set (``al=campaign``), else the absolute value (the paper's 3 kcal/mol/Å)."""
+    if rmse_factor is None:
+        return threshold_eV_A(threshold_kcal_mol_A), f"absolute: {threshold_kcal_mol_A:g} kcal/mol/Å"
+    if test_force_rmse_eV_A is None or not np.isfinite(test_force_rmse_eV_A):
+        raise ValueError("al.threshold_rmse_factor needs the ensemble's test force RMSE, which its members lack")
+    return (rmse_factor * test_force_rmse_eV_A,
+            f"relative: {rmse_factor:g} × test force RMSE {test_force_rmse_eV_A:.3f} eV/Å")
+
+
+def stop_reason(selected: int, explored: int, stop_below: int, stop_below_fraction: Optional[float]) -> str:
+    """Why the loop stops after this iteration ('' = go on): fewer frames passed the screening than
+    ``stop_below``, or than ``stop_below_fraction`` of the explored frames when that is set."""
+    if stop_below_fraction is None:
+        return f"{selected} selected < al.stop_below = {stop_below}" if selected < stop_below else ""
+    frac = selected / explored if explored else 0.0
+    if frac < stop_below_fraction:
+        return (f"{selected} of {explored} explored frames selected ({100 * frac:.1f} %) < "
+                f"al.stop_below_fraction = {100 * stop_below_fraction:g} %")
+    return ""
+
+
 def above_threshold(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
                     exclude: Iterable[Tuple[int, int]] = ()) -> List[Candidate]:
     """Every frame with max ũ > threshold (eV/Å), most uncertain first, except the (run, frame) pairs in

@@ -33,11 +33,13 @@ def demo_files(system: str) -> Dict[str, Path]:
 
 
 def pack(store_dir: Path, dest: Path) -> Dict[str, Path]:
-    """Copy a store's split files (gzipped) and manifest into ``dest``."""
+    """Copy a store's split files (gzipped; calibration too when it has any) and manifest into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     out = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "calibration"):
         src = store_dir / f"{split}.extxyz"
+        if split == "calibration" and (not src.exists() or src.stat().st_size == 0):
+            continue
         with open(src, "rb") as fin, gzip.open(dest / f"{split}.extxyz.gz", "wb", compresslevel=9) as fout:
             shutil.copyfileobj(fin, fout)
         out[split] = dest / f"{split}.extxyz.gz"
@@ -46,8 +48,40 @@ def pack(store_dir: Path, dest: Path) -> Dict[str, Path]:
     return out
 
 
-if __name__ == "__main__":  # python -m deepeut.data.demo pack <store dir> <dest>
-    if len(sys.argv) != 4 or sys.argv[1] != "pack":
-        sys.exit("usage: python -m deepeut.data.demo pack <store dir> <dest dir>")
+def unpack(src: Path, store_dir: Path) -> int:
+    """Restore a packed dataset (:func:`pack`) into the store at ``store_dir`` under its original keys, splits,
+    sources and labeler provenance, so that a later labeling run skips these structures; returns how many were
+    added (0 when all were there already)."""
+    import json
+
+    from deepeut.data.store import open_store
+    from deepeut.labeling.importer import read_labeled_extxyz
+
+    store = open_store(store_dir)
+    added = 0
+    try:
+        for path in (Path(src) / f"{split}.extxyz.gz" for split in ("train", "test", "calibration")):
+            if not path.exists():
+                continue
+            for atoms, label in read_labeled_extxyz(path):
+                info = atoms.info
+                label.labeler, label.method = str(info.get("labeler", label.labeler)), str(info.get("method", label.method))
+                label.version = str(info.get("labeler_version", label.version))
+                label.settings = json.loads(info.get("labeler_settings") or "{}")
+                label.recorded_settings_hash = info.get("settings_hash")
+                added += store.add(str(info["key"]), atoms, label, str(info["split"]),
+                                   json.loads(info.get("source") or "{}"))
+        store.export()
+    finally:
+        store.close()
+    return added
+
+
+if __name__ == "__main__":  # python -m deepeut.data.demo pack|unpack <from> <to>
+    if len(sys.argv) != 4 or sys.argv[1] not in ("pack", "unpack"):
+        sys.exit("usage: python -m deepeut.data.demo pack <store dir> <dest dir> | unpack <packed dir> <store dir>")
+    if sys.argv[1] == "unpack":
+        print(f"{unpack(Path(sys.argv[2]), Path(sys.argv[3]))} labeled structures restored into {sys.argv[3]}")
+        sys.exit(0)
     for k, v in pack(Path(sys.argv[2]), Path(sys.argv[3])).items():
         print(f"{k}: {v} ({v.stat().st_size / 1024:.0f} KiB)")

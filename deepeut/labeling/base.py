@@ -41,6 +41,8 @@ class Label:
     stress: Optional[np.ndarray] = None  # eV/Å³, Voigt (6,)
     attempts: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
+    #: the hash recorded by the run that computed the label, kept when a packed dataset is restored
+    recorded_settings_hash: Optional[str] = None
 
     @property
     def net_force(self) -> float:
@@ -54,7 +56,7 @@ class Label:
 
     @property
     def settings_hash(self) -> str:
-        return settings_hash(self.labeler, self.version, self.settings)
+        return self.recorded_settings_hash or settings_hash(self.labeler, self.version, self.settings)
 
 
 def settings_hash(name: str, version: str, settings: Dict[str, Any]) -> str:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The potentials campaign of one system (issue "Potentials that hold"), from scratch or resumed:
+#   1. data:     the committed xTB dataset deepeut/data/campaign/<system>/ is restored into the store; when it is
+#                missing (or FROM_SCRATCH=1) scripts/make_campaign_data.sh makes it (classical liquids + GFN2-xTB);
+#   2. train:    3 × allegro_small on it (train=campaign);
+#   3. al:       the active-learning loop (al=campaign) at scale=tiny from the classical liquids, warm-started
+#                retraining (AL_EPOCHS per member per iteration); the labeled store is packed back into
+#                deepeut/data/campaign/<system>/ after the loop (commit it);
+#   4. validate: stage=validate of the final ensemble (VALIDATE_PS at scale=tiny);
+#   5. pack:     the validated ensemble becomes deepeut/models/<system>/ (PACK=1; commit it).
+# Every step resumes (kill at any point, rerun the same command).     SYSTEM=ura bash scripts/campaign.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+s=${SYSTEM:-ura}
+root=outputs/campaign/$s
+py=.venv/bin/python
+packed=deepeut/data/campaign/$s
+if [ "${FROM_SCRATCH:-0}" = 1 ] || [ ! -f $packed/train.extxyz.gz ]; then
+  SYSTEM=$s bash scripts/make_campaign_data.sh
+else
+  $py -m deepeut.data.demo unpack $packed $root/data
+fi
+# the classical liquids the exploration and validation start from (cached: the data step made them already)
+$py run.py stage=classical system=$s scale=tiny classical.replicas=${TINY_BOXES:-6} \
+  classical.samples_per_temperature=${TINY_SAMPLES:-6} output_dir=$root/classical_tiny
+starts=$(ls -d $root/classical_tiny/replica_*/box.extxyz | paste -sd, -)
+$py run.py stage=train system=$s train=campaign data.store=$root/data output_dir=$root/train
+$py run.py stage=al system=$s scale=tiny al=campaign data.store=$root/data al.initial_ensemble=$root/train \
+  "md.starts=[$starts]" train=campaign train.max_epochs=${AL_EPOCHS:-12} output_dir=$root/al
+$py -m deepeut.data.demo pack $root/data $packed
+final=$($py -c "import json,sys; print(json.load(open('$root/al/al_state.json'))['final_ensemble'])")
+$py run.py stage=validate system=$s scale=tiny ensemble=$final validate.duration_ps=${VALIDATE_PS:-10} \
+  "md.starts=[$starts]" output_dir=$root/validate
+if [ "${PACK:-0}" = 1 ]; then
+  $py -m deepeut.training.embedded pack $final deepeut/models/$s
+fi
