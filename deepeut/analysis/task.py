@@ -39,6 +39,12 @@ def trajectory_paths(cfg: Config, out: Path) -> List[Path]:
     return found
 
 
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings of the same atoms group them identically (label values may differ)."""
+    pairs = np.unique(np.stack([a, b]), axis=1).shape[1]
+    return pairs == len(np.unique(a)) == len(np.unique(b))
+
+
 def sites_for(cfg: Config, traj):
     """Molecule ids, species and Fig. 1 labels by molecule recognition on the first frame."""
     from deepeut.analysis.cache import sites_from
@@ -50,6 +56,12 @@ def sites_for(cfg: Config, traj):
     if not res.ok:
         raise ConfigError(f"analysis: the first frame's molecules are not those of system={cfg.system.name}: "
                           f"{'; '.join(res.problems[:2])}")
+    given = getattr(traj, "molecule", None)
+    if given is not None and not same_partition(np.asarray(given), res.fragment):
+        raise ConfigError(f"analysis: the trajectory's molecule ids (e.g. a dump's mol column) group atoms "
+                          f"differently from the bonds of its first frame for system={cfg.system.name}")
+    log.info("molecules: %s", "the file's molecule ids, which agree with the bonds of the first frame"
+             if given is not None else "recognised from the bonds of the first frame (the file has no molecule ids)")
     species_atom = np.array([res.fragment_species[f] for f in res.fragment])
     amide = next(s.name for s in cfg.system.species if s.role == "solvent")
     species_atom = np.where(species_atom == amide, "amide", species_atom)
@@ -90,7 +102,7 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
 
     a = cfg.analysis
     rdir.mkdir(parents=True, exist_ok=True)
-    traj = open_trajectory(path, a.timestep_fs)
+    traj = open_trajectory(path, a.timestep_fs, velocity_unit=a.dump_velocity_unit, chunk_mb=a.read_chunk_mb)
     sites = sites_for(cfg, traj)
     times = np.asarray(traj.times_ps)
     start_ps = a.start_ps if a.start_ps is not None else float(getattr(traj, "parameters", {}).get("equilibration_ps", 0.0))
@@ -144,11 +156,16 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     out["n_molecules"] = {s: int(len(v)) for s, v in idx.items()}
     out["run_ps"] = float(t[-1] - t[0]) if n_t > 1 else 0.0
     skipped = short_run_skips(cfg, n_t, dt)
+    if not f.attrs.get("has_velocities", True):
+        skipped.update({name: "the trajectory has no velocities (vx vy vz)" for name in VELOCITY_ANALYSES
+                        if name == "block_sem" or getattr(a, name)})
     if skipped:
         out["skipped"] = skipped
-        log.warning("analysis: %d frames (%.3g ps) are too few for: %s", n_t, n_t * dt if n_t > 1 else 0.0,
+        log.warning("analysis of %d frames (%.3g ps): not computed: %s", n_t, n_t * dt if n_t > 1 else 0.0,
                     "; ".join(f"{k} ({v})" for k, v in skipped.items()))
     a = dataclasses.replace(a, **{name: False for name in skipped if name in CORRELATION_ANALYSES})
+    if "diffusion" in skipped:
+        a = dataclasses.replace(a, conductivity=False, vccf=False)
     if "block_sem" in skipped:
         a = dataclasses.replace(a, n_blocks=1)
     if a.com_rdf:
@@ -203,6 +220,8 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
 
 #: analyses that correlate frames in time (they need ``analysis.min_correlation_frames`` frames)
 CORRELATION_ANALYSES = ("diffusion", "conductivity", "lifetimes", "vccf")
+#: analyses that need atom velocities (Green–Kubo D and σ, VCCFs, their block errors)
+VELOCITY_ANALYSES = ("diffusion", "conductivity", "vccf", "block_sem")
 
 
 def short_run_skips(cfg: Config, n_frames: int, dt_ps: float) -> Dict[str, str]:

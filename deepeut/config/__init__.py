@@ -24,6 +24,8 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="deepeut_schema", node=Config)
+    if not OmegaConf.has_resolver("or_default"):  # hydra.run.dir: output_dir when given, else a stamped folder
+        OmegaConf.register_new_resolver("or_default", lambda value, default: value if value else default)
 
 
 def validate(cfg: DictConfig) -> Config:

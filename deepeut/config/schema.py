@@ -450,6 +450,8 @@ class AnalysisConfig:
     #: trajectories (H5MD, LAMMPS dump, extxyz; several = replicas); default: the md stage's replicas beside
     trajectories: List[str] = field(default_factory=list)
     timestep_fs: Optional[float] = None  # MD timestep of LAMMPS dumps / frame spacing of extxyz files
+    dump_velocity_unit: str = "A/ps"  # LAMMPS dump velocities: A/ps (units metal) or A/fs (units real)
+    read_chunk_mb: float = 64.0  # LAMMPS dumps are parsed at most this much text at a time (bounds memory)
     start_ps: Optional[float] = None  # skip this much (default: the run's md.equilibration_ps, else 0)
     stride: int = 1  # use every stride-th frame for the dynamics
     block_frames: int = 256  # frames per streaming block
@@ -480,6 +482,8 @@ class AnalysisConfig:
         _require(0 < self.max_lag_fraction <= 0.5, "analysis.max_lag_fraction", "must be in (0, 0.5]")
         _require(self.stride >= 1 and self.rdf_stride >= 1, "analysis.stride", "must be >= 1")
         _require(self.rdf_r_max_A > 0 and self.rdf_bins > 10, "analysis.rdf_r_max_A", "must be > 0 (and rdf_bins > 10)")
+        _require(self.dump_velocity_unit in ("A/ps", "A/fs"), "analysis.dump_velocity_unit", "one of A/ps, A/fs")
+        _require(self.read_chunk_mb > 0, "analysis.read_chunk_mb", "must be > 0")
 
 
 @dataclass

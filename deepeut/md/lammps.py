@@ -119,46 +119,21 @@ def slurm_script(md: MDConfig, gpus: int = 4, partition: str = "gpu", hours: int
     ])
 
 
-def read_lammps_dump(path: str | Path) -> Dict[str, np.ndarray]:
-    """A ``dump custom`` text file → steps, positions (Å), velocities (Å/ps), ids, mol, elements, cell (Å).
-
-    Rows are ordered by atom id; needs columns id and x y z (vx vy vz, mol and element when present).
-    """
-    text = Path(path).read_text().split("ITEM: TIMESTEP\n")[1:]
-    steps, pos, vel, cells = [], [], [], []
-    cols = ids = mol = elements = None
-    for block in text:
-        lines = block.splitlines()
-        steps.append(int(lines[0]))
-        n = int(lines[2])
-        bounds = np.array([[float(x) for x in lines[4 + k].split()[:2]] for k in range(3)])
-        cells.append(np.diag(bounds[:, 1] - bounds[:, 0]))
-        cols = lines[7].split()[2:]
-        rows = [ln.split() for ln in lines[8:8 + n]]
-        table = np.array(rows, dtype=object)
-        order = np.argsort(table[:, cols.index("id")].astype(int))
-        table = table[order]
-        pos.append(table[:, [cols.index(c) for c in ("x", "y", "z")]].astype(float))
-        if "vx" in cols:
-            vel.append(table[:, [cols.index(c) for c in ("vx", "vy", "vz")]].astype(float))
-        ids = table[:, cols.index("id")].astype(int)
-        mol = table[:, cols.index("mol")].astype(int) if "mol" in cols else None
-        elements = table[:, cols.index("element")].astype(str) if "element" in cols else None
-    return {"steps": np.array(steps), "positions": np.array(pos), "velocities": np.array(vel) if vel else None,
-            "ids": ids, "mol": mol, "elements": elements, "cell": cells[-1] if cells else None}
-
-
 def dump_to_h5md(dump: Path, h5: Path, timestep_fs: float, masses: np.ndarray, numbers: np.ndarray,
-                 molecule: Optional[np.ndarray], labels, params: Dict) -> Path:
-    """Convert a LAMMPS dump to deepeut's H5MD (observables other than time are NaN: they live in log.lammps)."""
+                 molecule: Optional[np.ndarray], labels, params: Dict, block: int = 256) -> Path:
+    """Convert a LAMMPS dump to deepeut's H5MD, streamed ``block`` frames at a time (observables other than time
+    are NaN: they live in log.lammps)."""
     from deepeut.md.h5md import OBSERVABLES, H5MDWriter
+    from deepeut.trajectory.lammps_dump import LammpsDump
 
-    d = read_lammps_dump(dump)
     nan = {k: float("nan") for k in OBSERVABLES}
-    with H5MDWriter(h5, numbers, masses, d["cell"], molecule, labels, params) as w:
-        for i, step in enumerate(d["steps"]):
-            vel = d["velocities"][i] if d["velocities"] is not None else np.zeros_like(d["positions"][i])
-            w.append(int(step), step * timestep_fs / 1000.0, d["positions"][i], vel, nan)
+    with LammpsDump(dump, timestep_fs) as d, H5MDWriter(h5, numbers, masses, d.cell, molecule, labels, params) as w:
+        for s in range(0, d.n_frames, block):
+            sl = slice(s, min(s + block, d.n_frames))
+            pos = d.positions(sl)
+            vel = d.velocities(sl) if d.has_velocities else np.zeros_like(pos)
+            for k, step in enumerate(d.steps[sl]):
+                w.append(int(step), d.times_ps[s + k], pos[k], vel[k], nan)
     return h5
 
 

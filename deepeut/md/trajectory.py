@@ -35,6 +35,10 @@ class ArrayTrajectory:
     def n_atoms(self) -> int:
         return self.pos.shape[1]
 
+    @property
+    def has_velocities(self) -> bool:
+        return self.vel is not None
+
     def _sel(self, arr, frames, atoms):
         if arr is None:
             raise ValueError("this trajectory has no velocities")
@@ -71,30 +75,31 @@ def read_extxyz_trajectory(path: str | Path, timestep_fs: float) -> ArrayTraject
                            vel, frames[0].numbers, frames[0].get_masses(), frames[0].cell.array, mol)
 
 
-def read_dump_trajectory(path: str | Path, timestep_fs: float) -> ArrayTrajectory:
-    """LAMMPS ``dump custom`` with ``element`` (and ``mol``, ``vx vy vz``) columns; step × ``timestep_fs`` = time."""
-    from ase.data import atomic_masses, atomic_numbers
+def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: str = "A/ps", chunk_mb: float = 64.0):
+    """A LAMMPS ``dump custom`` streamed from disk (:class:`deepeut.trajectory.lammps_dump.LammpsDump`);
+    step × ``timestep_fs`` = time; a time field in the file that disagrees with ``timestep_fs`` is refused."""
+    from deepeut.config.schema import ConfigError
+    from deepeut.trajectory.lammps_dump import LammpsDump
 
-    from deepeut.md.lammps import read_lammps_dump
-
-    d = read_lammps_dump(path)
-    if d["elements"] is None:
-        raise ValueError(f"{path}: the dump needs an 'element' column (dump_modify ... element ...)")
-    numbers = np.array([atomic_numbers[e] for e in d["elements"]])
-    mol = d["mol"] - 1 if d["mol"] is not None else None
-    return ArrayTrajectory(d["steps"] * timestep_fs / 1000.0, d["positions"], d["velocities"], numbers,
-                           atomic_masses[numbers], d["cell"], mol)
+    dump = LammpsDump(path, timestep_fs, velocity_unit, chunk_mb)
+    problem = dump.check_time_field()
+    if problem:
+        dump.close()
+        raise ConfigError(f"analysis.timestep_fs: {Path(path).name}: {problem}")
+    return dump
 
 
-def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None):
+def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None, **dump_options):
     """Open ``path`` by its suffix: .h5/.h5md (H5MD), .lammpstrj/.dump (LAMMPS), .extxyz/.xyz, and check it.
 
-    ``timestep_fs``: the MD timestep (LAMMPS: time = step × timestep) or the frame spacing (extxyz).
+    ``timestep_fs``: the MD timestep (LAMMPS: time = step × timestep) or the frame spacing (extxyz);
+    ``dump_options``: ``velocity_unit`` and ``chunk_mb`` of :func:`read_dump_trajectory`.
     A missing, empty, cut or cell-less file raises :class:`~deepeut.md.h5md.TrajectoryUnreadable` naming it; a
     missing ``timestep_fs`` raises ``ConfigError`` naming ``analysis.timestep_fs``.
     """
     from deepeut.config.schema import ConfigError
     from deepeut.md.h5md import H5MDTrajectory, TrajectoryUnreadable
+    from deepeut.trajectory.lammps_dump import DumpError
 
     path = Path(path)
     if not path.is_file():
@@ -111,9 +116,12 @@ def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None):
         raise ConfigError(f"analysis.timestep_fs: {path.name} does not store times; give the MD timestep in fs "
                           "(LAMMPS: time = step × timestep) or the frame spacing (extxyz)")
     try:
-        traj = reader(path) if reader is H5MDTrajectory else reader(path, timestep_fs)
+        traj = reader(path) if reader is H5MDTrajectory else \
+            reader(path, timestep_fs, **dump_options) if reader is read_dump_trajectory else reader(path, timestep_fs)
     except (TrajectoryUnreadable, ConfigError):
         raise
+    except DumpError as exc:
+        raise TrajectoryUnreadable(str(exc)) from None
     except Exception as exc:  # h5py, ASE and the dump parser raise many kinds on a cut or foreign file
         msg = (str(exc).strip().splitlines() or [""])[0][:200]
         raise TrajectoryUnreadable(f"{path}: cannot be read ({type(exc).__name__}: {msg}); is the file complete?") \
