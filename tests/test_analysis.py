@@ -322,3 +322,37 @@ def test_first_minimum_ignores_a_wiggle_on_the_peak_flank():
     g = np.array([0, 0, 0.5, 4, 9, 10, 9, 7.5, 7.5, 7.5, 8.6, 8.8, 8.6, 6, 3, 1.5, 0.8, 0.6, 0.7, 0.9, 1, 1.1, 1, 1])
     r = 0.1 * np.arange(1, len(g) + 1)
     assert first_minimum(r, g) == pytest.approx(r[17], abs=0.11)  # not r[8], the dip on the flank
+
+
+def test_two_term_relaxation_integral_is_recovered_from_a_run_shorter_than_its_slow_time():
+    """A fast librational drop plus a slow reorientation, c(t) = 0.3 e^(−t/0.2) + 0.7 e^(−t/3) measured to 2 ps:
+    τ_R = ∫c dt = 0.3·0.2 + 0.7·3 = 2.16 ps comes back from the data plus a two-term tail."""
+    from deepeut.analysis.lifetimes import lifetime
+
+    t = np.arange(0, 2.0, 0.01)
+    c = 0.3 * np.exp(-t / 0.2) + 0.7 * np.exp(-t / 3.0)
+    assert lifetime(t, c, n_terms=2) == pytest.approx(2.16, rel=0.02)
+
+
+def test_green_kubo_status_says_when_the_running_integral_has_no_plateau():
+    from deepeut.analysis.convergence import plateau_status, statuses
+
+    t = np.arange(300) * 0.01  # a 3 ps lag window
+    reached = {"lag_ps": t.tolist(), "fit_tau_ps": 0.3}
+    assert plateau_status(reached) is None
+    rising = {"lag_ps": t.tolist(), "fit_tau_ps": 3.0}  # τ at the window: the limit is extrapolated
+    assert plateau_status(rising).startswith("plateau not reached: the running Green–Kubo integral relaxes with τ = 3")
+    assert "no plateau" in plateau_status({"lag_ps": t.tolist(), "fit_tau_ps": float("nan")})
+    lag = np.linspace(0, 300, 301)
+    diffusive = {"lag_ps": lag.tolist(), "msd_A2": (6 * 0.1 * lag + 1.0).tolist(), "D_msd_A2_ps": 0.1}
+    res = [{"diffusion": {s: diffusive for s in ("Li", "TFSI", "amide")}, "conductivity": rising}]
+    st = statuses(res, 1000.0, 64, 0.3, None)
+    assert st["sigma_GK"].startswith("plateau not reached") and "sigma_NE" not in st and "t_plus" not in st
+
+
+def test_vccf_shell_is_the_papers_where_it_names_one_else_the_first_minimum():
+    from deepeut.analysis.task import shell_radius
+
+    assert shell_radius("Li-TFSI", 3.78, {"Li-TFSI": 5.2}) == (5.2, "analysis.vccf_shell_A (the paper's shell)")
+    assert shell_radius("TFSI-Li", 3.78, {"Li-TFSI": 5.2})[0] == 5.2
+    assert shell_radius("Li-amide", 3.1, {"Li-TFSI": 5.2}) == (3.1, "first minimum of the CoM g(r)")

@@ -42,3 +42,21 @@ def test_t_factor_for_three_time_blocks():
     assert t_half_width(1.0, 2) == pytest.approx(4.303, abs=1e-3)  # 3 blocks: t, not 1.96
     assert t_half_width(1.0, 1000) == pytest.approx(1.962, abs=1e-3)
     assert np.isnan(t_half_width(1.0, 0))
+
+
+def test_ratio_of_means_and_its_propagated_error_cover_the_true_ratio():
+    """Replica pairs (a, b) with known means 2 and 4 (true ratio 0.5): the ratio of means differs from the mean
+    of ratios on skewed data, and its propagated 95 % interval covers 0.5 in 90–98 % of 400 experiments."""
+    from deepeut.utils.statistics import ratio_of_means, t_half_width
+
+    r, sem = ratio_of_means([1.0, 3.0], [1.0, 3.0])
+    assert r == 1.0 and sem == pytest.approx(0.0, abs=1e-12)  # perfectly correlated: no error in the ratio
+    assert ratio_of_means([1.0, 3.0], [2.0, 2.0])[0] == 1.0 and np.mean([0.5, 1.5]) == 1.0
+    assert ratio_of_means([1.0, 1.0], [1.0, 3.0])[0] == 0.5 != np.mean([1.0, 1 / 3])
+    rng = np.random.default_rng(21)
+    hits = 0
+    for _ in range(400):
+        a, b = rng.normal(2.0, 0.2, 8), rng.normal(4.0, 0.3, 8)
+        r, sem = ratio_of_means(a, b)
+        hits += abs(r - 0.5) <= t_half_width(sem, 7)
+    assert 0.90 <= hits / 400 <= 0.98

@@ -10,6 +10,8 @@ Rules (times in ps; ``run`` is the analysed length after ``analysis.start_ps``):
   (say so, do not hide the number); needed run: ``LIFETIME_RUNS`` × τ.
 * **coordination numbers**: Li⁺ shells are renewed on the Li–amide lifetime, so a run shorter than
   ``LIFETIME_RUNS`` × τ_Li-amide (ours, else the paper's) samples only the shells it started with.
+* **σ_GK**: the exponential fitted to the running Green–Kubo integral must relax within the data: its τ at most
+  1/``PLATEAU_WINDOWS`` of the lag window (else the plateau is not reached and the limit is extrapolated).
 * any transport entry from fewer than ``MIN_IONS`` cations is marked as too few ions.
 """
 
@@ -23,6 +25,20 @@ BETA_TOL = 0.15
 MIN_DISPLACEMENT_A = 10.0  # √MSD in Å
 LIFETIME_RUNS = 3.0
 MIN_IONS = 8
+PLATEAU_WINDOWS = 3.0
+
+
+def plateau_status(cond: Dict) -> Optional[str]:
+    """None when the Green–Kubo running integral reaches its plateau within the lag window, else the reason."""
+    lag = np.asarray(cond.get("lag_ps") or [0.0], float)
+    tau, window = float(cond.get("fit_tau_ps", float("nan"))), float(lag[-1])
+    if not np.isfinite(tau):
+        return "not converged: no plateau could be fitted to the running Green–Kubo integral"
+    if PLATEAU_WINDOWS * tau > window:
+        return (f"plateau not reached: the running Green–Kubo integral relaxes with τ = {tau:.3g} ps, the lag "
+                f"window is {window:.3g} ps (needs ≥ {PLATEAU_WINDOWS:g} τ = {PLATEAU_WINDOWS * tau:.3g} ps, "
+                f"i.e. a run ≳ {PLATEAU_WINDOWS * tau / 0.3:.3g} ps at 30 % correlation depth)")
+    return None
 
 
 def msd_exponent(lag_ps: np.ndarray, msd_A2: np.ndarray) -> float:
@@ -78,6 +94,10 @@ def statuses(results: List[Dict], run_ps: float, n_cations: int, lag_fraction: f
     for k in ("t_plus", "sigma_GK", "sigma_NE", "sigma_ratio"):
         if bad_ions:
             out[k] = f"not converged: {' and '.join(bad_ions)} {'is' if len(bad_ions) == 1 else 'are'} not (see there)"
+    if res.get("conductivity"):
+        plateau = plateau_status(res["conductivity"])
+        for k in ("sigma_GK", "sigma_ratio"):
+            out[k] = "; ".join(x for x in (out.get(k), plateau) if x)
     lt = res.get("lifetimes")
     if lt:
         for key, tau in (("tau_Li_amide", lt.get("tau_Li_amide_ps")), ("tau_R", lt.get("tau_R_ps"))):

@@ -41,7 +41,8 @@ CAPTIONS = {
     "fig_conductivity_running.png": "Running Green–Kubo ionic conductivity σ(t) (Eq. 12; S/m vs ps); a converged σ "
                                     "is a plateau.",
     "fig9_cdf.png": "Combined distribution g(r, φ) of the Li–TFSI centre-of-mass distance r (Å) and the TFSI C–S–S–C "
-                    "torsion |φ| (°) (Fig. 9); 1 = uncorrelated.",
+                    "torsion |φ| (°) (Fig. 9); 1 = uncorrelated; dashed lines: the paper's cis (0–90°), gauche "
+                    "(90–120°) and trans (120–180°) ranges.",
 }
 
 
@@ -102,6 +103,10 @@ def write_figures(results: List[Dict], out: Path, system: str) -> None:
         fig.colorbar(mesh, ax=ax, label="g(r, φ)")
         ax.set_xlabel("Li–TFSI CoM distance r (Å)")
         ax.set_ylabel("TFSI C–S–S–C torsion |φ| (°)")
+        for name, (lo, hi) in cdf.get("ranges_deg", {}).items():  # the paper's cis / gauche / trans ranges
+            if lo > 0:
+                ax.axhline(lo, color="w", lw=0.6, ls="--")
+            ax.text(ax.get_xlim()[1], 0.5 * (lo + hi), f" {name}", va="center", ha="left", fontsize=8)
         ax.set_title(f"{system.upper()}: combined distribution (Fig. 9)", fontsize=10)
         fig.tight_layout()
         fig.savefig(out / "fig9_cdf.png", dpi=120)

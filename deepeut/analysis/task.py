@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -188,6 +188,7 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
         c = tr.conductivity(Columns(vel, ions), f["charge"][:][ions], dt, cfg.system.temperature_K, volume,
                             d["Li"].D_gk, d["TFSI"].D_gk, len(idx["Li"]), max_lag)
         out["conductivity"] = {"sigma_GK_S_m": c.sigma_S_m, "sigma_NE_S_m": c.sigma_ne_S_m, "ratio": c.ratio,
+                               "fit_tau_ps": c.fit_tau_ps,
                                "lag_ps": c.lag_ps.tolist(), "running_S_m": c.running_S_m.tolist()}
     if a.diffusion and a.n_blocks > 1:
         out["block_sem"] = block_estimates(cfg, vel, com, idx, f["charge"][:], dt, volume, n_t)
@@ -200,22 +201,33 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
         p = lt.pair_existence_acf_from_contacts(f["contact_offsets"][:], f["contact_ids"][:], max_lag)
         u = lt.vector_acf(f["co_vector"], max_lag)
         tau_pair = lt.lifetime(lag, p) if np.all(np.isfinite(p)) else float("nan")
-        tau_r = lt.lifetime(lag, u, n_terms=1)
+        tau_r = lt.lifetime(lag, u, n_terms=2)  # librational drop + slow reorientation (two terms)
         out["lifetimes"] = {"tau_Li_amide_ps": tau_pair, "tau_R_ps": tau_r, "ratio": tau_pair / tau_r,
                             "lag_ps": lag.tolist(), "pair_existence": p.tolist(), "co_acf": u.tolist()}
     if a.vccf and a.com_rdf:
         lag_n = min(max(2, int(round(a.vccf_lag_ps / dt))), n_t // 2)
         out["vccf"] = {}
         for name, (ia, ib) in com_pairs(species).items():
-            radius = out["com_rdf"][name]["first_min_A"]
+            radius, source = shell_radius(name, out["com_rdf"][name]["first_min_A"], a.vccf_shell_A)
             if not np.isfinite(radius) or len(ia) == 0 or len(ib) == 0:
                 continue
             same = name.split("-")[0] == name.split("-")[1]
             c = tr.vccf(vel[:, ia], vel[:, ib], com[:, ia], com[:, ib], cell, min(radius, r_max), lag_n, same=same)
-            out["vccf"][name] = {"R_A": radius, "lag_ps": (np.arange(lag_n) * dt).tolist(), "C": c.tolist()}
+            out["vccf"][name] = {"R_A": min(radius, r_max), "R_from": source, "lag_ps": (np.arange(lag_n) * dt).tolist(),
+                                 "C": c.tolist()}
     if a.cdf and len(idx["TFSI"]):
         out["cdf"] = li_tfsi_torsion_cdf(com, f["torsion_CSSC"], idx, cell, r_max, a.rdf_stride)
     return out
+
+
+def shell_radius(pair: str, first_min_A: float, named: Dict[str, float]) -> Tuple[float, str]:
+    """VCCF shell radius R (Å) of a CoM pair and where it comes from: the paper's shell when
+    ``analysis.vccf_shell_A`` names the pair (either order), else the first minimum of the CoM g(r) (Eq. 16)."""
+    a, b = pair.split("-")
+    given = named.get(pair, named.get(f"{b}-{a}"))
+    if given is not None:
+        return float(given), "analysis.vccf_shell_A (the paper's shell)"
+    return float(first_min_A), "first minimum of the CoM g(r)"
 
 
 #: analyses that correlate frames in time (they need ``analysis.min_correlation_frames`` frames)
@@ -288,7 +300,7 @@ def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r:
     expected = len(idx["Li"]) * n_frames * rho * shell[:, None] * phi_frac[None, :]
     g = np.divide(hist, expected, out=np.zeros_like(hist), where=expected > 0)
     return {"r_edges_A": r_edges.tolist(), "phi_edges_deg": phi_edges.tolist(), "g": g.tolist(),
-            "ranges_deg": {"cis": [0, 60], "gauche": [60, 120], "trans": [120, 180]}}
+            "ranges_deg": {"cis": [0, 90], "gauche": [90, 120], "trans": [120, 180]}}  # the paper's (Fig. 9)
 
 
 def paper_numbers(res: Dict) -> Dict[str, float]:
@@ -354,6 +366,7 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
                        "sem_from": sem_from, "n_replicas": len(vals),
                        "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
         out[table] = rows
+    ratio_rows_of_means(out, per_replica)
     yh = [r for r in per_replica if any(k.endswith("_YH") for k in r)]
     if yh:
         for k in (k for k in yh[0] if k.endswith("_YH")):
@@ -364,6 +377,31 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
                             "n_replicas": len(yh), "paper": None, "unit": UNITS["D"]}
     out["III"]["sigma_exp"] = {"ours": None, "paper": cfg.system.conductivity_exp_S_m, "unit": "S/m"}
     return out
+
+
+#: ratios of Tables II–III as (numerator, denominator) of per-replica values
+RATIOS = {"t_plus": (lambda v: v["D_Li"], lambda v: v["D_Li"] + v["D_TFSI"]),
+          "tau_ratio": (lambda v: v["tau_Li_amide"], lambda v: v["tau_R"]),
+          "sigma_ratio": (lambda v: v["sigma_GK"], lambda v: v["sigma_NE"])}
+
+
+def ratio_rows_of_means(tabs: Dict, per_replica: List[Dict[str, float]]) -> None:
+    """With several replicas, t+, τ_Li-amide/τ_R and σ/σ_NE become ratios of the replica means (as the paper
+    reports them) with first-order propagated errors, instead of means of per-replica ratios."""
+    from deepeut.utils.statistics import ratio_of_means, t_half_width
+
+    for rows in tabs.values():
+        for k, row in rows.items():
+            if k not in RATIOS or row.get("n_replicas", 0) < 2:
+                continue
+            num, den = RATIOS[k]
+            try:
+                pairs = [(num(v), den(v)) for v in per_replica]
+            except KeyError:
+                continue
+            r, sem = ratio_of_means([p[0] for p in pairs], [p[1] for p in pairs])
+            row.update(ours=r, sem=sem, ci95=t_half_width(sem, len(pairs) - 1),
+                       sem_from=f"{len(pairs)} replicas, ratio of means")
 
 
 CN_PAIRS = {"cn_Li_O_TFSI": "Li-O_TFSI", "cn_Li_O_amide": "Li-O_amide", "cn_Hamide_O_TFSI": "Hamide-O_TFSI",

@@ -95,6 +95,7 @@ class Conductivity:
     sigma_S_m: float  # Eq. 12, limit of the exponential fit
     sigma_ne_S_m: float  # Eq. 14
     ratio: float  # σ/σ_NE
+    fit_tau_ps: float = float("nan")  # relaxation time of the plateau fit; NaN when the fit failed
 
 
 def conductivity(velocities: np.ndarray, charges: Sequence[float], dt_ps: float, temperature_K: float,
@@ -108,9 +109,9 @@ def conductivity(velocities: np.ndarray, charges: Sequence[float], dt_ps: float,
     lag = np.arange(max_lag) * dt_ps
     pref = _sigma_prefactor(temperature_K, volume_A3)
     running = running_integral(jacf, dt_ps) * pref / 3.0
-    sigma, _ = fit_exponential_plateau(lag, running)
+    sigma, tau = fit_exponential_plateau(lag, running)
     sigma_ne = nernst_einstein(n_ion_pairs, d_cation, d_anion, temperature_K, volume_A3)
-    return Conductivity(lag, jacf, running, sigma, sigma_ne, sigma / sigma_ne)
+    return Conductivity(lag, jacf, running, sigma, sigma_ne, sigma / sigma_ne, tau)
 
 
 def nernst_einstein(n_ion_pairs: int, d_cation: float, d_anion: float, temperature_K: float,

@@ -471,6 +471,9 @@ class AnalysisConfig:
     contact_cutoff_A: float = 3.0  # Li-O(amide) first shell (Eq. 11)
     max_lag_fraction: float = 0.3  # correlation depth (the paper: 30 % of the trajectory)
     vccf_lag_ps: float = 1.0  # VCCF correlation depth
+    #: VCCF shell radius R (Å) per CoM pair where the paper names one (Li–TFSI: its first shell spans 2.6–5.2 Å,
+    #: a double peak whose inner dip is not the shell's end); other pairs: the first minimum of the CoM g(r)
+    vccf_shell_A: Dict[str, float] = field(default_factory=lambda: {"Li-TFSI": 5.2})
     n_blocks: int = 3  # time blocks for standard errors of D and σ within one trajectory (1: off)
     #: time-correlation analyses (D, σ, lifetimes, VCCFs) run only on at least this many frames; a shorter run
     #: gets the static analyses and a list of what was skipped and why

@@ -16,6 +16,7 @@ Coverage is tested on synthetic AR(1) series with a known mean (tests/test_stati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -82,3 +83,17 @@ def mean_and_sem(x: np.ndarray, n_blocks: int = 5) -> tuple:
     """Mean and its standard error of a correlated series (blocking; ``n_blocks`` is kept for callers and unused)."""
     est = blocking_estimate(x)
     return est.mean, est.sem
+
+
+def ratio_of_means(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float]:
+    """r = ā / b̄ over paired independent samples (replicas) and its standard error by first-order propagation
+    with the covariance of the means: sem_r² = (sem_a² + r² sem_b² − 2 r cov(ā, b̄)) / b̄². The paper reports
+    ratios (t+, τ ratio, σ/σ_NE) this way, not as means of per-replica ratios."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = len(a)
+    r = float(a.mean() / b.mean())
+    if n < 2:
+        return r, float("nan")
+    cov = np.cov(a, b, ddof=1) / n  # covariance matrix of the two means
+    var = (cov[0, 0] + r * r * cov[1, 1] - 2 * r * cov[0, 1]) / b.mean() ** 2
+    return r, float(np.sqrt(max(var, 0.0)))
