@@ -356,3 +356,34 @@ def test_vccf_shell_is_the_papers_where_it_names_one_else_the_first_minimum():
     assert shell_radius("Li-TFSI", 3.78, {"Li-TFSI": 5.2}) == (5.2, "analysis.vccf_shell_A (the paper's shell)")
     assert shell_radius("TFSI-Li", 3.78, {"Li-TFSI": 5.2})[0] == 5.2
     assert shell_radius("Li-amide", 3.1, {"Li-TFSI": 5.2}) == (3.1, "first minimum of the CoM g(r)")
+
+
+def test_short_contacts_are_flagged_with_the_validation_limits():
+    from deepeut.analysis.convergence import short_contacts
+
+    r = np.arange(0.005, 6.0, 0.01)
+    close = {"r_A": r.tolist(), "g": np.where(r > 1.30, 1.0, 0.0).tolist()}
+    far = {"r_A": r.tolist(), "g": np.where(r > 1.90, 1.0, 0.0).tolist()}
+    limits = {"Li-O": 1.7, "H-O": 1.4}
+    res = [{"rdf": {"Li-O_amide": far, "Hamide-O_TFSI": far}}, {"rdf": {"Li-O_amide": close, "Li-Li": close}}]
+    out = short_contacts(res, limits)
+    assert len(out) == 1 and out[0].startswith("Li-O_amide contacts down to 1.30 Å, below the 1.7 Å")
+    assert short_contacts(res[:1], limits) == []
+
+
+def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
+    import json
+
+    from deepeut.report.document import Table
+    from deepeut.report.report import tables_sections
+
+    tabs = {"II": {"D_Li": {"ours": 748.0, "ci95": 80.0, "paper": 1.07, "unit": "1e-11 m^2/s", "converged": False,
+                            "status": "not converged: MSD not diffusive"},
+                   "t_plus": {"ours": None, "paper": 0.56, "unit": "", "status": "not computed: needs >= 20 frames"},
+                   "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True}}}
+    (tmp_path / "tables.json").write_text(json.dumps(tabs))
+    blocks = tables_sections(tmp_path)[0].blocks
+    compared, apart = [b for b in blocks if isinstance(b, Table)]
+    assert [row[0] for row in compared.rows] == ["tau_R"] and compared.rows[0][4] == "1.53"
+    assert [row[0] for row in apart.rows] == ["D_Li", "t_plus"] and "paper" not in " ".join(apart.header)
+    assert "MSD not diffusive" in apart.rows[0][-1]

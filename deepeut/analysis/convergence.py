@@ -115,3 +115,30 @@ def statuses(results: List[Dict], run_ps: float, n_cations: int, lag_fraction: f
             for k in ("cn_Li_O_TFSI", "cn_Li_O_amide"):
                 out[k] = text
     return {k: v for k, v in out.items() if v}
+
+
+def short_contacts(results: List[Dict], limits_A: Dict[str, float]) -> List[str]:
+    """Intermolecular contacts closer than the failure limits of ``validate.min_contact_A`` (the same definition as
+    the validation stage), from the atom RDFs of every replica: one text per offending RDF pair, with the closest
+    distance seen (the lower edge of the first non-empty bin, Å)."""
+    out = []
+    for name in sorted({k for r in results for k in r.get("rdf", {})}):
+        a, b = name.split("-", 1)
+        pair = f"{a[0] if a.startswith('H') else a}-{b.split('_')[0]}"  # Hamide-O_TFSI -> H-O, Li-O_amide -> Li-O
+        if pair not in limits_A:
+            continue
+        closest = []
+        for r in results:
+            x = r.get("rdf", {}).get(name)
+            if not x:
+                continue
+            rr, g = np.asarray(x["r_A"], float), np.asarray(x["g"], float)
+            hit = np.nonzero(g > 0)[0]
+            if len(hit):
+                half = 0.5 * (rr[1] - rr[0]) if len(rr) > 1 else 0.0
+                closest.append(float(rr[hit[0]] - half))
+        if closest and min(closest) < limits_A[pair]:
+            out.append(f"{name} contacts down to {min(closest):.2f} Å, below the {limits_A[pair]:g} Å failure limit "
+                       f"for {pair} (validate.min_contact_A): the potential lets atoms approach closer than the "
+                       "reference method allows; structure and dynamics near these contacts are unphysical")
+    return out

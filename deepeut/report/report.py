@@ -65,8 +65,12 @@ def trust_section(cfg: Config, extra: Dict, an_dir: Optional[Path]) -> Section:
         rows = [(k, r) for t in tabs.values() for k, r in t.items() if r.get("ours") is not None]
         bad = [k for k, r in rows if r.get("converged") is False]
         items.append(f"{len(rows) - len(bad)} of {len(rows)} numbers in Tables I–III passed their convergence checks"
-                     + (f"; not converged: {', '.join(bad)} (reasons in the tables: use them as checks of the "
-                        "workflow, not as results)" if bad else "."))
+                     + (f"; not converged: {', '.join(bad)} (listed apart from the comparison with the paper, with "
+                        "their reasons: use them as checks of the workflow, not as results)" if bad else "."))
+        from deepeut.analysis.convergence import short_contacts
+
+        results = [r for p in sorted(an_dir.glob("replica_*/results.json")) if (r := _read(p))]
+        items += [f"**WARNING: {w}.**" for w in short_contacts(results, cfg.validate.min_contact_A)]
     return Section("What this run can and cannot tell you", items)
 
 
@@ -159,17 +163,27 @@ def md_section(md_dir: Path) -> Optional[Section]:
 
 
 def tables_sections(an_dir: Path) -> List[Section]:
+    """Tables I–III: converged numbers beside the paper's; numbers that are not converged (or not computed) apart,
+    without the paper's value, each with its reason."""
     tabs = _read(an_dir / "tables.json")
     if tabs is None:
         return []
     out = []
     for name, rows in tabs.items():
+        ok = {k: r for k, r in rows.items() if r.get("ours") is not None and r.get("converged") is not False}
+        bad = {k: r for k, r in rows.items() if k not in ok and (r.get("status") or r.get("ours") is not None)}
+        ok.update({k: r for k, r in rows.items() if k not in ok and k not in bad})  # reference rows (σ_exp)
         body = [(k, _num(r.get("ours")), _num(r.get("ci95"), ".2g"), r.get("sem_from", ""), _num(r.get("paper"), "g"),
-                 r.get("unit", ""),
-                 "; ".join(r[x] for x in ("note", "status") if r.get(x))) for k, r in rows.items()]
-        out.append(Section(TABLE_TITLES.get(name, name), [Table(["quantity", "ours", "± 95 % CI", "from",
-                                                                  "paper / experiment", "unit", "r_c and status"],
-                                                                 body)]))
+                 r.get("unit", ""), r.get("note", "")) for k, r in ok.items()]
+        blocks = [Table(["quantity", "ours", "± 95 % CI", "from", "paper / experiment", "unit", "r_c and notes"],
+                        body)]
+        if bad:
+            blocks += ["Not converged or not computed: shown without the paper's value (a check of the workflow, "
+                       "not a result):",
+                       Table(["quantity", "ours", "± 95 % CI", "unit", "why"],
+                             [(k, _num(r.get("ours")), _num(r.get("ci95"), ".2g"), r.get("unit", ""),
+                               "; ".join(r[x] for x in ("note", "status") if r.get(x))) for k, r in bad.items()])]
+        out.append(Section(TABLE_TITLES.get(name, name), blocks))
     captions = _read(an_dir / "captions.json") or {}
     figs = [Figure(p, captions.get(p.name, p.stem.replace("_", " "))) for p in sorted(an_dir.glob("*.png"))]
     if figs:

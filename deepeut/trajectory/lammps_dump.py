@@ -95,6 +95,7 @@ class LammpsDump:
         self.steps = np.array([self._step(k) for k in range(self.n_frames)], np.int64)
         self.times_ps = self.steps * timestep_fs / 1000.0
         self.timestep_fs = timestep_fs
+        self._last = None
         first = self._parse(slice(0, 1))
         self._order0 = np.argsort(first[0][:, self._col["id"]])
         self.numbers, self.masses = self._elements()
@@ -150,21 +151,16 @@ class LammpsDump:
         return int(head[1])
 
     # -- parsing -----------------------------------------------------------------------------------------------
-    def _parse(self, frames) -> List[np.ndarray]:
-        """The numeric columns of ``frames`` (a slice or index list), file order within each frame."""
-        idx = list(range(self.n_frames))[frames] if isinstance(frames, slice) else [int(k) for k in frames]
-        out: List[np.ndarray] = []
+    def _frame_list(self, frames) -> List[int]:
+        return list(range(self.n_frames))[frames] if isinstance(frames, slice) else [int(k) for k in frames]
+
+    def _chunks(self, idx: List[int]):
+        """(first position in ``idx``, table of the numeric columns of the next frames, file order), reading at
+        most ``chunk_bytes`` of text per table."""
         skip = self.header["header_lines"]
         batch: List[bytes] = []
-
-        def flush():
-            if batch:
-                table = np.loadtxt(io.BytesIO(b"".join(batch)), usecols=self._usecols, ndmin=2)
-                out.extend(table.reshape(len(batch), self.n_atoms, -1))
-                batch.clear()
-
-        size = 0
-        for k in idx:
+        first, size = 0, 0
+        for pos, k in enumerate(idx):
             self._file.seek(int(self.offsets[k]))
             raw = self._file.read(self._end(k) - int(self.offsets[k]))
             body = raw.split(b"\n", skip)[skip]
@@ -172,11 +168,34 @@ class LammpsDump:
                 raise DumpError(f"{self.path}: frame {k} has fewer atom lines than {self.n_atoms}")
             batch.append(body if body.endswith(b"\n") else body + b"\n")
             size += len(body)
-            if size >= self.chunk_bytes:
-                flush()
-                size = 0
-        flush()
-        return out
+            if size >= self.chunk_bytes or pos == len(idx) - 1:
+                table = np.loadtxt(io.BytesIO(b"".join(batch)), usecols=self._usecols, ndmin=2)
+                yield first, table.reshape(len(batch), self.n_atoms, -1)
+                first, size = pos + 1, 0
+                batch.clear()
+
+    def _parse(self, frames) -> List[np.ndarray]:
+        """The numeric columns of ``frames`` (a slice or index list), file order within each frame."""
+        return [t for _, tables in self._chunks(self._frame_list(frames)) for t in tables]
+
+    def _read(self, frames) -> Dict[str, np.ndarray]:
+        """Positions (Å) and velocities (Å/ps; None without vx vy vz) of ``frames`` in atom-id order, parsed once
+        per request and kept until the next one (the analysis asks for both of the same block)."""
+        key = (frames.start, frames.stop, frames.step) if isinstance(frames, slice) else tuple(frames)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        idx = self._frame_list(frames)
+        pos = np.empty((len(idx), self.n_atoms, 3))
+        vel = np.empty((len(idx), self.n_atoms, 3)) if self.has_velocities else None
+        vcols = [self._col[c] for c in ("vx", "vy", "vz")] if self.has_velocities else None
+        for first, tables in self._chunks(idx):
+            for k, table in enumerate(tables):
+                table = self._ordered(table)
+                pos[first + k] = self._positions_of(table)
+                if vel is not None:
+                    vel[first + k] = table[:, vcols] * self._vel_factor
+        self._last = (key, {"positions": pos, "velocities": vel})
+        return self._last[1]
 
     def _ordered(self, table: np.ndarray) -> np.ndarray:
         ids = table[:, self._col["id"]]
@@ -192,17 +211,14 @@ class LammpsDump:
 
     def positions(self, frames=None, atoms=None) -> np.ndarray:
         """Positions (Å), shape (n_frames, n_atoms, 3), atoms in id order."""
-        tables = self._parse(frames if frames is not None else slice(None))
-        pos = np.array([self._positions_of(self._ordered(t)) for t in tables])
+        pos = self._read(frames if frames is not None else slice(None))["positions"]
         return pos[:, atoms] if atoms is not None else pos
 
     def velocities(self, frames=None, atoms=None) -> np.ndarray:
         """Velocities (Å/ps), shape (n_frames, n_atoms, 3); a dump without ``vx vy vz`` raises DumpError."""
         if not self.has_velocities:
             raise DumpError(f"{self.path}: the dump has no velocity columns (vx vy vz)")
-        tables = self._parse(frames if frames is not None else slice(None))
-        vel = np.array([self._ordered(t)[:, [self._col[c] for c in ("vx", "vy", "vz")]] for t in tables])
-        vel *= self._vel_factor
+        vel = self._read(frames if frames is not None else slice(None))["velocities"]
         return vel[:, atoms] if atoms is not None else vel
 
     # -- per-atom constants ------------------------------------------------------------------------------------
