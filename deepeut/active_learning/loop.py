@@ -92,13 +92,14 @@ def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int) -> None:
 
 
 def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
-    # every frame is committed at once (a run that flies apart keeps all frames before it), and broken molecules
-    # do not stop exploration: the screening rejects such frames with their reason
+    # every frame is committed at once (a run that flies apart keeps all frames before it); broken molecules stop
+    # a run only with al.explore_stop_on_broken (else the screening rejects such frames with their reason)
     every = max(1, int(round(cfg.al.explore_save_every_fs / cfg.md.timestep_fs)))
     md = dataclasses.replace(cfg.md, name="al_explore", temperature_K=cfg.al.explore_temperature_K,
                              duration_ps=cfg.al.explore_ps, save_every_fs=cfg.al.explore_save_every_fs,
                              replicas=cfg.al.explore_runs, seed=cfg.al.seed + 1000 * iteration,
-                             check_molecules_every=0, ensemble_member=0, checkpoint_every_steps=every)
+                             check_molecules_every=1 if cfg.al.explore_stop_on_broken else 0,
+                             on_unstable="stop", ensemble_member=0, checkpoint_every_steps=every)
     build = dataclasses.replace(cfg.build, seed=cfg.build.seed + 100 * iteration)
     return dataclasses.replace(cfg, md=md, build=build, ensemble=str(it_dir / "train"))
 

@@ -362,6 +362,9 @@ class ALConfig:
     explore_ps: float = 50.0  # per run (paper: 50-100 ps)
     explore_temperature_K: float = 400.0
     explore_save_every_fs: float = 50.0  # the paper: every 100 steps of 0.5 fs
+    #: stop an exploration run at the first saved frame with a broken or fused molecule (its frames so far are
+    #: kept): the frames after a break are all rejected by the screening, so running on wastes the run's time
+    explore_stop_on_broken: bool = False
     n_calibration: int = 20  # exploration frames labeled for the conformal calibration
     retrain: str = "scratch"  # scratch | warm (members start from the previous iteration's weights)
     max_selected: Optional[int] = None  # cap on frames labeled per iteration
