@@ -210,6 +210,6 @@ def test_campaign_config_composes_with_its_rules():
 
     cfg = load_config("al=campaign")
     assert cfg.al.threshold_rmse_factor == 3.0 and cfg.al.stop_below_fraction == 0.05
-    assert cfg.al.retrain == "warm" and cfg.al.explore_temperature_K == 400.0
+    assert cfg.al.retrain == "warm" and cfg.al.explore_temperature_K == 400.0 and cfg.al.explore_stop_on_broken
     with pytest.raises(ConfigError, match="al.stop_below_fraction"):
         load_config("al=campaign", "al.stop_below_fraction=5")
