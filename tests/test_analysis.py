@@ -387,3 +387,17 @@ def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
     assert [row[0] for row in compared.rows] == ["tau_R"] and compared.rows[0][4] == "1.53"
     assert [row[0] for row in apart.rows] == ["D_Li", "t_plus"] and "paper" not in " ".join(apart.header)
     assert "MSD not diffusive" in apart.rows[0][-1]
+
+
+def test_msd_fit_window_starts_where_the_motion_becomes_diffusive():
+    """Ballistic (t²) up to 1 ps, then diffusive (6 D t, D = 0.1 Å²/ps): the window starts after the crossover,
+    D_MSD is exact there, and a sub-diffusive curve falls back to the paper's second half with its β."""
+    from deepeut.analysis.transport import linear_slope, msd_fit_window
+
+    t = np.linspace(0, 20, 401)
+    m = np.where(t < 1.0, 0.6 * t**2, 0.6 * t - 0.3)  # continuous value and slope at t = 1 ps
+    i, beta = msd_fit_window(t, m)
+    assert 1.0 <= t[i] <= 5.0 and abs(beta - 1) <= 0.15
+    assert linear_slope(t[i:], m[i:]) / 6 == pytest.approx(0.1, rel=1e-9)
+    i, beta = msd_fit_window(t, t**0.5)
+    assert i == 200 and beta == pytest.approx(0.5, abs=1e-6)

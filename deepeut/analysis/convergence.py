@@ -2,8 +2,9 @@
 
 Rules (times in ps; ``run`` is the analysed length after ``analysis.start_ps``):
 
-* **D, t+, σ** (Green–Kubo and Einstein): the centre-of-mass MSD must be diffusive over the fit window, its
-  log-log slope β = d ln MSD / d ln t within ``BETA_TOL`` of 1, and the molecules must have moved
+* **D, t+, σ** (Green–Kubo and Einstein): the centre-of-mass MSD must be diffusive over the fit window (chosen
+  from the data: deepeut.analysis.transport.msd_fit_window), its log-log slope β = d ln MSD / d ln t within
+  ``BETA_TOL`` of 1, and the molecules must have moved
   ``MIN_DISPLACEMENT_A`` on average (an ion must leave its cage several times). Needed run: the lag at which the
   MSD reaches that displacement, divided by the correlation depth fraction (30 %).
 * **τ_Li-amide, τ_R**: fitted lifetimes are extrapolated when the run is shorter than ``LIFETIME_RUNS`` × τ
@@ -56,7 +57,7 @@ def diffusion_status(dif: Dict, run_ps: float, lag_fraction: float) -> Optional[
     lag, m = np.asarray(dif.get("lag_ps", [])), np.asarray(dif.get("msd_A2") or [], float)
     if len(m) < 4:
         return f"not converged: no MSD over a {run_ps:.3g} ps run"
-    beta = msd_exponent(lag, m)
+    beta = dif["msd_beta"] if dif.get("msd_beta") is not None else msd_exponent(lag, m)  # over the fit window
     reasons = []
     if not np.isfinite(beta) or abs(beta - 1) > BETA_TOL:
         reasons.append(f"MSD not diffusive (β = {beta:.2f}, needs 1 ± {BETA_TOL:g})")

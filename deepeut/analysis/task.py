@@ -179,6 +179,7 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
             res = tr.diffusion(Columns(vel, ids), dt, Columns(com, ids), max_lag)
             d[s] = res
             out.setdefault("diffusion", {})[s] = {"D_gk_A2_ps": res.D_gk, "D_msd_A2_ps": res.D_msd,
+                                                   "msd_fit_from_ps": res.msd_fit_from_ps, "msd_beta": res.msd_beta,
                                                    **res.in_paper_units(), "lag_ps": res.lag_ps.tolist(),
                                                    "vacf_normalised": res.vacf_normalised.tolist(),
                                                    "msd_A2": res.msd_A2.tolist()}

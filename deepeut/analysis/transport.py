@@ -36,6 +36,8 @@ class Diffusion:
     msd_A2: Optional[np.ndarray]
     D_gk: float
     D_msd: float
+    msd_fit_from_ps: float = float("nan")  # start of the MSD fit window (it ends at the correlation depth)
+    msd_beta: float = float("nan")  # log-log slope of the MSD over that window (1 when diffusive)
 
     def in_paper_units(self) -> Dict[str, float]:
         return {"D_gk_1e-11_m2_s": self.D_gk * A2_PS_IN_1E_11_M2_S, "D_msd_1e-11_m2_s": self.D_msd * A2_PS_IN_1E_11_M2_S}
@@ -50,12 +52,35 @@ def diffusion(velocities: np.ndarray, dt_ps: float, positions: Optional[np.ndarr
     vacf = autocorrelation(velocities, max_lag)
     gk = running_integral(vacf, dt_ps) / 3.0
     d_gk, _ = fit_exponential_plateau(lag, gk)
-    d_msd, m = float("nan"), None
+    d_msd, m, start, beta = float("nan"), None, 0, float("nan")
     if positions is not None:
         m = msd(positions, max_lag)
-        half = slice(max_lag // 2, max_lag)  # the paper: linear fit to the second half
-        d_msd = linear_slope(lag[half], m[half]) / 6.0
-    return Diffusion(lag, vacf, vacf / vacf[0], gk, m, d_gk, d_msd)
+        start, beta = msd_fit_window(lag, m)
+        d_msd = linear_slope(lag[start:], m[start:]) / 6.0
+    return Diffusion(lag, vacf, vacf / vacf[0], gk, m, d_gk, d_msd, float(lag[start]), beta)
+
+
+def loglog_slope(t: np.ndarray, y: np.ndarray) -> float:
+    """Slope of ln y vs ln t over the points with t, y > 0 (NaN with fewer than 2)."""
+    ok = (t > 0) & (y > 0)
+    return float(np.polyfit(np.log(t[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+
+
+def msd_fit_window(lag: np.ndarray, msd_A2: np.ndarray, beta_tol: float = 0.15,
+                   min_fraction: float = 0.25) -> tuple:
+    """(first index, β) of the Einstein fit window, chosen from the data: the earliest start (from 10 % of the
+    correlation depth on, keeping at least ``min_fraction`` of it) from which the MSD's log-log slope β to the end
+    is within ``beta_tol`` of 1 (the diffusive regime, after the ballistic and caged parts); when no start
+    qualifies, the paper's second half, whose β then says why D_MSD is not converged."""
+    n = len(lag)
+    if n < 4:
+        return 0, float("nan")
+    last = max(1, int(n * (1 - min_fraction)))
+    for i in range(max(1, n // 10), last + 1, max(1, n // 40)):
+        beta = loglog_slope(lag[i:], msd_A2[i:])
+        if abs(beta - 1) <= beta_tol:
+            return i, beta
+    return n // 2, loglog_slope(lag[n // 2:], msd_A2[n // 2:])
 
 
 #: Yeh–Hummer constant for a cubic periodic box

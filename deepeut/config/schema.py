@@ -454,7 +454,7 @@ class AnalysisConfig:
     trajectories: List[str] = field(default_factory=list)
     timestep_fs: Optional[float] = None  # MD timestep of LAMMPS dumps / frame spacing of extxyz files
     dump_velocity_unit: str = "A/ps"  # LAMMPS dump velocities: A/ps (units metal) or A/fs (units real)
-    read_chunk_mb: float = 64.0  # LAMMPS dumps are parsed at most this much text at a time (bounds memory)
+    read_chunk_mb: float = 32.0  # LAMMPS dumps are parsed at most this much text at a time (bounds memory)
     start_ps: Optional[float] = None  # skip this much (default: the run's md.equilibration_ps, else 0)
     stride: int = 1  # use every stride-th frame for the dynamics
     block_frames: int = 256  # frames per streaming block

@@ -75,7 +75,7 @@ def read_extxyz_trajectory(path: str | Path, timestep_fs: float) -> ArrayTraject
                            vel, frames[0].numbers, frames[0].get_masses(), frames[0].cell.array, mol)
 
 
-def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: str = "A/ps", chunk_mb: float = 64.0):
+def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: str = "A/ps", chunk_mb: float = 32.0):
     """A LAMMPS ``dump custom`` streamed from disk (:class:`deepeut.trajectory.lammps_dump.LammpsDump`);
     step × ``timestep_fs`` = time; a time field in the file that disagrees with ``timestep_fs`` is refused."""
     from deepeut.config.schema import ConfigError
