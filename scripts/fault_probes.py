@@ -98,12 +98,48 @@ def probe_bad(args: List[str], needle: str) -> Callable[[Path], Tuple[str, str, 
     return run
 
 
+def probe_ok(args: List[str], needle: str) -> Callable[[Path], Tuple[str, str, bool]]:
+    def run(work: Path) -> Tuple[str, str, bool]:
+        rc, text = finish(cli(args, work))
+        return f"runs, saying '{needle}'", clean(rc, text), rc == 0 and needle in text and "Traceback" not in text
+    return run
+
+
 def prepare_bad_inputs(work: Path) -> None:
     from ase.build import molecule
     from ase.io import write
 
     write(work / "nocell.extxyz", molecule("H2O"))
     (work / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature and nothing else
+    write_dumps(work)
+
+
+def write_dumps(work: Path) -> None:
+    """A 40-frame LAMMPS dump of the tiny URA box (molecules moved rigidly, no velocities), one without its element
+    column, one cut in its second frame, and one whose own time field says 0.5 fs per step."""
+    import numpy as np
+
+    from deepeut.config import compose, validate
+    from deepeut.systems.box import build_box
+
+    cfg = validate(compose(["system=ura"]))
+    box = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build)
+    mol, el, L = box.topology.molecule, box.atoms.get_chemical_symbols(), np.diag(box.atoms.cell.array)
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(scale=0.2, size=(40, mol.max() + 1, 3)), axis=0)
+    walk -= walk[0]
+    frames = []
+    for t in range(40):
+        x = box.atoms.positions + walk[t][mol]
+        rows = "".join(f"{j + 1} {mol[j] + 1} {el[j]} {x[j, 0]:.5f} {x[j, 1]:.5f} {x[j, 2]:.5f}\n"
+                       for j in range(len(x)))
+        frames.append(f"ITEM: TIMESTEP\n{t * 20}\nITEM: TIME\n{t * 20 * 0.5}\nITEM: NUMBER OF ATOMS\n{len(x)}\n"
+                      "ITEM: BOX BOUNDS pp pp pp\n" + "".join(f"0 {v}\n" for v in L)
+                      + "ITEM: ATOMS id mol element xu yu zu\n" + rows)
+    text = "".join(frames)
+    (work / "good.lammpstrj").write_text(text)
+    (work / "noelement.lammpstrj").write_text(text.replace(" element ", " type "))
+    (work / "cut.lammpstrj").write_text(text[: len(frames[0]) + 300])
 
 
 PROBES = {
@@ -118,6 +154,21 @@ PROBES = {
     "ensemble_of_other_system": probe_bad(["stage=md", "system=nma", f"ensemble={ROOT / 'deepeut/models/ura'}"],
                                           "trained for system=ura"),
     "config_typo": probe_bad(["md.temprature_K=300"], "Did you mean 'temperature_K'"),
+    "member_out_of_range": probe_bad(["stage=md", "ensemble=embedded", "md.ensemble_member=7"], "md.ensemble_member"),
+    "dump_without_timestep": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]"],
+                                       "analysis.timestep_fs"),
+    "dump_wrong_timestep": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
+                                      "analysis.timestep_fs=10"], "not analysis.timestep_fs = 10 fs"),
+    "dump_without_element": probe_bad(["stage=analysis", "analysis.trajectories=[noelement.lammpstrj]",
+                                       "analysis.timestep_fs=0.5"], "needs an 'element' column"),
+    "dump_cut_in_last_frame": probe_ok(["stage=analysis", "analysis.trajectories=[cut.lammpstrj]",
+                                        "analysis.timestep_fs=0.5"], "last frame is cut"),
+    "dump_wrong_system": probe_bad(["stage=analysis", "system=act", "analysis.trajectories=[good.lammpstrj]",
+                                    "analysis.timestep_fs=0.5"], "not those of system=act"),
+    "analysis_start_beyond_run": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
+                                            "analysis.timestep_fs=0.5", "analysis.start_ps=5"], "analysis.start_ps"),
+    "dump_without_velocities": probe_ok(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
+                                         "analysis.timestep_fs=0.5", "analysis.stride=100"], "not computed"),
 }
 
 
@@ -136,7 +187,7 @@ def main() -> int:
             continue
         work = args.work / name
         work.mkdir()
-        for f in ("nocell.extxyz", "cut.h5"):
+        for f in ("nocell.extxyz", "cut.h5", "good.lammpstrj", "noelement.lammpstrj", "cut.lammpstrj"):
             shutil.copy(args.work / f, work / f)
         t0 = time.time()
         expected, observed, ok = probe(work)

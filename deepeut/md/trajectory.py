@@ -7,11 +7,14 @@ an :class:`~deepeut.md.h5md.H5MDTrajectory` (streamed from disk) or an :class:`A
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,6 +89,9 @@ def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: st
     if problem:
         dump.close()
         raise ConfigError(f"analysis.timestep_fs: {Path(path).name}: {problem}")
+    if dump.cut_frames:
+        log.warning("%s: its last frame is cut (a run killed while writing?) and is left out; %d whole frames remain",
+                    path, dump.n_frames)
     return dump
 
 
