@@ -69,8 +69,8 @@ def committee_cost(args, atoms) -> None:
     import torch
     import torch_sim as ts
 
-    from deepeut.config import compose, validate
-    from deepeut.md.torchsim_engine import _calculator
+    from deepeut.md.engines import Potential
+    from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.potential import Ensemble
 
     def timed(call) -> float:
@@ -90,9 +90,7 @@ def committee_cost(args, atoms) -> None:
             a.rattle(1e-4, seed=k)
             a.get_forces()
 
-        cfg = validate(compose([f"ensemble={args.ensemble}", f"device={args.device}",
-                                f"md.ensemble_member={'null' if member is None else member}"]))
-        model = _calculator(cfg, Path(args.ensemble))
+        model = torchsim_model(Potential(Path(args.ensemble), member, args.device))
         state = ts.io.atoms_to_state([atoms], device=torch.device(args.device), dtype=torch.float64)
         rows.append((name, timed(ase_call), timed(lambda k=0: model(state))))
     print(f"energy + forces, {len(atoms)} atoms, {args.device}: ms per call (ASE calculator | torch-sim model)")

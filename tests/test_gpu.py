@@ -12,15 +12,15 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_torchsim_committee_on_cuda_equals_the_cpu_committee():
     import torch_sim as ts
 
-    from conftest import built_box, load_config
-    from deepeut.md.torchsim_engine import _calculator
+    from conftest import built_box
+    from deepeut.md.engines import Potential
+    from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.embedded import MODELS_DIR
 
     atoms = built_box("ura")[1].atoms
     out = {}
     for device in ("cpu", "cuda"):
-        cfg = load_config("stage=md", "ensemble=embedded", "md.ensemble_member=null", f"device={device}")
-        model = _calculator(cfg, MODELS_DIR / "ura")
+        model = torchsim_model(Potential(MODELS_DIR / "ura", None, device))
         state = ts.io.atoms_to_state([atoms], device=torch.device(device), dtype=torch.float64)
         out[device] = model(state)["forces"].detach().cpu().numpy()
     np.testing.assert_allclose(out["cuda"], out["cpu"], atol=1e-3)

@@ -314,7 +314,7 @@ def test_batched_chain_thermostats_each_replica_separately():
     """Two replicas at very different temperatures each relax to the target under their own chain."""
     import torch
 
-    from deepeut.md.torchsim_engine import BatchedNoseHooverChain
+    from deepeut.md.engines.torchsim import BatchedNoseHooverChain
 
     rng = np.random.default_rng(0)
     n, kT, dt = 200, 0.03, 0.1
@@ -396,13 +396,13 @@ def test_torchsim_committee_mean_equals_the_ase_committee_forces():
     import torch_sim as ts
 
     from conftest import built_box
-    from deepeut.md.torchsim_engine import _calculator
+    from deepeut.md.engines import Potential
+    from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.embedded import MODELS_DIR
     from deepeut.training.potential import Ensemble
 
-    cfg = load_config("stage=md", "ensemble=embedded", "md.ensemble_member=null")
     atoms = built_box("ura")[1].atoms.copy()
-    committee = _calculator(cfg, MODELS_DIR / "ura")
+    committee = torchsim_model(Potential(MODELS_DIR / "ura", None))
     out = committee(ts.io.atoms_to_state([atoms], device=torch.device("cpu"), dtype=torch.float64))
     atoms.calc = Ensemble.load(MODELS_DIR / "ura").calculator(member=None)
     np.testing.assert_allclose(out["forces"].detach().numpy(), atoms.get_forces(), atol=2e-4)
@@ -451,3 +451,26 @@ def test_ns_per_day_of_a_continued_run_counts_every_segment(tmp_path):
     extra = load_checkpoint(tmp_path / "checkpoint.pkl")["extra"]
     assert summary["segments"] == 2 and extra["steps"] == 40  # both segments' steps, not only the last 20
     assert summary["ns_per_day"] == pytest.approx(40 * 5e-6 / (extra["wall_s"] / 86400), rel=0.2)
+
+
+def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_the_run(tmp_path):
+    """The committee drives: every frame stores the largest and mean per-atom force uncertainty (Eq. 6); md.json
+    names the driver; raising md.duration_ps continues from the checkpoint, keeping the frames already written."""
+    import json
+
+    from conftest import load_config
+    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.md.task import md
+
+    common = ["stage=md", "ensemble=embedded", "md.ensemble_member=null", "md.save_every_fs=2.5",
+              "md.check_molecules_every=0", "md.checkpoint_every_steps=5", "logger=none"]
+    md(load_config(*common, "md.duration_ps=0.01"), tmp_path)
+    with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
+        first = tr.positions()
+        u_max, u_mean = tr.observable("max_force_uncertainty"), tr.observable("mean_force_uncertainty")
+    assert first.shape[0] == 5 and np.all(u_max > 0) and np.all(u_mean < u_max)
+    assert json.loads((tmp_path / "md.json").read_text())["driver"] == "committee mean"
+    md(load_config(*common, "md.duration_ps=0.02"), tmp_path)
+    with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
+        assert tr.n_frames == 9 and tr.parameters["driver"] == "committee mean"
+        np.testing.assert_array_equal(tr.positions(slice(0, 5)), first)

@@ -6,7 +6,8 @@ Layout (``out`` = the stage folder)::
     data/                   the dataset store (initial data imported once, then calibration and selected labels)
     iter_<k>/train/         the ensemble of iteration k (stage=train layout; iteration 0 trains on the initial data,
                             or is a link to al.initial_ensemble)
-    iter_<k>/explore/       exploration MD (stage=md layout, al.explore_* settings; exploded runs keep their frames)
+    iter_<k>/explore/       exploration MD (stage=md layout, al.explore_* settings; a run that fails a safety check
+                            keeps its frames up to the failure: md.on_unstable=truncate)
     iter_<k>/uncertainty.npz  per exploration frame: run, frame, max u and per-atom u (eV/Å)
     iter_<k>/calibration.json q̂, level, α, coverage on the store's test frames, scores
     iter_<k>/fig2_calibration.png  per-structure force RMSE vs max u and vs max ũ (Fig. 2)
@@ -99,30 +100,17 @@ def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
                              duration_ps=cfg.al.explore_ps, save_every_fs=cfg.al.explore_save_every_fs,
                              replicas=cfg.al.explore_runs, seed=cfg.al.seed + 1000 * iteration,
                              check_molecules_every=1 if cfg.al.explore_stop_on_broken else 0,
-                             on_unstable="stop", ensemble_member=0, checkpoint_every_steps=every)
+                             on_unstable="truncate", ensemble_member=0, checkpoint_every_steps=every)
     build = dataclasses.replace(cfg.build, seed=cfg.build.seed + 100 * iteration)
     return dataclasses.replace(cfg, md=md, build=build, ensemble=str(it_dir / "train"))
 
 
 def step_explore(cfg: Config, it_dir: Path, iteration: int) -> None:
-    """Exploration MD; a run that flies apart keeps its committed frames (they are the interesting ones)."""
-    from deepeut.md.runner import run_replica
-    from deepeut.md.safety import SimulationExploded
-    from deepeut.md.task import md_calculator, start_structure
+    """Exploration MD through the MD stage (deepeut.md.task.md: ``md.engine``, member 0 of this iteration's
+    ensemble); a run that fails a safety check keeps its frames up to the failure (md.on_unstable=truncate)."""
+    from deepeut.md.task import md
 
-    ecfg = explore_config(cfg, it_dir, iteration)
-    calc = md_calculator(ecfg, it_dir / "explore")
-    for r in range(ecfg.md.replicas):
-        rdir = it_dir / "explore" / f"replica_{r}"
-        if (rdir / "md.json").exists() or (rdir / "exploded.json").exists():
-            continue
-        setup = start_structure(ecfg, r, rdir)
-        setup.calculator = calc
-        try:
-            run_replica(setup, ecfg.md, rdir)
-        except SimulationExploded as exc:
-            log.info("exploration run %d stopped early (%s); its frames so far are kept", r, exc)
-            write_json_atomic(rdir / "exploded.json", {"reason": str(exc)})
+    md(explore_config(cfg, it_dir, iteration), it_dir / "explore")
 
 
 def exploration_frames(it_dir: Path):
@@ -144,7 +132,7 @@ def step_uncertainty(cfg: Config, it_dir: Path) -> None:
     frames = exploration_frames(it_dir)
     if not frames:
         raise ActiveLearningError(f"{it_dir / 'explore'}: the exploration runs produced no frames (all flew apart "
-                                  "at once; see their exploded.json)")
+                                  "at once; see stopped_early in their md.json)")
     ens = Ensemble.load(it_dir / "train", device=cfg.device)
     pred = ens.predict([a for _, _, a in frames], progress=True)
     u = pred.uncertainty()

@@ -8,7 +8,7 @@ turns the composed config into these objects. Units are in the field names (``_K
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from deepeut.data.store import DatasetStore
 from deepeut.labeling.base import FailureBudgetExceeded, Labeler, LabelingError, structure_hash

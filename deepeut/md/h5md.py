@@ -29,7 +29,9 @@ import numpy as np
 
 #: observables written every saved frame, with units
 OBSERVABLES = {"potential_energy": "eV", "kinetic_energy": "eV", "total_energy": "eV", "conserved_energy": "eV",
-               "temperature": "K", "max_force": "eV Å-1"}
+               "temperature": "K", "max_force": "eV Å-1",
+               # the committee's per-atom force uncertainty (Eq. 6) over the frame's atoms; NaN when one member drives
+               "max_force_uncertainty": "eV Å-1", "mean_force_uncertainty": "eV Å-1"}
 
 
 def ase_velocity_to_A_ps() -> float:
@@ -86,6 +88,7 @@ class H5MDWriter:
         self._buffer: list = []  # frames not yet written (flushed every BUFFER_FRAMES and on commit)
         if resume_frames is not None and self.path.exists():
             self.f = _reopen_for_append(self.path)
+            self._add_missing_observables()
             self._truncate(resume_frames)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +129,18 @@ class H5MDWriter:
         f.flush()
 
     # ------------------------------------------------------------------ writing
+    def _add_missing_observables(self) -> None:
+        """A file from an older deepeut lacks newer observables: they are added, NaN for the frames it has."""
+        obs = self.f["observables"]
+        ref = self.f["particles/all/position"]
+        for name, unit in OBSERVABLES.items():
+            if name not in obs:
+                g = _time_series(obs, name, (), "f8", unit, (1024,))
+                n = ref["step"].shape[0]
+                for key in ("step", "time", "value"):
+                    g[key].resize(n, axis=0)
+                g["step"][:], g["time"][:], g["value"][:] = ref["step"][:], ref["time"][:], np.nan
+
     def _series(self):
         yield self.f["particles/all/position"]
         yield self.f["particles/all/velocity"]

@@ -15,17 +15,14 @@ dump to ``trajectory.h5`` afterwards. The compiled model comes from
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from deepeut.config.schema import Config, MDConfig
-from deepeut.utils.io import write_json_atomic, write_text_atomic
+from deepeut.config.schema import MDConfig
+from deepeut.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -135,50 +132,6 @@ def dump_to_h5md(dump: Path, h5: Path, timestep_fs: float, masses: np.ndarray, n
             for k, step in enumerate(d.steps[sl]):
                 w.append(int(step), d.times_ps[s + k], pos[k], vel[k], nan)
     return h5
-
-
-def compiled_model(cfg: Config, out: Path) -> Path:
-    from deepeut.training.compile import compiled_path
-    from deepeut.training.potential import manifest_path, resolve_ensemble
-
-    mpath = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system))
-    member = json.loads(mpath.read_text())["members"][cfg.md.ensemble_member or 0]
-    return compiled_path(mpath.parent / member["dir"], "pair_allegro")
-
-
-def run_lammps_stage(cfg: Config, out: Path) -> Dict:
-    """Write (and, when ``md.lammps_command`` exists, run) one LAMMPS job per replica."""
-    from deepeut.md.task import start_structure
-    from deepeut.systems.species import system_elements
-
-    type_names = system_elements(cfg.system.species)
-    model = compiled_model(cfg, out)
-    lmp = shutil.which(cfg.md.lammps_command)
-    written = []
-    for r in range(cfg.md.replicas):
-        rdir = out / f"replica_{r}"
-        setup = start_structure(cfg, r, rdir)
-        write_data(rdir / "system.data", setup.atoms, setup.molecule, type_names)
-        script = input_script(cfg.md, type_names, pair_allegro_lines(str(model.resolve()), type_names),
-                              setup.seed, new_velocities=not setup.use_start_velocities)
-        write_text_atomic(rdir / "in.lammps", script)
-        write_text_atomic(rdir / "run.slurm", slurm_script(cfg.md))
-        written.append(str(rdir))
-        if lmp is None:
-            continue
-        if not model.exists():
-            raise FileNotFoundError(f"{model}: compile the model first: python -m deepeut.training.compile "
-                                    f"{model.parent.parent} --target pair_allegro --device {cfg.device}")
-        subprocess.run([lmp, "-in", "in.lammps"], cwd=rdir, check=True)
-        dump_to_h5md(rdir / DUMP, rdir / "trajectory.h5", cfg.md.timestep_fs, setup.atoms.get_masses(),
-                     setup.atoms.numbers, setup.molecule, setup.labels, {"engine": "lammps"})
-    if lmp is None:
-        log.info("no '%s' on PATH: LAMMPS inputs written to %s; run them with sbatch run.slurm (after compiling "
-                 "the model: python -m deepeut.training.compile <ensemble> --target pair_allegro)",
-                 cfg.md.lammps_command, ", ".join(written))
-    write_json_atomic(out / "md.json", {"engine": "lammps", "replicas": written, "ran": lmp is not None,
-                                        "model": str(model)})
-    return {"md": str(out / "md.json"), "ran": lmp is not None}
 
 
 def python_lammps(*cmdargs: str):

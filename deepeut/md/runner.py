@@ -65,12 +65,22 @@ def energy_drift_kcal_mol_atom_ns(time_ps: np.ndarray, energy_eV: np.ndarray, n_
 
 
 def frame_observables(atoms, dyn) -> Dict[str, float]:
-    """Potential, kinetic, total and conserved energy (eV), temperature (K), largest force (eV/Å)."""
+    """Potential, kinetic, total and conserved energy (eV), temperature (K), largest force (eV/Å) and, when the
+    committee drives, its largest and mean per-atom force uncertainty (eV/Å)."""
     epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
     conserved = dyn.get_conserved_energy() if hasattr(dyn, "get_conserved_energy") else float("nan")
     return {"potential_energy": epot, "kinetic_energy": ekin, "total_energy": epot + ekin,
             "conserved_energy": conserved, "temperature": atoms.get_temperature(),
-            "max_force": float(np.linalg.norm(atoms.get_forces(), axis=1).max())}
+            "max_force": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+            **uncertainty_observables(atoms.calc.results.get("force_uncertainty"))}
+
+
+def uncertainty_observables(u) -> Dict[str, float]:
+    """Largest and mean per-atom committee force uncertainty (Eq. 6, eV/Å) of a frame; NaN without a committee."""
+    if u is None:
+        return {"max_force_uncertainty": float("nan"), "mean_force_uncertainty": float("nan")}
+    u = np.asarray(u, float)
+    return {"max_force_uncertainty": float(u.max()), "mean_force_uncertainty": float(u.mean())}
 
 
 def summarise(traj_path: Path, md: MDConfig, wall_s: float, steps_run: int) -> Dict:
@@ -90,8 +100,10 @@ def summarise(traj_path: Path, md: MDConfig, wall_s: float, steps_run: int) -> D
             "units": {"temperature": "K", "energy_drift": "kcal/mol/atom/ns", "time": "ps"}}
 
 
-def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool = True) -> Dict:
-    """Run (or continue) one NVT replica into ``workdir``; raises :class:`SimulationExploded` on bad states."""
+def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool = True,
+                params: Optional[Dict] = None) -> Dict:
+    """Run (or continue) one NVT replica into ``workdir``; raises :class:`SimulationExploded` on bad states.
+    ``params``: the H5MD run parameters (deepeut.md.engines.h5md_parameters; default: those of an unnamed driver)."""
     from ase.io import write
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -103,9 +115,10 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
         init_velocities(atoms, md.temperature_K, setup.seed)  # before the integrator copies the momenta
     dyn = make_dynamics(atoms, md.thermostat, md.timestep_fs, md.temperature_K, md.thermostat_tau_ps,
                         md.chain_length, seed=setup.seed)
-    params = {"timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K, "thermostat": md.thermostat,
-              "thermostat_tau_ps": md.thermostat_tau_ps, "chain_length": md.chain_length, "seed": setup.seed,
-              "engine": "ase", "equilibration_ps": md.equilibration_ps}
+    if params is None:
+        from deepeut.md.engines.base import h5md_parameters
+
+        params = h5md_parameters(md, "ase", setup.seed, "")
     if ckpt is not None:
         from deepeut.md.dynamics import set_state
 

@@ -1,6 +1,8 @@
 """``stage=md``: NVT replicas with the trained potential (``md.engine``: ase, torchsim or lammps).
 
-Writes ``replica_<r>/`` (see deepeut.md.runner for its files) and ``md.json`` with every replica's summary.
+Writes ``replica_<r>/`` (see deepeut.md.runner for its files) and ``md.json`` with every replica's summary, the
+engine, and the potential that drove them (``ensemble``, ``driver``: committee mean or member k). A finished run
+whose ``md.duration_ps`` is raised continues from its checkpoints.
 """
 
 from __future__ import annotations
@@ -8,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from deepeut.config.schema import Config
-from deepeut.md.runner import ReplicaSetup, run_replica
-from deepeut.md.safety import SimulationExploded
+from deepeut.md.runner import ReplicaSetup
 from deepeut.utils.io import json_safe, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
     return atoms, has_vel, molecule, None
 
 
-def model_r_max(cfg: Config, out: Path) -> float:
+def model_r_max(cfg: Config, out: Path, ensemble: Optional[Path] = None) -> float:
     """Cutoff (Å) of the ensemble the stage runs with (its manifest), else ``model.r_max``."""
     import json
 
@@ -59,13 +60,13 @@ def model_r_max(cfg: Config, out: Path) -> float:
     from deepeut.training.potential import EnsembleError, manifest_path, resolve_ensemble
 
     try:
-        path = manifest_path(resolve_ensemble(cfg.ensemble, out, cfg.system))
+        path = manifest_path(ensemble or resolve_ensemble(cfg.ensemble, out, cfg.system))
         return float(json.loads(path.read_text())["r_max_A"])
     except (ConfigError, EnsembleError, KeyError, OSError, ValueError):
         return cfg.model.r_max
 
 
-def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
+def start_structure(cfg: Config, replica: int, rdir: Path, ensemble: Optional[Path] = None) -> ReplicaSetup:
     """``md.starts[replica]`` (cycled), else ``md.start`` (all replicas start there), with new velocities unless
     the file has unconstrained ones; else a new box per replica packed with seed ``build.seed + replica``.
     Molecule ids and labels come from the topology.
@@ -82,7 +83,7 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
     start = cfg.md.starts[replica % len(cfg.md.starts)] if cfg.md.starts else cfg.md.start
     if start:
         atoms, has_vel, molecule, labels = read_start(start)
-        check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent), f"md.start {start}")
+        check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent, ensemble), f"md.start {start}")
         topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(start).with_name("topology.json")
         if (molecule is None or labels is None) and topo_path.exists():
             topo = Topology.read(topo_path)
@@ -95,7 +96,7 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
         use_vel = has_vel and (replica == 0 or bool(cfg.md.starts))
     else:
         box = build_box(cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica))
-        check_cutoff_fits(box.atoms.cell.array, model_r_max(cfg, rdir.parent),
+        check_cutoff_fits(box.atoms.cell.array, model_r_max(cfg, rdir.parent, ensemble),
                           f"system={cfg.system.name} scale={cfg.scale.name} ({len(box.atoms)} atoms)")
         atoms, molecule, labels, counts, use_vel = box.atoms, box.topology.molecule, box.topology.label, \
             box.topology.counts(), False
@@ -109,50 +110,38 @@ def start_structure(cfg: Config, replica: int, rdir: Path) -> ReplicaSetup:
 
 def md_calculator(cfg: Config, out: Path):
     """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
-    from deepeut.training.potential import Ensemble, check_member, member_model_files, resolve_ensemble
+    from deepeut.md.engines import resolve_potential
 
-    members = None if cfg.md.ensemble_member is None else [cfg.md.ensemble_member]
-    path = resolve_ensemble(cfg.ensemble, out, cfg.system)
-    check_member(cfg.md.ensemble_member, len(member_model_files(path)))
-    return Ensemble.load(path, device=cfg.device, members=members).calculator(member=0 if members else None)
+    return resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device).ase_calculator()
 
 
 def md(cfg: Config, out: Path) -> Dict:
-    """Run ``md.replicas`` replicas with ``md.engine`` and collect their summaries."""
-    summaries: List[Dict] = []
-    if cfg.md.engine == "lammps":
-        from deepeut.md.lammps import run_lammps_stage
+    """``stage=md``: resolve the potential once (``ensemble`` + ``md.ensemble_member``), then :func:`run_md`."""
+    from deepeut.md.engines import resolve_potential
 
-        return run_lammps_stage(cfg, out)
-    if cfg.md.engine == "torchsim":
-        from deepeut.md.torchsim_engine import run_torchsim_stage
+    return run_md(cfg, resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device), out)
 
-        return run_torchsim_stage(cfg, out)
-    calc = md_calculator(cfg, out)
-    for r in range(cfg.md.replicas):
-        rdir = out / f"replica_{r}"
-        if (rdir / "md.json").exists():
-            import json
 
-            log.info("replica %d already finished (%s)", r, rdir / "md.json")
-            summaries.append(json.loads((rdir / "md.json").read_text()))
-            continue
-        setup = start_structure(cfg, r, rdir)
-        setup.calculator = calc
-        try:
-            summaries.append(run_replica(setup, cfg.md, rdir))
-        except SimulationExploded as exc:
-            raise SimulationExploded(f"replica {r}, {exc} (frame saved in {rdir}; checkpoint kept)") from None
-        s = summaries[-1]
-        log.info("replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day", r,
-                 s["temperature_mean_K"], s["temperature_sem_K"], cfg.md.temperature_K,
-                 s["energy_drift_kcal_mol_atom_ns"], s["ns_per_day"])
-    report = {"system": cfg.system.name, "engine": cfg.md.engine, "md": dataclasses.asdict(cfg.md),
-              "replicas": summaries}
+def run_md(cfg: Config, potential, out: Path) -> Dict:
+    """The one MD stage of deepeut (stage=md, AL exploration, validation and the pipeline all come here): start
+    structures for ``md.replicas`` replicas, ``md.engine`` runs them with ``potential``, ``md.json`` collects
+    their summaries (with the potential that drove them)."""
+    from deepeut.md.engines import get_engine
+
+    engine = get_engine(cfg.md.engine)
+    setups = [start_structure(cfg, r, out / f"replica_{r}", potential.path) for r in range(cfg.md.replicas)]
+    summaries = engine.run(setups, cfg.md, potential, out)
+    for r, s in enumerate(summaries):
+        if "temperature_mean_K" in s:
+            log.info("replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day", r,
+                     s["temperature_mean_K"], s["temperature_sem_K"], cfg.md.temperature_K,
+                     s["energy_drift_kcal_mol_atom_ns"], s["ns_per_day"])
+    report = {"system": cfg.system.name, "engine": cfg.md.engine, "driver": potential.driver,
+              "ensemble": str(potential.path), "md": dataclasses.asdict(cfg.md), "replicas": summaries}
     write_json_atomic(out / "md.json", json_safe(report))
     from deepeut.utils.tracking import log_results
 
     log_results(cfg, out, "md", {f"replica_{i}": s for i, s in enumerate(summaries)})
     stopped = [f"replica {k} at {s['stopped_early']['time_ps']:.3f} ps" for k, s in enumerate(summaries)
-               if s.get("stopped_early")]
+               if s.get("stopped_early") and s["stopped_early"].get("failed", True)]
     return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped}

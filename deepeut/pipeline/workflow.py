@@ -125,13 +125,19 @@ def classical_starts(cfg: Config, run: Callable, replicas: int) -> Tuple[Config,
     return replace(cfg, md=replace(cfg.md, starts=starts)), {"classical": rec.key}
 
 
-def md_and_analysis(cfg: Config, ensemble: Path, run: Callable) -> None:
-    """Production MD with ``ensemble`` (from classical liquids), then the analysis of its replicas."""
+def classical_replicas(cfg: Config) -> int:
+    """Classical liquids one pipeline needs (one stage serves the reference MD, AL exploration and production MD)."""
+    return max(cfg.md.replicas, cfg.al.explore_runs if cfg.pipeline.active_learning else 1, 1)
+
+
+def md_and_analysis(cfg: Config, ensemble: Path, run: Callable, classical: Optional[int] = None) -> None:
+    """Production MD with ``ensemble`` (from ``classical`` classical liquids, default one per replica), then the
+    analysis of its replicas."""
     from deepeut.analysis.task import analysis
     from deepeut.md.task import md
     from deepeut.training.potential import ensemble_digest
 
-    cfg, start_key = classical_starts(cfg, run, cfg.md.replicas)
+    cfg, start_key = classical_starts(cfg, run, classical or cfg.md.replicas)
     md_cfg = replace(cfg, ensemble=str(ensemble))
     md_rec = run("md", md_cfg, {"ensemble": ensemble_digest(ensemble), **start_key},
                  lambda d: md(md_cfg, d))
@@ -212,10 +218,12 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
     t, atoms = cfg.train, n_atoms(cfg)
     steps = [PlanStep("build", f"pack a {atoms}-atom box (packmol + RDKit)", 10,
                       runner.reused("build", cfg, {}))]
+    steps += classical_plan(cfg, atoms, classical_replicas(full))
     if cfg.pipeline.reference_labels:
         r = cfg.reference
         frames = r.n_train + r.n_test
-        steps.append(PlanStep("reference", f"{r.duration_ps:g} ps {cfg.labeler.name} MD, {frames} labeled frames",
+        start = "from the first classical liquid" if uses_classical_starts(cfg) else "from the packed box"
+        steps.append(PlanStep("reference", f"{r.duration_ps:g} ps {cfg.labeler.name} MD {start}, {frames} labeled frames",
                               r.duration_ps * 1000 / r.timestep_fs * label_seconds(cfg, atoms)))
     else:
         steps.append(PlanStep("data", f"the shipped {cfg.system.name} GFN2-xTB dataset ({n_frames} training frames)", 0,
@@ -224,11 +232,11 @@ def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> L
                           training_seconds(cfg, atoms, n_frames)))
     if cfg.pipeline.active_learning:
         a = cfg.al
-        steps += classical_plan(cfg, atoms, a.explore_runs)
         steps.append(PlanStep("al", f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
                                     f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
                                     f"{cfg.labeler.name} labels, retrain", al_seconds(cfg, atoms, n_frames)))
-    steps += md_analysis_plan(full, n_atoms(full), None)
+    separate = cfg.scale.n_ion_pairs != full.scale.n_ion_pairs  # production MD at another box size
+    steps += md_analysis_plan(full, n_atoms(full), None, classical=separate)
     return steps
 
 
@@ -241,7 +249,9 @@ def classical_plan(cfg: Config, atoms: int, replicas: int) -> List[PlanStep]:
                      classical_seconds(cfg, atoms, max(replicas, 1)))]
 
 
-def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float]) -> List[PlanStep]:
+def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float],
+                     classical: bool = True) -> List[PlanStep]:
+    """Classical liquids (unless the caller plans them), production MD, analysis and report."""
     m = cfg.md
     driver = "committee mean" if m.ensemble_member is None else f"member {m.ensemble_member}"
     start = ("from the classical liquids" if uses_classical_starts(cfg) else
@@ -249,7 +259,7 @@ def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float])
     md_step = PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
                              f"{m.temperature_K:g} K, {m.timestep_fs:g} fs, {start}",
                        md_seconds(cfg, atoms, seconds_per_step))
-    return classical_plan(cfg, atoms, m.replicas) + [
+    return (classical_plan(cfg, atoms, m.replicas) if classical else []) + [
         md_step,
         PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
         PlanStep("report", "report.md + report.html", 2)]
@@ -269,21 +279,23 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
     if not start(cfg, out, "pipeline", pipeline_plan(cfg, lab, runner, n_frames)):
         return {"plan": str(out / "plan.txt")}
     box = runner("build", lab, {}, lambda d: build(lab, d))
-    if cfg.pipeline.reference_labels:
-        ref_cfg = replace(lab, reference=replace(lab.reference, box=str(box.dir / "box.extxyz")),
-                          data=replace(lab.data, store=None))
-        ref = runner("reference", ref_cfg, {"build": box.key}, lambda d: reference(ref_cfg, d))
+    n_classical = classical_replicas(cfg)
+    if cfg.pipeline.reference_labels:  # the reference MD starts from the first classical liquid (else the box)
+        ref_cfg, start_key = classical_starts(lab, runner, n_classical)
+        ref_box = ref_cfg.md.starts[0] if ref_cfg.md.starts else str(box.dir / "box.extxyz")
+        ref_cfg = replace(ref_cfg, reference=replace(lab.reference, box=ref_box), data=replace(lab.data, store=None))
+        ref = runner("reference", ref_cfg, {"build": box.key, **start_key}, lambda d: reference(ref_cfg, d))
         store, data_key = str(ref.dir / "data"), ref.key
     data_cfg = replace(lab, data=replace(lab.data, store=store))
     trained = runner("train", data_cfg, {"data": data_key}, lambda d: train(data_cfg, d))
     ensemble = trained.dir
     if cfg.pipeline.active_learning:
-        al_cfg, start_key = classical_starts(data_cfg, runner, cfg.al.explore_runs)
+        al_cfg, start_key = classical_starts(data_cfg, runner, n_classical)
         al_cfg = replace(al_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
         al = runner("al", al_cfg, {"data": data_key, "train": trained.key, **start_key},
                     lambda d: active_learning(al_cfg, d))
         ensemble = Path(al.result["ensemble"])
-    md_and_analysis(cfg, ensemble, runner)
+    md_and_analysis(cfg, ensemble, runner, n_classical)
     return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": "trained by this pipeline"})
 
 

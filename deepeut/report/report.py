@@ -144,7 +144,7 @@ def md_section(md_dir: Path) -> Optional[Section]:
     rows = [(k, s["n_atoms"], _num(s["duration_ps"], ".1f"), f"{_num(s['temperature_mean_K'], '.1f')} ± "
              f"{_num(s['temperature_sem_K'], '.1f')}", _num(s["temperature_target_K"], ".0f"),
              _num(s["energy_drift_kcal_mol_atom_ns"], ".3g"), _num(s["ns_per_day"], ".3g"))
-            for k, s in enumerate(md["replicas"])]
+            for k, s in enumerate(md["replicas"]) if "n_atoms" in s]  # LAMMPS inputs not run here have no summary
     m = md["md"]
     checks = [f"|F| < {m['max_force_eV_A']:g} eV/Å", f"T < {m['max_temperature_factor']:g} × target"]
     if m.get("check_molecules_every"):
@@ -156,7 +156,8 @@ def md_section(md_dir: Path) -> Optional[Section]:
                 f"{st['frames_kept']} frames (every frame before the failure with intact molecules) are kept and "
                 f"analysed; the bad frame is `{st['frame']}` in the md folder. The potential is not yet good enough for this run: "
                 "more reference data or active-learning iterations are the cure." for k, st in stopped]
-    return Section("MD stability", [f"engine {md['engine']}, {m['thermostat']}, {m['timestep_fs']} fs time step; "
+    return Section("MD stability", [f"engine {md['engine']} ({md.get('driver', 'driver not recorded')}), "
+                                    f"{m['thermostat']}, {m['timestep_fs']} fs time step; "
                                     + verdict, *warnings,
                                     Table(["replica", "atoms", "duration (ps)", "<T> (K)", "target (K)",
                                            "drift (kcal/mol/atom/ns)", "ns/day"], rows)])

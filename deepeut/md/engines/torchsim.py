@@ -7,7 +7,8 @@ already blew the momenta up 200-fold (chain momentum 8e5); torch-sim >= 0.4 need
 CPU torch 2.13 wheel exists here. Units: torch-sim metal units (Å, eV, amu; time in sqrt(amu Å²/eV)).
 
 Each replica gets ``replica_<r>/trajectory.h5`` and ``md.json`` like the ASE engine; ``checkpoint.pt`` in the
-stage folder holds the batched state, chains, step and committed frame counts.
+stage folder holds the batched state, chains, step and committed frame counts. A failed safety check stops the
+whole batch (``md.on_unstable=stop``) or truncates every replica at the last good frame (``truncate``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from deepeut.config.schema import Config
+from deepeut.md.engines.base import Engine, Potential, h5md_parameters
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +95,15 @@ class BatchedNoseHooverChain:
         self.p_eta.copy_(st["p_eta"])
 
 
-def velocity_verlet_unwrapped(state, dt: float, model) -> None:
+def velocity_verlet_unwrapped(state, dt: float, model) -> Dict:
     """One velocity-Verlet step in place, without wrapping positions into the cell (trajectories stay unwrapped
-    for diffusion analysis; torch-sim's own step wraps)."""
+    for diffusion analysis; torch-sim's own step wraps); returns the model's output at the new positions."""
     state.momenta = state.momenta + 0.5 * dt * state.forces
     state.positions = state.positions + dt * state.momenta / state.masses[:, None]
     out = model(state)
     state.energy, state.forces = out["energy"], out["forces"]
     state.momenta = state.momenta + 0.5 * dt * state.forces
+    return out
 
 
 class CommitteeMean:
@@ -121,39 +123,41 @@ class CommitteeMean:
                 "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs)))}
 
 
-def _calculator(cfg: Config, out: Path):
-    """One member (``md.ensemble_member``) or the committee mean of all of them."""
+def torchsim_model(potential: Potential):
+    """One member or the committee mean of all of them, as torch-sim model callables on the potential's device."""
     from nequip.integrations.torchsim import NequIPTorchSimCalc
 
-    from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
-
-    files = member_model_files(resolve_ensemble(cfg.ensemble, out, cfg.system))
+    files = potential.model_files
 
     def load(f):
-        return NequIPTorchSimCalc._from_saved_model(str(f), device=cfg.device, chemical_species_to_atom_type_map=True)
+        return NequIPTorchSimCalc._from_saved_model(str(f), device=potential.device,
+                                                    chemical_species_to_atom_type_map=True)
 
-    check_member(cfg.md.ensemble_member, len(files))
-    if cfg.md.ensemble_member is not None:
-        return load(files[cfg.md.ensemble_member])
+    if potential.member is not None:
+        return load(files[potential.member])
     return CommitteeMean(load(f) for f in files)
 
 
-def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
-    """Run all ``md.replicas`` side by side in one batched state (see module docstring)."""
+class TorchSimEngine(Engine):
+    name = "torchsim"
+
+    def run(self, setups: List, md, potential: Potential, out: Path) -> List[Dict]:
+        return run_batch(setups, md, potential, out)
+
+
+def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
+    """Run all replicas of ``setups`` side by side in one batched state (see module docstring)."""
     import torch
     import torch_sim as ts
 
     from deepeut.md.dynamics import init_velocities
     from deepeut.md.h5md import H5MDWriter
-    from deepeut.md.runner import n_steps as total_steps, save_interval, summarise
+    from deepeut.md.runner import n_steps as total_steps, save_interval, summarise, uncertainty_observables
     from deepeut.md.safety import SimulationExploded, check_frame
-    from deepeut.md.task import start_structure
     from deepeut.utils.io import atomic_path, write_json_atomic
 
-    md = cfg.md
-    device = torch.device(cfg.device)
+    device = torch.device(potential.device)
     U = ts.units.MetalUnits
-    setups = [start_structure(cfg, r, out / f"replica_{r}") for r in range(md.replicas)]
     for s in setups:
         if not s.use_start_velocities:
             init_velocities(s.atoms, md.temperature_K, s.seed)
@@ -164,7 +168,7 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
     # U.velocity converts Å/ps to torch-sim's Å / sqrt(amu Å²/eV)
     state.momenta = torch.as_tensor(vel_A_ps, dtype=torch.float64, device=device) * float(U.velocity) * \
         state.masses[:, None]
-    model = _calculator(cfg, out)
+    model = torchsim_model(potential)
     kT = md.temperature_K * float(U.temperature)
     dt = md.timestep_fs / 1000.0 * float(U.time)
     n_atoms = [len(s.atoms) for s in setups]
@@ -177,13 +181,10 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
         chain.load(ckpt["chain"])
     result = model(state)
     state.energy, state.forces = result["energy"], result["forces"]
+    state_uncertainty = result.get("force_uncertainty")  # per atom, committee only
     writers = [H5MDWriter(out / f"replica_{r}" / "trajectory.h5", s.atoms.numbers, s.atoms.get_masses(),
                           s.atoms.cell.array, s.molecule, s.labels,
-                          {"engine": "torchsim", "timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K,
-                           "thermostat": md.thermostat, "thermostat_tau_ps": md.thermostat_tau_ps,
-                           "chain_length": md.chain_length, "seed": s.seed, "equilibration_ps": md.equilibration_ps,
-                           "driver": "committee mean" if md.ensemble_member is None else f"member {md.ensemble_member}"},
-                          resume_frames=ckpt["n_frames"][r] if ckpt else None)
+                          h5md_parameters(md, "torchsim", s.seed, potential.driver), resume_frames=ckpt["n_frames"][r] if ckpt else None)
                for r, s in enumerate(setups)]
     bounds = np.cumsum([0] + n_atoms)
     every, nsteps = save_interval(md), total_steps(md)
@@ -195,6 +196,7 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
         ke = (0.5 * (state.momenta**2).sum(1) / state.masses).detach()
         ke = torch.zeros(len(setups), dtype=ke.dtype, device=ke.device).index_add_(0, state.system_idx, ke).cpu()
         epot, thermo = state.energy.detach().cpu().numpy(), chain.energy().cpu().numpy()
+        u = state_uncertainty.detach().cpu().numpy() if state_uncertainty is not None else None
         for r, (s, w) in enumerate(zip(setups, writers)):
             sl = slice(bounds[r], bounds[r + 1])
             temp = 2 * float(ke[r]) / (3 * n_atoms[r] * float(U.temperature))
@@ -205,7 +207,8 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
                 raise ReplicaExploded(r, step, f"replica {r}, {exc}") from None
             w.append(step, step * md.timestep_fs / 1000.0, pos[sl], vel[sl],
                      {"potential_energy": epot[r], "kinetic_energy": float(ke[r]), "total_energy": epot[r] + float(ke[r]),
-                      "conserved_energy": epot[r] + float(ke[r]) + thermo[r], "temperature": temp, "max_force": fmax})
+                      "conserved_energy": epot[r] + float(ke[r]) + thermo[r], "temperature": temp, "max_force": fmax,
+                      **uncertainty_observables(u[sl] if u is not None else None)})
 
     def checkpoint(step: int) -> None:
         n_frames = [w.commit() for w in writers]
@@ -228,11 +231,11 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
 
     t0, start = time.perf_counter(), step
     stopped = save_or_truncate(0) if step == 0 else None
-    bar = tqdm(total=nsteps, initial=step, desc=f"torch-sim MD ({md.replicas} replicas)", unit="step")
+    bar = tqdm(total=nsteps, initial=step, desc=f"torch-sim MD ({len(setups)} replicas)", unit="step")
     try:
         while step < nsteps and stopped is None:
             state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
-            velocity_verlet_unwrapped(state, dt, model)
+            state_uncertainty = velocity_verlet_unwrapped(state, dt, model).get("force_uncertainty")
             state.momenta = chain.half_step(state.momenta, state.masses, state.system_idx, dt)
             step += 1
             if step % every == 0 and (stopped := save_or_truncate(step)) is not None:
@@ -246,17 +249,15 @@ def run_torchsim_stage(cfg: Config, out: Path) -> Dict:
             w.f.close()
     wall = time.perf_counter() - t0
     summaries: List[Dict] = []
-    for r in range(md.replicas):
+    for r in range(len(setups)):
         s = summarise(out / f"replica_{r}" / "trajectory.h5", md, wall, step - start)
-        s["aggregate_ns_per_day"] = s["ns_per_day"] * md.replicas if math.isfinite(s["ns_per_day"]) else s["ns_per_day"]
+        s["aggregate_ns_per_day"] = s["ns_per_day"] * len(setups) if math.isfinite(s["ns_per_day"]) else s["ns_per_day"]
         s["engine"] = "torchsim"
         if stopped:
             s["stopped_early"] = stopped[r]
         write_json_atomic(out / f"replica_{r}" / "md.json", s)
         summaries.append(s)
-    write_json_atomic(out / "md.json", {"system": cfg.system.name, "engine": "torchsim", "replicas": summaries})
-    stopped_text = [f"replica {k} at {v['time_ps']:.3f} ps" for k, v in (stopped or {}).items() if v["failed"]]
-    return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped_text}
+    return summaries
 
 
 class ReplicaExploded(RuntimeError):

@@ -1,0 +1,117 @@
+"""The MD engine interface: what each engine supports, the potential it is handed, and what it must return.
+
+What an engine supports is checked when the config is validated (the first second of a run): an engine that
+cannot honour a setting refuses it in one line naming the key, instead of silently running something else
+(member 0 for the committee, a thermostat it does not have, equilibration in the tables).
+
+The MD stage (deepeut.md.task) owns everything around the engine: it resolves the potential once
+(:class:`Potential`: ensemble folder + member or committee), builds the start structures (one
+:class:`~deepeut.md.runner.ReplicaSetup` per replica), hands both to :meth:`Engine.run`, and writes ``md.json``.
+An engine writes ``replica_<r>/trajectory.h5`` with :func:`h5md_parameters` and returns one summary per replica
+(deepeut.md.runner.summarise); it never reads the ensemble config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    thermostats: FrozenSet[str]
+    committee_mean: bool  # md.ensemble_member=null: forces are the mean of the ensemble's members
+    truncate: bool  # md.on_unstable=truncate: keep the frames before a failed safety check
+    devices: FrozenSet[str]  # device prefixes
+
+
+ENGINES = {
+    "ase": EngineCapabilities(frozenset({"nose_hoover_chain", "langevin"}), True, True, frozenset({"cpu", "cuda"})),
+    "torchsim": EngineCapabilities(frozenset({"nose_hoover_chain"}), True, True, frozenset({"cpu", "cuda"})),
+    "lammps": EngineCapabilities(frozenset({"nose_hoover_chain"}), False, False, frozenset({"cpu", "cuda"})),
+}
+
+
+def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: str) -> list:
+    """(key, message) pairs for every setting ``engine`` cannot honour; empty when all is supported."""
+    cap = ENGINES[engine]
+    out = []
+    if thermostat not in cap.thermostats:
+        out.append(("md.thermostat", f"md.engine={engine} has no '{thermostat}' thermostat (it has "
+                                     f"{', '.join(sorted(cap.thermostats))}); choose one of those or md.engine=ase"))
+    if ensemble_member is None and not cap.committee_mean:
+        out.append(("md.ensemble_member", f"md.engine={engine} cannot drive MD with the committee mean "
+                                          "(md.ensemble_member=null): set md.ensemble_member=0 (one member) or use "
+                                          "md.engine=ase or torchsim"))
+    if on_unstable == "truncate" and not cap.truncate:
+        out.append(("md.on_unstable", f"md.engine={engine} cannot truncate an unstable run (md.on_unstable="
+                                      "truncate): set md.on_unstable=stop or use md.engine=ase or torchsim"))
+    return out
+
+
+@dataclass(frozen=True)
+class Potential:
+    """The trained potential of an MD run, resolved once: the ensemble folder (ensemble.json + member files), the
+    member that drives the run (None: the committee mean of all members) and the torch device."""
+
+    path: Path
+    member: Optional[int]
+    device: str = "cpu"
+
+    @property
+    def driver(self) -> str:
+        return "committee mean" if self.member is None else f"member {self.member}"
+
+    @property
+    def model_files(self) -> List[Path]:
+        from deepeut.training.potential import member_model_files
+
+        return member_model_files(self.path)
+
+    def ase_calculator(self):
+        """ASE calculator: the member's forces, or the committee mean with its per-atom uncertainty."""
+        from deepeut.training.potential import Ensemble
+
+        members = None if self.member is None else [self.member]
+        return Ensemble.load(self.path, device=self.device, members=members).calculator(
+            member=0 if members else None)
+
+
+def resolve_potential(ensemble: str, member: Optional[int], out: Path, system, device: str) -> Potential:
+    """The ensemble of ``ensemble`` (a folder, ``embedded`` or empty for the newest in outputs/, see
+    deepeut.training.potential.resolve_ensemble) with the member checked against its size."""
+    from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
+
+    path = Path(resolve_ensemble(ensemble, out, system))
+    check_member(member, len(member_model_files(path)))
+    return Potential(path, member, device)
+
+
+def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:
+    """The run parameters every engine stores in its H5MD file (the analysis skips ``equilibration_ps``)."""
+    return {"engine": engine, "timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K,
+            "thermostat": md.thermostat, "thermostat_tau_ps": md.thermostat_tau_ps, "chain_length": md.chain_length,
+            "seed": seed, "equilibration_ps": md.equilibration_ps, "driver": driver}
+
+
+class Engine:
+    """One MD engine. :meth:`run` advances every replica of ``setups`` for ``md.duration_ps`` (continuing from
+    checkpoints in ``out``) and returns one summary per replica, in order."""
+
+    name = "engine"
+
+    def run(self, setups: List, md, potential: Potential, out: Path) -> List[Dict]:
+        raise NotImplementedError
+
+
+_IMPLEMENTATIONS = {"ase": "deepeut.md.engines.ase:AseEngine",
+                    "torchsim": "deepeut.md.engines.torchsim:TorchSimEngine",
+                    "lammps": "deepeut.md.engines.lammps:LammpsEngine"}
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called ``name`` (imported on demand: torch-sim and LAMMPS stay unloaded unless asked for)."""
+    module, cls = _IMPLEMENTATIONS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
