@@ -474,3 +474,21 @@ def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_th
     with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
         assert tr.n_frames == 9 and tr.parameters["driver"] == "committee mean"
         np.testing.assert_array_equal(tr.positions(slice(0, 5)), first)
+
+
+def test_skin_neighbour_list_gives_the_forces_of_a_list_rebuilt_every_step():
+    """30 moves of ≤ 0.1 Å per atom (past half the 0.5 Å skin, so the list is rebuilt on the way): the model's
+    forces with the Verlet-skin list equal those with a list rebuilt at every call."""
+    from conftest import built_box
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    atoms = built_box("ura")[1].atoms.copy()
+    skin, plain = (Ensemble.load(MODELS_DIR / "ura", members=[0], skin_A=s).calculator(member=0) for s in (0.5, 0.0))
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        atoms.positions += rng.uniform(-0.1, 0.1, size=atoms.positions.shape) / np.sqrt(3)
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = skin, plain
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=2e-4)
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-3)

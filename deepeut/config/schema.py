@@ -421,6 +421,9 @@ class MDConfig:
     max_force_eV_A: float = 30.0  # stop when any force exceeds this
     max_temperature_factor: float = 2.0  # stop when T > factor × temperature_K
     check_molecules_every: int = 10  # saved frames between molecule-recognition checks (0: never)
+    #: Verlet skin (Å) of the model's neighbour list in MD (engine ase; vesin): the list is rebuilt only when an
+    #: atom moved more than half of it; 0 rebuilds every step. The forces are the same either way.
+    neighbor_skin_A: float = 1.0
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
     #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)
@@ -437,6 +440,7 @@ class MDConfig:
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
+        _require(self.neighbor_skin_A >= 0, "md.neighbor_skin_A", "must be >= 0 Å (0: rebuild every step)")
         _require(self.on_unstable in ("stop", "truncate"), "md.on_unstable",
                  f"'{self.on_unstable}' is not one of stop, truncate")
         from deepeut.md.engines import engine_problems

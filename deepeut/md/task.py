@@ -112,14 +112,16 @@ def md_calculator(cfg: Config, out: Path):
     """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
     from deepeut.md.engines import resolve_potential
 
-    return resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device).ase_calculator()
+    return resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device,
+                             cfg.md.neighbor_skin_A).ase_calculator()
 
 
 def md(cfg: Config, out: Path) -> Dict:
     """``stage=md``: resolve the potential once (``ensemble`` + ``md.ensemble_member``), then :func:`run_md`."""
     from deepeut.md.engines import resolve_potential
 
-    return run_md(cfg, resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device), out)
+    return run_md(cfg, resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device,
+                                         cfg.md.neighbor_skin_A), out)
 
 
 def run_md(cfg: Config, potential, out: Path) -> Dict:

@@ -140,8 +140,10 @@ class Ensemble:
     """
 
     def __init__(self, models: Sequence, type_names: Sequence[str], r_max: float, device: str = "cpu",
-                 files: Optional[Sequence[Path]] = None):
+                 files: Optional[Sequence[Path]] = None, skin_A: float = 0.0):
         from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+
+        from deepeut.md.neighbors import SkinNeighborList
 
         self.models = [m.to(device) for m in models]
         self.type_names = list(type_names)
@@ -151,15 +153,18 @@ class Ensemble:
         self.transforms: List[Callable] = [
             ChemicalSpeciesToAtomTypeMapper(model_type_names=self.type_names,
                                             chemical_species_to_atom_type_map={t: t for t in self.type_names}),
-            NeighborListTransform(r_max=self.r_max),
+            SkinNeighborList(self.r_max, skin_A) if skin_A > 0 else NeighborListTransform(r_max=self.r_max),
         ]
+        self.skin_A = skin_A
 
     def __len__(self) -> int:
         return len(self.models)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None) -> "Ensemble":
-        """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``."""
+    def load(cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None,
+             skin_A: float = 0.0) -> "Ensemble":
+        """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
+        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.md.neighbors), else rebuilt every call."""
         from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state
@@ -181,7 +186,7 @@ class Ensemble:
             models.append(model)
         meta = models[0].metadata
         return cls(models, meta[graph_model.TYPE_NAMES_KEY].split(" "), float(meta[graph_model.R_MAX_KEY]), device,
-                   files)
+                   files, skin_A)
 
     def graphs(self, frames: Sequence) -> Dict:
         """One batched nequip graph of ``frames`` (ase.Atoms) with neighbour lists, on the device."""
@@ -235,8 +240,8 @@ class EnsembleCalculator(Calculator):
         super().__init__(**kwargs)
         self.ensemble = ensemble
         self.member = member
-        self._single = Ensemble([ensemble.models[member]], ensemble.type_names, ensemble.r_max, ensemble.device) \
-            if member is not None else None
+        self._single = Ensemble([ensemble.models[member]], ensemble.type_names, ensemble.r_max, ensemble.device,
+                                skin_A=ensemble.skin_A) if member is not None else None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

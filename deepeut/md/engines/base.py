@@ -59,6 +59,7 @@ class Potential:
     path: Path
     member: Optional[int]
     device: str = "cpu"
+    skin_A: float = 0.0  # Verlet skin of the MD neighbour list (0: rebuilt every step)
 
     @property
     def driver(self) -> str:
@@ -75,18 +76,19 @@ class Potential:
         from deepeut.training.potential import Ensemble
 
         members = None if self.member is None else [self.member]
-        return Ensemble.load(self.path, device=self.device, members=members).calculator(
+        return Ensemble.load(self.path, device=self.device, members=members, skin_A=self.skin_A).calculator(
             member=0 if members else None)
 
 
-def resolve_potential(ensemble: str, member: Optional[int], out: Path, system, device: str) -> Potential:
+def resolve_potential(ensemble: str, member: Optional[int], out: Path, system, device: str,
+                      skin_A: float = 0.0) -> Potential:
     """The ensemble of ``ensemble`` (a folder, ``embedded`` or empty for the newest in outputs/, see
     deepeut.training.potential.resolve_ensemble) with the member checked against its size."""
     from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
 
     path = Path(resolve_ensemble(ensemble, out, system))
     check_member(member, len(member_model_files(path)))
-    return Potential(path, member, device)
+    return Potential(path, member, device, skin_A)
 
 
 def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:
