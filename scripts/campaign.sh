@@ -24,7 +24,9 @@ fi
 $py run.py stage=classical system=$s scale=tiny classical.replicas=${TINY_BOXES:-6} \
   classical.samples_per_temperature=${TINY_SAMPLES:-6} output_dir=$root/classical_tiny
 starts=$(ls -d $root/classical_tiny/replica_*/box.extxyz | paste -sd, -)
-$py run.py stage=train system=$s train=campaign data.store=$root/data output_dir=$root/train
+if [ ! -f $root/al/al_state.json ]; then  # once the loop has started, its iterations own the training
+  $py run.py stage=train system=$s train=campaign data.store=$root/data output_dir=$root/train
+fi
 $py run.py stage=al system=$s scale=tiny al=campaign data.store=$root/data al.initial_ensemble=$root/train \
   "md.starts=[$starts]" train=campaign train.max_epochs=${AL_EPOCHS:-12} output_dir=$root/al
 $py -m deepeut.data.demo pack $root/data $packed
