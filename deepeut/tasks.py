@@ -38,7 +38,7 @@ def _run_errors() -> tuple:
     from deepeut.active_learning.conformal import CalibrationError
     from deepeut.active_learning.loop import ActiveLearningError
     from deepeut.md.dynamics import CorruptCheckpoint
-    from deepeut.md.h5md import TrajectoryUnreadable
+    from deepeut.trajectory.h5md import TrajectoryUnreadable
     from deepeut.md.safety import SimulationExploded
     from deepeut.training.ensemble import TrainingError
     from deepeut.training.potential import EnsembleError

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_trajectory(path: Path, n_frames: int, dt_ps: float = 0.01, seed: int = 0) -> int:
     sys.path.insert(0, str(ROOT))
     from deepeut.config import compose, validate
-    from deepeut.md.h5md import OBSERVABLES, H5MDWriter
+    from deepeut.trajectory.h5md import OBSERVABLES, H5MDWriter
     from deepeut.systems.box import build_box
 
     cfg = validate(compose(["system=nma", "scale=production"]))

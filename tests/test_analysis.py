@@ -148,7 +148,7 @@ def test_rotational_relaxation_time_of_a_freely_rotating_vector():
 def _rigid_trajectory(tmp_path, wrap: bool, n_t=5000, dt_ps=0.02):
     """The tiny URA box with every molecule translating rigidly with OU velocities (known D = 0.75 Å²/ps)."""
     from conftest import built_box
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     cfg, box = built_box("ura")
     mol = box.topology.molecule

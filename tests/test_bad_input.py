@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ase.io import read, write
+from ase.io import write
 
 from conftest import built_box, run_cli
 
@@ -131,8 +131,8 @@ def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
     from ase.build import molecule
 
     from deepeut.config import ConfigError
-    from deepeut.md.h5md import TrajectoryUnreadable
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.h5md import TrajectoryUnreadable
+    from deepeut.trajectory.readers import open_trajectory
 
     with pytest.raises(TrajectoryUnreadable, match="no such trajectory file"):
         open_trajectory(tmp_path / "nope.h5")
@@ -144,7 +144,7 @@ def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(TrajectoryUnreadable, match="has no periodic cell"):
         open_trajectory(_write(tmp_path / "nocell.extxyz", molecule("H2O")), 10.0)
     box = built_box("ura")[1].atoms
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     w = H5MDWriter(tmp_path / "t.h5", box.numbers, box.get_masses(), box.cell.array)
     for k in range(30):
@@ -159,7 +159,7 @@ def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
 def test_analysis_start_beyond_the_run_is_one_line(tmp_path):
     import numpy as np
 
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     cfg, box = built_box("ura")
     w = H5MDWriter(tmp_path / "t.h5", box.atoms.numbers, box.atoms.get_masses(), box.atoms.cell.array,

@@ -55,7 +55,7 @@ def test_antechamber_am1bcc_of_tfsi(tmp_path):
 
 def test_tiny_box_equilibrates_with_intact_molecules_and_the_target_temperature(tmp_path):
     from deepeut.classical.task import classical
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     cfg = load_config("stage=classical", *SHORT, "classical.nvt_ps=2.0", f"classical.param_cache={tmp_path / 'p'}",
                       "classical.samples_per_temperature=1", "classical.sample_every_ps=0.05",

@@ -42,10 +42,9 @@ def test_tiny_multirun_sweep(tmp_path, launcher):
 
 def test_dataset_stage_summarises_a_store(tmp_path):
     from ase.build import molecule
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     from deepeut.data.store import DatasetStore
-    from deepeut.labeling.base import Label
+    from deepeut.data.label import Label
 
     store = DatasetStore(tmp_path / "data")
     a = molecule("H2O", vacuum=3.0, pbc=True)

@@ -139,7 +139,7 @@ def test_a_run_too_short_for_correlations_lists_what_it_skipped():
 
 
 def test_truncation_keeps_every_frame_with_intact_molecules_after_the_last_check(tmp_path):
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
     from deepeut.md.runner import ReplicaSetup, frames_intact_before
     from deepeut.systems import MoleculeRecognizer, build_templates
     from conftest import built_box

@@ -20,10 +20,11 @@ from ase.io import write
 from conftest import ROOT
 from deepeut.config.schema import ExecutorConfig
 from deepeut.data.store import DatasetStore
-from deepeut.labeling.base import LabelingError, FailureBudgetExceeded, structure_hash
+from deepeut.data.label import structure_hash
+from deepeut.labeling.base import LabelingError, FailureBudgetExceeded
 from deepeut.labeling.importer import ImportDataError, read_labeled_extxyz
 from deepeut.labeling.reference import increasing_lag_indices, select_frames
-from deepeut.labeling.runner import LabelItem, label_structures, make_labeler
+from deepeut.labeling.runner import LabelItem, label_structures
 from deepeut.labeling.xtb import XTBLabeler
 
 XTB = {"method": "GFN2-xTB", "electronic_temperature": 300.0, "accuracy": 1.0, "max_iterations": 250,

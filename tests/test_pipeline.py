@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from conftest import kill_when, load_config, run_cli, start_cli
-from deepeut.config import ConfigError
 from deepeut.pipeline.cache import DONE, StageCache, stage_key
 
 
@@ -95,7 +94,6 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
 
 
 def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_used(tmp_path):
-    import shutil
 
     from deepeut.training.embedded import MODELS_DIR
     from deepeut.training.potential import EnsembleError, ensemble_digest, resolve_ensemble
@@ -186,7 +184,7 @@ def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for path, mtime in finished.items():  # finished stages were reused, not redone
         assert _done_mtimes(cache)[path] == mtime
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     with H5MDTrajectory(next(cache.glob("md/*/replica_0/trajectory.h5"))) as tr:
         assert tr.n_frames == 16 and np.allclose(np.diff(tr.times_ps), 0.01)  # 0.15 ps every 10 fs, no gaps

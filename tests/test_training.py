@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, kill_when, load_config, run_cli, start_cli
+from conftest import kill_when, load_config, run_cli, start_cli
 
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 

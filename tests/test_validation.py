@@ -11,7 +11,7 @@ from conftest import built_box, load_config, run_cli
 
 
 def _trajectory(path, positions_per_frame, box):
-    from deepeut.md.h5md import H5MDWriter, OBSERVABLES
+    from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     w = H5MDWriter(path, box.atoms.numbers, box.atoms.get_masses(), box.atoms.cell.array, box.topology.molecule,
                    list(box.topology.label))

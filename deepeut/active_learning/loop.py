@@ -57,7 +57,7 @@ def initial_store(cfg: Config, out: Path) -> Path:
     """``data.store`` when given; else a store in ``out/data`` holding the shipped demo dataset (imported once)."""
     from deepeut.data.demo import demo_files
     from deepeut.data.store import open_store
-    from deepeut.labeling.base import structure_hash
+    from deepeut.data.label import structure_hash
     from deepeut.labeling.importer import read_labeled_extxyz
 
     if cfg.data.store:
@@ -115,7 +115,7 @@ def step_explore(cfg: Config, it_dir: Path, iteration: int) -> None:
 
 def exploration_frames(it_dir: Path):
     """(run, frame, atoms) of every committed exploration frame."""
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     out = []
     for path in sorted((it_dir / "explore").glob("replica_*/trajectory.h5")):

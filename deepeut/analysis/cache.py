@@ -189,7 +189,7 @@ def li_amide_contacts(pos: np.ndarray, sites: Sites, cell: np.ndarray, cutoff: f
 def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, start_frame: int = 0,
                 stride: int = 1, block: int = 256, rdf=None, rdf_stride: int = 10, progress: bool = True,
                 sdfs=()) -> Path:
-    """Stream ``traj`` (deepeut.md.trajectory reader) into the cache at ``path``; the RDF accumulator and the
+    """Stream ``traj`` (deepeut.trajectory.readers reader) into the cache at ``path``; the RDF accumulator and the
     SDF accumulators (deepeut.analysis.sdf) are fed every ``rdf_stride`` frames of the same pass."""
     import h5py
     from tqdm.auto import tqdm

@@ -98,7 +98,7 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
 
     from deepeut.analysis.cache import build_cache
     from deepeut.analysis.rdf import RDFAccumulator
-    from deepeut.md.trajectory import open_trajectory
+    from deepeut.trajectory.readers import open_trajectory
 
     a = cfg.analysis
     rdir.mkdir(parents=True, exist_ok=True)

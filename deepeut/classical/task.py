@@ -162,7 +162,7 @@ class ReplicaRunner:
                                ps=max(self.c.heat_ps, SETTLE_FRICTION_TIMES / self.c.friction_per_ps))
 
     def phase_nvt(self, phase, progress, pos, vel, box) -> tuple:
-        from deepeut.md.h5md import H5MDWriter
+        from deepeut.trajectory.h5md import H5MDWriter
 
         c = self.c
         atoms, topo = self.box.atoms, self.box.topology
@@ -220,7 +220,7 @@ class ReplicaRunner:
 
     # ------------------------------------------------------------------ outputs
     def summary(self, progress: Progress) -> Dict:
-        from deepeut.md.h5md import H5MDTrajectory
+        from deepeut.trajectory.h5md import H5MDTrajectory
         from deepeut.systems import MoleculeRecognizer
 
         atoms, topo = self.box.atoms, self.box.topology
@@ -261,7 +261,7 @@ class ReplicaRunner:
                           "time": "ps"}}
 
     def write_box(self, positions_A: np.ndarray, velocities_A_ps: np.ndarray, cell_A: np.ndarray) -> None:
-        from deepeut.md.h5md import ase_velocity_to_A_ps
+        from deepeut.trajectory.h5md import ase_velocity_to_A_ps
         from deepeut.systems.task import write_extxyz
 
         atoms = self.box.atoms.copy()

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from deepeut.labeling.base import Label
+from deepeut.data.label import Label
 from deepeut.utils.io import atomic_path, write_json_atomic, write_text_atomic
 
 SPLITS = ("train", "test", "calibration")

@@ -14,7 +14,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 from ase import units as u
 
-from deepeut.labeling.base import Label, LabelingError
+from deepeut.data.label import Label
+from deepeut.labeling.base import LabelingError
 
 #: energy units → eV
 ENERGY_UNITS: Dict[str, float] = {"eV": 1.0, "hartree": u.Hartree, "Ha": u.Hartree, "kcal/mol": u.kcal / u.mol,

@@ -124,7 +124,7 @@ def trajectory_labels(traj: Path, labeler) -> Iterator[Tuple[object, object]]:
     """``(atoms, Label)`` of every frame of a labeler-driven trajectory."""
     from ase.io import iread
 
-    from deepeut.labeling.base import Label
+    from deepeut.data.label import Label
 
     for atoms in iread(str(traj), index=":", format="extxyz"):
         label = Label(energy=float(atoms.get_potential_energy()), forces=np.array(atoms.get_forces()),

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from deepeut.data.store import DatasetStore
-from deepeut.labeling.base import FailureBudgetExceeded, Labeler, LabelingError, structure_hash
+from deepeut.data.label import structure_hash
+from deepeut.labeling.base import FailureBudgetExceeded, Labeler, LabelingError
 
 log = logging.getLogger(__name__)
 

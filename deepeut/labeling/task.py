@@ -9,7 +9,7 @@ from typing import Dict
 
 from deepeut.config.schema import Config, ConfigError
 from deepeut.data.store import DatasetStore
-from deepeut.labeling.base import structure_hash
+from deepeut.data.label import structure_hash
 from deepeut.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)

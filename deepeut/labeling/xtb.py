@@ -6,7 +6,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from deepeut.labeling.base import Label, Labeler, LabelingError
+from deepeut.data.label import Label
+from deepeut.labeling.base import Labeler, LabelingError
 
 
 class XTBLabeler(Labeler):

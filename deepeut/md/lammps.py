@@ -33,7 +33,7 @@ def write_data(path: Path, atoms, molecule: np.ndarray, type_names: Sequence[str
     """LAMMPS data file (atom_style full, orthogonal or triclinic cell, velocities in Å/ps)."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from deepeut.md.h5md import ase_velocity_to_A_ps
+    from deepeut.trajectory.h5md import ase_velocity_to_A_ps
 
     symbols = atoms.get_chemical_symbols()
     missing = sorted(set(symbols) - set(type_names))
@@ -120,7 +120,7 @@ def dump_to_h5md(dump: Path, h5: Path, timestep_fs: float, masses: np.ndarray, n
                  molecule: Optional[np.ndarray], labels, params: Dict, block: int = 256) -> Path:
     """Convert a LAMMPS dump to deepeut's H5MD, streamed ``block`` frames at a time (observables other than time
     are NaN: they live in log.lammps)."""
-    from deepeut.md.h5md import OBSERVABLES, H5MDWriter
+    from deepeut.trajectory.h5md import OBSERVABLES, H5MDWriter
     from deepeut.trajectory.lammps_dump import LammpsDump
 
     nan = {k: float("nan") for k in OBSERVABLES}

@@ -2,7 +2,7 @@
 
 Files in the replica folder::
 
-    trajectory.h5      H5MD (see deepeut.md.h5md): positions Å, velocities Å/ps, observables, molecule ids, labels
+    trajectory.h5      H5MD (see deepeut.trajectory.h5md): positions Å, velocities Å/ps, observables, molecule ids, labels
     checkpoint.pkl     step, positions, momenta, thermostat chain, RNG and the committed frame count
     md.json            summary: steps, frames, mean temperature ± standard error (K), energy drift
                        (kcal/mol/atom/ns, the paper's unit) and speed (ns/day); written at the end
@@ -24,7 +24,7 @@ import numpy as np
 
 from deepeut.config.schema import MDConfig
 from deepeut.md.dynamics import init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint
-from deepeut.md.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
+from deepeut.trajectory.h5md import H5MDWriter, H5MDTrajectory, ase_velocity_to_A_ps
 from deepeut.md.safety import SimulationExploded, check_frame, check_molecules
 from deepeut.utils.io import json_safe, write_json_atomic
 from deepeut.utils.statistics import mean_and_sem  # noqa: F401  (re-exported for the md stage's users)

@@ -32,7 +32,7 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
     if not path.is_file():
         raise ConfigError(f"md.start: {path} does not exist")
     if path.suffix in (".h5", ".h5md"):
-        from deepeut.md.trajectory import open_trajectory
+        from deepeut.trajectory.readers import open_trajectory
 
         with open_trajectory(path) as tr:
             has_vel = tr.parameters.get("constraints", "none") == "none"

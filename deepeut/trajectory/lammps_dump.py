@@ -73,7 +73,7 @@ def parse_header(lines: Sequence[str], path: Path) -> Dict:
 
 
 class LammpsDump:
-    """The trajectory interface of :mod:`deepeut.md.trajectory` over a dump file, streamed from disk."""
+    """The trajectory interface of :mod:`deepeut.trajectory.readers` over a dump file, streamed from disk."""
 
     def __init__(self, path: str | Path, timestep_fs: float, velocity_unit: str = "A/ps", chunk_mb: float = 32.0):
         self.path = Path(path)

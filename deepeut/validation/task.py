@@ -35,7 +35,7 @@ def driver_member(driver: str):
 
 def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
     """Closest intermolecular contacts over the run and the time (ps) of the first one below its limit."""
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.neighbors import closest_contacts, contact_violations
 
     closest: Dict[str, float] = {}
@@ -54,7 +54,7 @@ def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int)
 def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
     """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory."""
     from deepeut.analysis.rdf import RDFAccumulator
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.neighbors import plane_distances
 
     with H5MDTrajectory(traj_path) as tr:
@@ -102,7 +102,7 @@ def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
 
 def held_out_frames(cfg: Config, folders: List[Path], n: int) -> List:
     """``n`` frames evenly spaced over the runs' frames after their first 10 %."""
-    from deepeut.md.h5md import H5MDTrajectory
+    from deepeut.trajectory.h5md import H5MDTrajectory
 
     pool = []
     for folder in folders:

@@ -151,7 +151,7 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
     import torch_sim as ts
 
     from deepeut.md.dynamics import init_velocities
-    from deepeut.md.h5md import H5MDWriter
+    from deepeut.trajectory.h5md import H5MDWriter
     from deepeut.md.runner import n_steps as total_steps, save_interval, summarise, uncertainty_observables
     from deepeut.md.safety import SimulationExploded, check_frame
     from deepeut.utils.io import atomic_path, write_json_atomic
@@ -162,7 +162,7 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
         if not s.use_start_velocities:
             init_velocities(s.atoms, md.temperature_K, s.seed)
     state = ts.io.atoms_to_state([s.atoms for s in setups], device=device, dtype=torch.float64)
-    from deepeut.md.h5md import ase_velocity_to_A_ps
+    from deepeut.trajectory.h5md import ase_velocity_to_A_ps
 
     vel_A_ps = np.concatenate([s.atoms.get_velocities() * ase_velocity_to_A_ps() for s in setups])
     # U.velocity converts Å/ps to torch-sim's Å / sqrt(amu Å²/eV)

@@ -162,8 +162,10 @@ class H5MDWriter:
 
     def append(self, step: int, time_ps: float, positions: np.ndarray, velocities_A_ps: np.ndarray,
                observables: Dict[str, float]) -> None:
-        """Add one frame (positions Å, velocities Å/ps, observables in the units of :data:`OBSERVABLES`)."""
-        values = [np.asarray(positions), np.asarray(velocities_A_ps)] + [observables[k] for k in OBSERVABLES]
+        """Add one frame (positions Å, velocities Å/ps, observables in the units of :data:`OBSERVABLES`; one a
+        writer does not have, e.g. the committee uncertainty of a classical run, is NaN)."""
+        values = [np.asarray(positions), np.asarray(velocities_A_ps)] + \
+            [observables.get(k, np.nan) for k in OBSERVABLES]
         self._buffer.append((step, time_ps, values))
         if len(self._buffer) >= self.BUFFER_FRAMES:
             self._write_buffer()

@@ -2,7 +2,7 @@
 
 :func:`open_trajectory` returns an object with ``n_frames``, ``n_atoms``, ``times_ps``, ``numbers``, ``masses``,
 ``cell`` (Å), ``molecule`` (or None), ``positions(frames, atoms)`` (Å) and ``velocities(frames, atoms)`` (Å/ps):
-an :class:`~deepeut.md.h5md.H5MDTrajectory` (streamed from disk) or an :class:`ArrayTrajectory` (in memory).
+an :class:`~deepeut.trajectory.h5md.H5MDTrajectory` (streamed from disk) or an :class:`ArrayTrajectory` (in memory).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def read_extxyz_trajectory(path: str | Path, timestep_fs: float) -> ArrayTraject
     """extxyz frames (velocities from ``momenta``/``velocities`` arrays when present); frame spacing ``timestep_fs``."""
     from ase.io import read
 
-    from deepeut.md.h5md import ase_velocity_to_A_ps
+    from deepeut.trajectory.h5md import ase_velocity_to_A_ps
 
     frames = read(path, ":")
     vel = np.array([a.get_velocities() for a in frames]) * ase_velocity_to_A_ps() \
@@ -100,11 +100,11 @@ def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None, **dum
 
     ``timestep_fs``: the MD timestep (LAMMPS: time = step × timestep) or the frame spacing (extxyz);
     ``dump_options``: ``velocity_unit`` and ``chunk_mb`` of :func:`read_dump_trajectory`.
-    A missing, empty, cut or cell-less file raises :class:`~deepeut.md.h5md.TrajectoryUnreadable` naming it; a
+    A missing, empty, cut or cell-less file raises :class:`~deepeut.trajectory.h5md.TrajectoryUnreadable` naming it; a
     missing ``timestep_fs`` raises ``ConfigError`` naming ``analysis.timestep_fs``.
     """
     from deepeut.config.schema import ConfigError
-    from deepeut.md.h5md import H5MDTrajectory, TrajectoryUnreadable
+    from deepeut.trajectory.h5md import H5MDTrajectory, TrajectoryUnreadable
     from deepeut.trajectory.lammps_dump import DumpError
 
     path = Path(path)
@@ -137,7 +137,7 @@ def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None, **dum
 
 def check_trajectory(traj, path: Path):
     """A trajectory with frames, finite positions in its first frame and a periodic cell, or TrajectoryUnreadable."""
-    from deepeut.md.h5md import TrajectoryUnreadable
+    from deepeut.trajectory.h5md import TrajectoryUnreadable
 
     problem = None
     if traj.n_frames == 0:
