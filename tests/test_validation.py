@@ -57,3 +57,23 @@ def test_validate_stage_on_the_embedded_ensemble(tmp_path):
     v = json.loads((tmp_path / "v" / "validation.json").read_text())
     assert v["drivers"][0]["driver"] == "committee" and v["scores"]["n_frames"] == 2
     assert set(v["scores"]["models"]) == {"member_0", "member_1", "member_2", "ensemble_mean"}
+
+
+def test_temperature_failure_catches_heating_but_not_canonical_fluctuations():
+    """88 atoms at 353 K: an Ornstein–Uhlenbeck temperature with the canonical spread T √(2/N_f) (31 K) and a 20 fs
+    memory never fails over 10 ps; a run heating to 441 K within 0.1 ps (seen with a GAFF2 start) fails, at the
+    end of the first window whose mean is > 62 K off."""
+    from deepeut.md.safety import temperature_window_failure
+
+    rng = np.random.default_rng(4)
+    t = np.arange(0, 10.0, 0.005)
+    sd, a = 353.0 * np.sqrt(2 / 261), np.exp(-0.005 / 0.02)
+    x = np.zeros(len(t))
+    for k in range(1, len(t)):
+        x[k] = a * x[k - 1] + sd * np.sqrt(1 - a * a) * rng.normal()
+    assert temperature_window_failure(t, 353.0 + x, 353.0, 88) is None
+    hot = 353.0 + x + np.minimum(t / 0.1, 1.0) * 88.0  # +88 K after 0.1 ps
+    when, why = temperature_window_failure(t, hot, 353.0, 88)
+    assert 1.0 <= when <= 1.5 and why.startswith("temperature averaged over 1 ps is 4")
+    short = temperature_window_failure(t[:80], hot[:80], 353.0, 88)  # 0.4 ps run: judged on its whole length
+    assert short is not None and short[0] == pytest.approx(t[79])

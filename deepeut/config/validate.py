@@ -24,6 +24,10 @@ class ValidateConfig:
     #: closest allowed intermolecular distances (Å): a shorter contact is a failure (as for the classical boxes)
     min_contact_A: Dict[str, float] = field(default_factory=lambda: {"Li-O": 1.7, "H-O": 1.4})
     contact_every_frames: int = 5  # contact check on every n-th saved frame
+    #: a run fails when its temperature averaged over this window (ps) leaves the target by more than
+    #: temperature_sigmas × T √(2/N_f) (the canonical fluctuation of the instantaneous temperature)
+    temperature_window_ps: float = 1.0
+    temperature_sigmas: float = 2.0
 
     def __post_init__(self) -> None:
         from deepeut.config.schema import _require
@@ -31,6 +35,8 @@ class ValidateConfig:
         _require(len(self.drivers) >= 1 and all(d == "committee" or d.isdigit() for d in self.drivers),
                  "validate.drivers", "a list of 'committee' and member indices like '0'")
         _require(self.duration_ps > 0 and self.replicas >= 1, "validate.duration_ps", "needs > 0 ps and >= 1 replica")
+        _require(self.temperature_window_ps > 0 and self.temperature_sigmas > 0, "validate.temperature_window_ps",
+                 "window (ps) and temperature_sigmas must be > 0")
         _require(self.n_label_frames >= 2, "validate.n_label_frames", "must be >= 2 (half calibrate, half test)")
         _require(0 < self.alpha < 1, "validate.alpha", "must be in (0, 1)")
         _require(self.contact_every_frames >= 1, "validate.contact_every_frames", "must be >= 1")

@@ -53,3 +53,25 @@ def check_frame(forces: np.ndarray, temperature_K: float, positions: np.ndarray,
     if recognizer is not None and md.check_molecules_every and frame_index % md.check_molecules_every == 0:
         check_molecules(recognizer, positions, numbers, cell, expected, step)
     return fmax
+
+
+def temperature_window_failure(time_ps: np.ndarray, temperature_K: np.ndarray, target_K: float, n_atoms: int,
+                               window_ps: float = 1.0, sigmas: float = 2.0) -> Optional[tuple]:
+    """(end time in ps, reason) of the first ``window_ps`` window whose mean temperature is further from the
+    target than ``sigmas`` × T √(2/N_f) (N_f = 3 N − 3: the canonical relative fluctuation of the instantaneous
+    temperature, 9 % at 88 atoms; the mean over a window fluctuates less, so a thermostatted run at the right
+    temperature does not trip it), or None. Windows slide frame by frame; runs shorter than a window are judged
+    on their whole length."""
+    t, temp = np.asarray(time_ps, float), np.asarray(temperature_K, float)
+    if len(t) < 2:
+        return None
+    bound = sigmas * target_K * np.sqrt(2.0 / max(3 * n_atoms - 3, 1))
+    csum = np.concatenate([[0.0], np.cumsum(temp)])
+    start = np.searchsorted(t, t - min(window_ps, t[-1] - t[0]) - 1e-9)  # first frame of the window ending at k
+    full = t - t[0] >= min(window_ps, t[-1] - t[0]) - 1e-9
+    for k in np.nonzero(full)[0]:
+        mean = (csum[k + 1] - csum[start[k]]) / (k + 1 - start[k])
+        if abs(mean - target_K) > bound:
+            return float(t[k]), (f"temperature averaged over {t[k] - t[start[k]]:.2g} ps is {mean:.0f} K, more than "
+                                 f"{bound:.0f} K ({sigmas:g} × T √(2/N_f)) from the target {target_K:g} K")
+    return None

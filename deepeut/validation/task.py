@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -49,6 +49,17 @@ def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int)
             if bad:
                 return {"closest_A": closest, "time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
     return {"closest_A": closest, "time_ps": None, "reason": ""}
+
+
+def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
+    """(time ps, reason) when a ``validate.temperature_window_ps`` mean leaves the target by more than
+    ``validate.temperature_sigmas`` × T √(2/N_f) (deepeut.md.safety.temperature_window_failure), else None."""
+    from deepeut.md.safety import temperature_window_failure
+    from deepeut.trajectory.h5md import H5MDTrajectory
+
+    with H5MDTrajectory(traj_path) as tr:
+        return temperature_window_failure(tr.times_ps, tr.observable("temperature"), md.temperature_K, tr.n_atoms,
+                                          v.temperature_window_ps, v.temperature_sigmas)
 
 
 def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
@@ -86,6 +97,9 @@ def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
         fails = [(stop["time_ps"], stop["reason"])] if stop else []
         if contact["time_ps"] is not None:
             fails.append((contact["time_ps"], contact["reason"]))
+        hot = temperature_failure(out / f"replica_{r}" / "trajectory.h5", cfg.md, v)
+        if hot is not None:
+            fails.append(hot)
         t_fail, reason = min(fails) if fails else (None, "")
         # stable: up to the last frame known good (a molecule check runs every md.check_molecules_every frames,
         # so a failure found at t_fail may have happened after the last kept frame)
