@@ -492,3 +492,52 @@ def test_skin_neighbour_list_gives_the_forces_of_a_list_rebuilt_every_step():
         a.calc, b.calc = skin, plain
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=2e-4)
         assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-3)
+
+
+def test_batched_chain_and_ase_chain_give_the_same_canonical_temperature_statistics():
+    """200 independent harmonic oscillators (an analytic potential) under deepeut's batched NHC and under ASE's
+    NoseHooverChainNVT with the same τ and chain give the target ⟨kT⟩ and the same fluctuations of the kinetic
+    temperature within sampling error."""
+    import torch
+    from ase import Atoms, units
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+    from deepeut.md.engines.torchsim import BatchedNoseHooverChain
+
+    n, kT, dt, tau, steps = 200, 0.03, 0.1, 1.0, 6000  # eV, ASE time units (Å √(amu/eV))
+    rng = np.random.default_rng(1)
+    k = rng.uniform(0.5, 2.0, size=(n, 1))
+
+    class Harmonic(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            x = self.atoms.positions
+            self.results = {"energy": float(0.5 * (k * x**2).sum()), "forces": -k * x}
+
+    atoms = Atoms("H" * n, positions=np.zeros((n, 3)), masses=np.ones(n))
+    atoms.set_momenta(rng.normal(scale=np.sqrt(kT), size=(n, 3)))
+    atoms.calc = Harmonic()
+    dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=kT / units.kB, tdamp=tau, tchain=3)
+    ase_t = []
+    for step in range(steps):
+        dyn.run(1)
+        if step >= steps // 3:
+            ase_t.append(2 * atoms.get_kinetic_energy() / (3 * n))
+    p = torch.as_tensor(rng.normal(scale=np.sqrt(kT), size=(n, 3)))
+    x, masses, idx = torch.zeros_like(p), torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.long)
+    kk, chain, ours = torch.as_tensor(k), BatchedNoseHooverChain([n], kT, tau=tau, chain_length=3), []
+    for step in range(steps):
+        p = chain.half_step(p, masses, idx, dt)
+        p = p - 0.5 * dt * kk * x
+        x = x + dt * p
+        p = p - 0.5 * dt * kk * x
+        p = chain.half_step(p, masses, idx, dt)
+        if step >= steps // 3:
+            ours.append(float((p**2).sum()) / (3 * n))
+    ase_t, ours = np.array(ase_t), np.array(ours)
+    for series in (ase_t, ours):
+        assert series.mean() == pytest.approx(kT, rel=0.05)
+    assert ours.std() == pytest.approx(ase_t.std(), rel=0.15)  # the same fluctuations as ASE's chain
