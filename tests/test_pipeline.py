@@ -4,6 +4,7 @@ nothing that had finished."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -239,3 +240,20 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     report = (tmp_path / "run3" / "report.md").read_text()
     origin = json.loads((Path(pipeline["ensemble"]) / "ensemble.json").read_text())["dataset"]["origin"]
     assert "## Active learning" in report and "## Model" in report and origin in report  # the final ensemble's data
+
+
+def test_stage_key_follows_the_code_the_libraries_and_every_md_setting_of_the_loop(monkeypatch):
+    """A changed AL exploration safety bound, a changed stage code digest or library version gives a new key
+    (never a stale reuse); how often MD checkpoints does not."""
+    from deepeut.pipeline import cache
+
+    cfg = load_config()
+    key = cache.stage_key(cfg, "al", {})
+    bound = dataclasses.replace(cfg, md=dataclasses.replace(cfg.md, max_force_eV_A=10.0))
+    assert cache.stage_key(bound, "al", {}) != key
+    ckpt = dataclasses.replace(cfg, md=dataclasses.replace(cfg.md, checkpoint_every_steps=7))
+    assert cache.stage_key(ckpt, "md", {}) == cache.stage_key(cfg, "md", {})
+    monkeypatch.setattr("deepeut.utils.provenance.code_digest", lambda packages=(): "another code")
+    assert cache.stage_key(cfg, "al", {}) != key
+    monkeypatch.setattr("deepeut.utils.provenance.library_versions", lambda: {"torch": "9.9"})
+    assert cache.stage_key(cfg, "al", {}) != key

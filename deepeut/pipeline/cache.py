@@ -5,7 +5,10 @@ A pipeline stage runs in ``<cache_dir>/<stage>/<system>-<key>/``. ``key`` is a S
 * the stage name and deepeut's version,
 * the config sections that decide the stage's result (:data:`SECTIONS`, minus how-to-run fields such as
   ``train.devices``: :data:`EXECUTION_FIELDS`),
-* the keys (or content hashes) of its inputs: the upstream stages, the shipped dataset, an ensemble.
+* the keys (or content hashes) of its inputs: the upstream stages, the shipped dataset, an ensemble,
+* a content digest of the code that computes it (:data:`CODE`: the stage's packages and the ground floor) and
+  the versions of the libraries that decide its numbers (deepeut.utils.provenance), so a fixed bug or a new
+  library never reuses a stale result.
 
 ``stage.json`` is written last, atomically: a folder with it is finished and any run that resolves to the same
 key reuses it. A folder without it belongs to a run that died; the next run with the same key continues in it
@@ -39,10 +42,21 @@ SECTIONS: Dict[str, Sequence[str]] = {
     "classical": ("system", "scale", "build", "classical"),
     "reference": ("system", "scale", "build", "reference", "labeler"),
     "train": ("system", "model", "train", "seed"),
-    "al": ("system", "scale", "build", "labeler", "model", "train", "al", "md.timestep_fs", "md.thermostat",
-           "md.thermostat_tau_ps", "md.chain_length", "seed"),
+    "al": ("system", "scale", "build", "labeler", "model", "train", "al", "md", "seed"),
     "md": ("system", "scale", "build", "md"),
     "analysis": ("system", "analysis"),
+}
+
+#: deepeut sub-packages whose code computes each stage (the ground floor is always included)
+CODE: Dict[str, Sequence[str]] = {
+    "build": ("systems",),
+    "classical": ("classical", "systems"),
+    "reference": ("labeling", "systems", "md"),
+    "train": ("training",),
+    "al": ("active_learning", "training", "labeling", "md", "systems"),
+    "md": ("md", "training", "systems"),
+    "analysis": ("analysis", "systems"),
+    "validate": ("validation", "md", "training", "labeling", "systems"),
 }
 
 #: fields that change how a stage runs (hardware, parallelism, logging), not what it computes
@@ -52,6 +66,7 @@ EXECUTION_FIELDS = {
     "analysis": ("trajectories",),
     "classical": ("param_cache",),
     "al": ("initial_ensemble",),  # the train stage's key is an input instead
+    "md": ("checkpoint_every_steps", "neighbor_skin_A"),  # same frames either way
 }
 
 
@@ -79,8 +94,10 @@ def file_digest(path: Path) -> str:
 
 def stage_key(cfg: Config, stage: str, inputs: Dict[str, str]) -> str:
     from deepeut import __version__
+    from deepeut.utils.provenance import code_digest, library_versions
 
     return digest({"stage": stage, "deepeut": __version__, "inputs": inputs,
+                   "code": code_digest(tuple(CODE.get(stage, ()))), "libraries": library_versions(),
                    "config": {s: _section(cfg, s) for s in SECTIONS[stage]}})
 
 
@@ -137,8 +154,11 @@ class StageCache:
         t0 = time.time()
         result = func(folder) or {}
         rec = StageRecord(stage, key, folder, False, time.time() - t0, _jsonable(result))
+        from deepeut.utils.provenance import provenance
+
         write_json_atomic(folder / DONE, {**rec.to_json(), "inputs": inputs, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                           "config": {s: _section(cfg, s) for s in SECTIONS[stage]}})
+                                           "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
+                                           "provenance": provenance(tuple(CODE.get(stage, ())))})
         return rec
 
 
