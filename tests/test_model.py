@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import load_config
@@ -59,3 +60,19 @@ def test_zbl_adds_the_screened_nuclear_repulsion():
         pair = Atoms("LiH", positions=[[0, 0, 0], [r, 0, 0]], cell=np.eye(3) * 30, pbc=False)
         e = ens.predict([pair]).energies[:, 0]
         assert e[0] - e[1] == pytest.approx(zbl_eV(3, 1, r, cfg.r_max), rel=1e-3, abs=1e-5)
+
+
+def test_chunked_evaluation_equals_the_whole_box():
+    """Allegro is strictly local: three slabs, each with a 2 r_max halo of periodic images, give the whole box's
+    energy and forces (the route for a model too large for one pass over 8192 atoms)."""
+    from conftest import built_box
+    from deepeut.training.chunked import chunked_energy_forces
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    atoms = built_box("ura")[1].atoms.copy()
+    ens = Ensemble.load(MODELS_DIR / "ura", members=[0])
+    atoms.calc = ens.calculator(member=0)
+    e, f = chunked_energy_forces(ens.models[0], ens.type_names, ens.r_max, atoms, n_chunks=3)
+    assert e == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
+    np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-4)
