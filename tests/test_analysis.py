@@ -401,3 +401,16 @@ def test_msd_fit_window_starts_where_the_motion_becomes_diffusive():
     assert linear_slope(t[i:], m[i:]) / 6 == pytest.approx(0.1, rel=1e-9)
     i, beta = msd_fit_window(t, t**0.5)
     assert i == 200 and beta == pytest.approx(0.5, abs=1e-6)
+
+
+def test_text_tables_set_no_unconverged_number_beside_the_papers():
+    from conftest import load_config
+    from deepeut.analysis.task import tables_text
+
+    tabs = {"II": {"D_Li": {"ours": 748.0, "ci95": 80.0, "paper": 1.07, "unit": "1e-11 m^2/s", "converged": False,
+                            "status": "not converged: MSD not diffusive"},
+                   "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True}}}
+    lines = tables_text(load_config("system=ura"), tabs).splitlines()
+    d_li = next(x for x in lines if x.startswith("D_Li"))
+    assert "(748)" in d_li and "1.07" not in d_li and "[not converged: MSD not diffusive]" in d_li
+    assert "1.53" in next(x for x in lines if x.startswith("tau_R"))

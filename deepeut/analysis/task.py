@@ -447,17 +447,20 @@ def annotate_convergence(cfg: Config, tabs: Dict, results: List[Dict]) -> None:
 def tables_text(cfg: Config, tabs: Dict) -> str:
     lines = [f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
              "(ours: mean ± half-width of its 95 % confidence interval, Student t over the independent estimates "
-             "named under 'from': replicas, or time blocks of one replica; paper: Shayestehpour & Zahn)"]
+             "named under 'from': replicas, or time blocks of one replica; paper: Shayestehpour & Zahn; "
+             "(in parentheses): not converged, shown without the paper's value, the reason in brackets)"]
     titles = {"I": "Table I: coordination numbers N(r_c) at the first RDF minimum (Eq. 7)",
               "II": "Table II: D (1e-11 m²/s, Green–Kubo), t+, τ_Li-amide and τ_R (ns)",
               "III": "Table III: ionic conductivity (S/m): Green–Kubo σ, Nernst–Einstein σ_NE, α = σ/σ_NE"}
     for table, rows in tabs.items():
         lines += ["", titles[table], f"{'quantity':<20}{'ours':>12}{'± 95 % CI':>11}{'from':>16}{'paper':>10}  unit"]
         for k, r in rows.items():
-            ours = "" if r["ours"] is None else f"{r['ours']:.3g}"
+            unconverged = r.get("converged") is False
+            ours = "" if r["ours"] is None else f"({r['ours']:.3g})" if unconverged else f"{r['ours']:.3g}"
             ci = r.get("ci95")
             ci = "" if ci is None or not np.isfinite(ci) else f"{ci:.2g}"
-            paper = "" if r["paper"] is None else f"{r['paper']:g}"
+            # a number that failed its convergence check is not set beside the paper's (its status says why)
+            paper = "" if r["paper"] is None else "—" if unconverged or r["ours"] is None else f"{r['paper']:g}"
             lines.append(f"{k:<20}{ours:>12}{ci:>11}{r.get('sem_from', ''):>16}{paper:>10}  {r['unit']}"
                          + "".join(f"  [{r[x]}]" for x in ("note", "status") if r.get(x)))
     return "\n".join(lines)
