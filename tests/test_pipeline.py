@@ -86,6 +86,16 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
     path, origin = find_ensemble(cfg)
     assert path == tmp_path / "runs" / "good" / "train"
     assert "lowest mean member test force RMSE" in origin and "0.050 eV/Å on 40 test frames" in origin
+    validated = tmp_path / "runs" / "validated" / "train"
+    manifest(validated, "nma", True, 1e9, rmse=0.08)
+    record = {"drivers": [{"driver": "committee", "failed": False, "stable_ps": 10.0}]}
+    (validated / "validation_tiny.json").write_text(json.dumps(record))
+    path, origin = find_ensemble(cfg)  # validated without failure at this scale beats a lower RMSE
+    assert path == validated and "validated at scale tiny: no failure in 10 ps" in origin
+    record["drivers"][0]["failed"] = True
+    (validated / "validation_tiny.json").write_text(json.dumps(record))
+    assert find_ensemble(cfg)[0] == tmp_path / "runs" / "good" / "train"
+    shutil.rmtree(validated.parent)
     (tmp_path / "runs" / "good" / "train" / "ensemble.json").unlink()
     path, origin = find_ensemble(cfg)  # the embedded default beats the 2-epoch run
     assert path == MODELS_DIR / "nma" and "embedded" in origin

@@ -58,13 +58,29 @@ def test_force_rmse(manifest: Path) -> Tuple[float, int]:
     return (float(np.mean(rmse)) if rmse else float("nan")), int(m.get("dataset", {}).get("n_test", 0))
 
 
-ENSEMBLE_RULE = "lowest mean member test force RMSE"
+ENSEMBLE_RULE = ("validated at this scale without failure first (stage=validate), then the lowest mean member test "
+                 "force RMSE")
+
+
+def validation_status(ensemble: Path, scale: str) -> Tuple[bool, str]:
+    """(passed, text) of the ensemble's validation record at ``scale`` (``validation_<scale>.json``)."""
+    path = Path(ensemble) / f"validation_{scale}.json"
+    if not path.exists():
+        return False, f"never validated at scale {scale}"
+    v = json.loads(path.read_text())
+    drivers = v.get("drivers", [])
+    failed = [d["driver"] for d in drivers if d.get("failed")]
+    stable = min((d.get("stable_ps", 0.0) for d in drivers), default=0.0)
+    if failed or not drivers:
+        return False, f"validation at scale {scale} failed ({', '.join(failed) or 'no driver'}; {stable:.3g} ps)"
+    return True, f"validated at scale {scale}: no failure in {stable:.3g} ps"
 
 
 def find_ensemble(cfg: Config) -> Tuple[Path, str]:
     """The ensemble the main job runs with, and why: ``ensemble=`` when given; else, among the complete ensembles of
-    the system under ``pipeline.search_outputs`` and the embedded default, the one with the lowest mean member test
-    force RMSE (the test sets differ between ensembles: the printed numbers say on how many frames)."""
+    the system under ``pipeline.search_outputs`` and the embedded default, one validated at the run's scale without
+    failure first, then the lowest mean member test force RMSE (the test sets differ between ensembles: the
+    printed numbers say on how many frames)."""
     from deepeut.training.embedded import embedded_ensemble
     from deepeut.training.potential import resolve_ensemble
 
@@ -77,11 +93,12 @@ def find_ensemble(cfg: Config) -> Tuple[Path, str]:
     for path in [default / MANIFEST, *ensemble_manifests(Path(cfg.pipeline.search_outputs), cfg.system.name)]:
         rmse, n_test = test_force_rmse(path)
         if np.isfinite(rmse):
-            scored.append((rmse, n_test, path.parent))
-    rmse, n_test, best = min(scored, key=lambda x: x[0])
+            passed, text = validation_status(path.parent, cfg.scale.name)
+            scored.append((not passed, rmse, n_test, path.parent, text))
+    _, rmse, n_test, best, text = min(scored, key=lambda x: x[:2])
     kind = "the embedded default" if best == default else f"found under {cfg.pipeline.search_outputs}/"
     return best, (f"{kind}; rule: {ENSEMBLE_RULE} among {len(scored)} complete {cfg.system.name} ensemble(s) "
-                  f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames")
+                  f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames; {text}")
 
 
 def seconds_per_md_step(cfg: Config, ensemble: Path, calls: int = 3) -> Optional[float]:
