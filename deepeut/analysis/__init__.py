@@ -1,1 +1,2 @@
-"""Stage package: analysis (see the issues for what lands here)."""
+"""Trajectory analysis (stage=analysis): RDFs and coordination numbers, transport (D, t+, σ), lifetimes, VCCFs,
+CDFs and SDFs, their convergence checks, Tables I–III and the figures."""

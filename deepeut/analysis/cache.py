@@ -12,7 +12,9 @@ float64, 256 × 8192 atoms ≈ 100 MB), makes each molecule whole (minimum image
     time_ps (T,), molecule species/charges/masses, cell (3, 3) Å
 
 and, in the same pass, feeds the atom-pair RDF accumulators (every ``rdf_stride`` frames). Molecule ids and
-Fig. 1 labels come from the trajectory (H5MD) or a topology.json.
+Fig. 1 labels come from molecule recognition on the first frame (deepeut.analysis.task.sites_for), checked
+against the trajectory's own molecule ids when it has them. A trajectory without velocities gets NaN
+``com_velocity`` and ``has_velocities = False`` in the file's attributes.
 """
 
 from __future__ import annotations

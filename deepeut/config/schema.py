@@ -415,7 +415,9 @@ class MDConfig:
     #: one start per replica (cycled), e.g. the classical stage's equilibrated boxes; overrides ``start``
     starts: List[str] = field(default_factory=list)
     topology: Optional[str] = None  # topology.json of ``start`` (default: the one beside it, else recognised)
-    ensemble_member: Optional[int] = 0  # which member drives the MD; null: the ensemble mean (N_c× the cost)
+    #: which member drives the MD; null: the committee mean of all members (N_c× the cost; engines ase and
+    #: torchsim: md.engine=lammps refuses it at start)
+    ensemble_member: Optional[int] = 0
     checkpoint_every_steps: int = 200
     equilibration_ps: float = 0.0  # leading part of the run that the analysis skips
     max_force_eV_A: float = 30.0  # stop when any force exceeds this

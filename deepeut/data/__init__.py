@@ -1,1 +1,2 @@
-"""Stage package: data (see the issues for what lands here)."""
+"""The labeled dataset (ground floor): the store of labels keyed by content hash, the Label record, shipped
+datasets (demo and campaign) and their pack/unpack."""

@@ -1,1 +1,2 @@
-"""Stage package: labeling (see the issues for what lands here)."""
+"""Reference labels (stages reference, label, dataset): GFN2-xTB (tblite) and CP2K labelers behind one
+interface, labeler-driven MD, imports of labeled files and the parallel labeling runner."""

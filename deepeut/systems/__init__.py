@@ -1,4 +1,4 @@
-"""Stage 1, systems: species from SMILES, liquid boxes, topologies and molecule recognition."""
+"""Systems (stage=build): species from SMILES, liquid boxes, topologies and molecule recognition."""
 
 from deepeut.systems.box import Box, BoxError, build_box, check_box, composition
 from deepeut.systems.recognition import MoleculeRecognizer, Recognition

@@ -1,1 +1,2 @@
-"""Stage package: training (see the issues for what lands here)."""
+"""Training (stages train, evaluate): nequip + allegro members of an ensemble, the ensemble as an evaluator and
+ASE calculator, the shipped embedded ensembles, compilation and chunked evaluation."""
