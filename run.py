@@ -66,9 +66,12 @@ def main(cfg: DictConfig):
         if exc.errno not in DISK_ERRORS:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"deepeut: {conf.stage.name} stopped: {os.strerror(exc.errno)}{where}; free space or choose a writable "
-              "output_dir / pipeline.cache_dir, then rerun the same command (finished work and the last "
-              "checkpoint are kept)", file=sys.stderr)
+        print(
+            f"deepeut: {conf.stage.name} stopped: {os.strerror(exc.errno)}{where}; free space or choose a writable "
+            "output_dir / pipeline.cache_dir, then rerun the same command (finished work and the last "
+            "checkpoint are kept)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     log.info("stage %s finished; outputs in %s", conf.stage.name, out)
     # sweepers (Optuna) minimise the number a stage reports as its objective

@@ -46,9 +46,22 @@ def _run_errors() -> tuple:
     from deepeut.classical.parameters import ClassicalError
     from deepeut.trajectory.lammps_dump import DumpError
 
-    return (LabelingError, BoxError, StoreError, TopologyError, TrainingError, EnsembleError, SimulationExploded,
-            ActiveLearningError, CalibrationError, CorruptCheckpoint, TrajectoryUnreadable, FolderBusy,
-            ClassicalError, DumpError)
+    return (
+        LabelingError,
+        BoxError,
+        StoreError,
+        TopologyError,
+        TrainingError,
+        EnsembleError,
+        SimulationExploded,
+        ActiveLearningError,
+        CalibrationError,
+        CorruptCheckpoint,
+        TrajectoryUnreadable,
+        FolderBusy,
+        ClassicalError,
+        DumpError,
+    )
 
 
 #: errors that end a stage with one clear line (and exit code 1) instead of a traceback

@@ -77,13 +77,18 @@ def main() -> None:
             t_write = time.perf_counter() - t0
             r = analyse(traj, Path(tmp) / f"an_{n}")
             rows.append({"frames": n, "atoms": n_atoms, "write_s": t_write, **r})
-            print(f"{n_atoms} atoms × {n} frames: analysis {r['seconds']:.1f} s "
-                  f"({1000 * r['seconds'] / n:.1f} ms/frame), peak memory {r['peak_MB']:.0f} MB "
-                  f"(trajectory written in {t_write:.0f} s)", flush=True)
+            print(
+                f"{n_atoms} atoms × {n} frames: analysis {r['seconds']:.1f} s "
+                f"({1000 * r['seconds'] / n:.1f} ms/frame), peak memory {r['peak_MB']:.0f} MB "
+                f"(trajectory written in {t_write:.0f} s)",
+                flush=True,
+            )
     if len(rows) > 1:
         per = np.polyfit([r["frames"] for r in rows], [r["seconds"] for r in rows], 1)
-        print(f"linear fit: {per[0] * 1000:.1f} ms/frame + {per[1]:.1f} s; "
-              f"20 000 frames → ~{(per[0] * 20000 + per[1]) / 60:.0f} min")
+        print(
+            f"linear fit: {per[0] * 1000:.1f} ms/frame + {per[1]:.1f} s; "
+            f"20 000 frames → ~{(per[0] * 20000 + per[1]) / 60:.0f} min"
+        )
     print(json.dumps(rows))
 
 

@@ -27,8 +27,18 @@ def bench_scale(system: str, scale: str, ps: float, device: str) -> tuple:
     from deepeut.config import compose, validate
     from deepeut.systems.box import build_box
 
-    cfg = validate(compose(["stage=classical", f"system={system}", f"scale={scale}", f"device={device}",
-                            f"classical.nvt_ps={ps}", "classical.checkpoint_every_ps=1.0"]))
+    cfg = validate(
+        compose(
+            [
+                "stage=classical",
+                f"system={system}",
+                f"scale={scale}",
+                f"device={device}",
+                f"classical.nvt_ps={ps}",
+                "classical.checkpoint_every_ps=1.0",
+            ]
+        )
+    )
     box = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build)
     params = system_parameters(cfg.system.species, cfg.classical)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,8 +71,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    print(f"classical NVT (GAFF2, PME, 2 fs, H bonds constrained), {args.system}, {args.ps:g} ps per box, "
-          f"device={args.device}")
+    print(
+        f"classical NVT (GAFF2, PME, 2 fs, H bonds constrained), {args.system}, {args.ps:g} ps per box, "
+        f"device={args.device}"
+    )
     print(f"{'scale':>11}{'atoms':>7}{'plain OpenMM ns/day':>21}{'deepeut ns/day':>16}{'ratio':>7}")
     for scale in args.scales:
         atoms, plain, ours = bench_scale(args.system, scale, args.ps, args.device)

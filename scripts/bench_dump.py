@@ -27,8 +27,11 @@ def write_dump(path: Path, n_atoms: int, n_frames: int, edge: float = 45.1) -> N
     rng = np.random.default_rng(0)
     el = ELEMENTS[rng.integers(0, len(ELEMENTS), n_atoms)]
     ids = np.arange(1, n_atoms + 1)
-    head = "ITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp pp\n" + f"0 {edge}\n" * 3 + \
-        "ITEM: ATOMS id mol element x y z ix iy iz vx vy vz\n"
+    head = (
+        "ITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp pp\n"
+        + f"0 {edge}\n" * 3
+        + "ITEM: ATOMS id mol element x y z ix iy iz vx vy vz\n"
+    )
     with open(path, "w") as f:
         for t in range(n_frames):
             x = rng.random((n_atoms, 3)) * edge
@@ -37,9 +40,10 @@ def write_dump(path: Path, n_atoms: int, n_frames: int, edge: float = 45.1) -> N
             order = rng.permutation(n_atoms)
             f.write(f"ITEM: TIMESTEP\n{t * 100}\n" + head.format(n=n_atoms))
             rows = np.column_stack([ids, ids // 10 + 1])[order]
-            body = "\n".join(f"{i} {m} {e} {a:.5f} {b:.5f} {c:.5f} {p} {q} {r} {d:.6f} {g:.6f} {h:.6f}"
-                             for (i, m), e, (a, b, c), (p, q, r), (d, g, h)
-                             in zip(rows, el[order], x[order], img[order], v[order]))
+            body = "\n".join(
+                f"{i} {m} {e} {a:.5f} {b:.5f} {c:.5f} {p} {q} {r} {d:.6f} {g:.6f} {h:.6f}"
+                for (i, m), e, (a, b, c), (p, q, r), (d, g, h) in zip(rows, el[order], x[order], img[order], v[order])
+            )
             f.write(body + "\n")
 
 
@@ -64,8 +68,13 @@ def read_mdanalysis(path: str) -> dict:
 
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
-    u = mda.Universe(path, format="LAMMPSDUMP", topology_format="LAMMPSDUMP",
-                     lammps_coordinate_convention="unscaled", unwrap_images=True)
+    u = mda.Universe(
+        path,
+        format="LAMMPSDUMP",
+        topology_format="LAMMPSDUMP",
+        lammps_coordinate_convention="unscaled",
+        unwrap_images=True,
+    )
     checksum = 0.0
     for ts in u.trajectory:
         checksum += float(u.atoms.positions[17].sum()) + 0.0 * float(ts.velocities.sum())
@@ -94,14 +103,19 @@ def main() -> None:
         size = path.stat().st_size / 2**20
         res = {}
         for which in ("deepeut", "MDAnalysis"):
-            out = subprocess.run([sys.executable, __file__, "--child", which, str(path)], capture_output=True,
-                                 text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", which, str(path)], capture_output=True, text=True, check=True
+            )
             res[which] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"LAMMPS dump, {args.atoms} atoms × {args.frames} frames ({size:.0f} MiB), positions + velocities of "
-          "every frame")
+    print(
+        f"LAMMPS dump, {args.atoms} atoms × {args.frames} frames ({size:.0f} MiB), positions + velocities of "
+        "every frame"
+    )
     for which, r in res.items():
-        print(f"  {which:<11} {r['seconds']:7.2f} s  {1000 * r['seconds'] / r['frames']:6.1f} ms/frame  "
-              f"peak {r['peak_MiB']:6.0f} MiB   deepeut speed-up ×{r['seconds'] / res['deepeut']['seconds']:5.2f}")
+        print(
+            f"  {which:<11} {r['seconds']:7.2f} s  {1000 * r['seconds'] / r['frames']:6.1f} ms/frame  "
+            f"peak {r['peak_MiB']:6.0f} MiB   deepeut speed-up ×{r['seconds'] / res['deepeut']['seconds']:5.2f}"
+        )
     agree = np.isclose(res["deepeut"]["checksum"], res["MDAnalysis"]["checksum"], rtol=1e-5)
     print(f"  same unwrapped positions (checksum of one atom over all frames): {'yes' if agree else 'NO'}")
 

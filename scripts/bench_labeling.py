@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Labeling throughput: GFN2-xTB (tblite, 1 thread per task) with 1 worker vs 2 local workers, same frames.
 
-    .venv/bin/python scripts/bench_labeling.py [--frames 4] [--system ura]
+.venv/bin/python scripts/bench_labeling.py [--frames 4] [--system ura]
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ def main() -> None:
             store = open_store(Path(tmp) / "data")
             ex = dataclasses.replace(cfg.labeler.executor, kind="pool", n_workers=workers)
             t0 = time.perf_counter()
-            rep = label_structures([LabelItem(a.copy(), "train", {"kind": "bench", "frame": k})
-                                    for k, a in enumerate(frames)], labeler_spec(cfg.labeler), store, ex,
-                                   progress=False)
+            rep = label_structures(
+                [LabelItem(a.copy(), "train", {"kind": "bench", "frame": k}) for k, a in enumerate(frames)],
+                labeler_spec(cfg.labeler),
+                store,
+                ex,
+                progress=False,
+            )
             times[workers] = time.perf_counter() - t0
             store.close()
             assert rep.n_labeled == len(frames), rep.as_dict()

@@ -35,16 +35,27 @@ def main() -> None:
     from deepeut.md.task import md_calculator, start_structure
     from deepeut.training.potential import member_model_files
 
-    cfg = validate(compose([f"ensemble={args.ensemble}", f"md.duration_ps={args.steps * 0.5 / 1000}",
-                            "md.save_every_fs=10", "logger=none", f"device={args.device}", "md.ensemble_member=0"]))
+    cfg = validate(
+        compose(
+            [
+                f"ensemble={args.ensemble}",
+                f"md.duration_ps={args.steps * 0.5 / 1000}",
+                "md.save_every_fs=10",
+                "logger=none",
+                f"device={args.device}",
+                "md.ensemble_member=0",
+            ]
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         setup = start_structure(cfg, 0, Path(tmp) / "box")
         atoms = setup.atoms
         # bare ASE with nequip's calculator
         bare = atoms.copy()
         init_velocities(bare, 353.0, 0)
-        bare.calc = NequIPCalculator._from_saved_model(str(member_model_files(args.ensemble)[0]), device=args.device,
-                                                        chemical_species_to_atom_type_map=True)
+        bare.calc = NequIPCalculator._from_saved_model(
+            str(member_model_files(args.ensemble)[0]), device=args.device, chemical_species_to_atom_type_map=True
+        )
         dyn = NoseHooverChainNVT(bare, timestep=0.5 * units.fs, temperature_K=353.0, tdamp=50 * units.fs, tchain=3)
         dyn.run(5)
         t0 = time.perf_counter()
@@ -53,14 +64,27 @@ def main() -> None:
         # deepeut's engine (model loaded the same way, H5MD every 20 steps, checkpoints every 200, checks)
         setup.calculator = md_calculator(cfg, Path(tmp))
         t0 = time.perf_counter()
-        run_replica(ReplicaSetup(atoms=atoms, calculator=setup.calculator, seed=0, molecule=setup.molecule,
-                                 labels=setup.labels, recognizer=setup.recognizer,
-                                 expected_counts=setup.expected_counts), cfg.md, Path(tmp) / "run", progress=False)
+        run_replica(
+            ReplicaSetup(
+                atoms=atoms,
+                calculator=setup.calculator,
+                seed=0,
+                molecule=setup.molecule,
+                labels=setup.labels,
+                recognizer=setup.recognizer,
+                expected_counts=setup.expected_counts,
+            ),
+            cfg.md,
+            Path(tmp) / "run",
+            progress=False,
+        )
         t_ours = time.perf_counter() - t0
     print(f"NVT MD, {len(atoms)} atoms, {args.steps} steps of 0.5 fs")
     print(f"  bare ASE + NequIPCalculator {1000 * t_bare / args.steps:7.1f} ms/step")
-    print(f"  deepeut md.engine=ase       {1000 * t_ours / args.steps:7.1f} ms/step   overhead "
-          f"{100 * (t_ours / t_bare - 1):+.0f} % (H5MD, checkpoints, molecule checks, progress)")
+    print(
+        f"  deepeut md.engine=ase       {1000 * t_ours / args.steps:7.1f} ms/step   overhead "
+        f"{100 * (t_ours / t_bare - 1):+.0f} % (H5MD, checkpoints, molecule checks, progress)"
+    )
     committee_cost(args, atoms)
 
 
@@ -96,8 +120,10 @@ def committee_cost(args, atoms) -> None:
     print(f"energy + forces, {len(atoms)} atoms, {args.device}: ms per call (ASE calculator | torch-sim model)")
     for name, t_ase, t_ts in rows:
         print(f"  {name:<15} {t_ase:8.1f} | {t_ts:8.1f}")
-    print(f"  committee / one member: {rows[1][1] / rows[0][1]:.2f}× (ASE), {rows[1][2] / rows[0][2]:.2f}× (torch-sim); "
-          "target ≤ 2.5×")
+    print(
+        f"  committee / one member: {rows[1][1] / rows[0][1]:.2f}× (ASE), {rows[1][2] / rows[0][2]:.2f}× (torch-sim); "
+        "target ≤ 2.5×"
+    )
 
 
 if __name__ == "__main__":

@@ -39,16 +39,19 @@ def main() -> None:
     f_msd, t_freud = timed(lambda: freud.msd.MSD(box, mode="window").compute(r.astype(np.float64)).msd)
     td_msd, t_td = timed(lambda: np.mean([tidynamics.msd(r[:, i]) for i in range(args.particles)], axis=0))
     print(f"MSD, {args.particles} particles × {args.frames} frames (all lags)")
-    for name, t, res in (("deepeut", t_ours, ours_msd), ("freud window", t_freud, f_msd),
-                         ("tidynamics", t_td, td_msd)):
-        print(f"  {name:<13} {t:8.2f} s   deepeut speed-up ×{t / t_ours:6.2f}   "
-              f"max rel. diff {np.max(np.abs(res[1:] - ours_msd[1:]) / ours_msd[1:]):.1e}")
+    for name, t, res in (("deepeut", t_ours, ours_msd), ("freud window", t_freud, f_msd), ("tidynamics", t_td, td_msd)):
+        print(
+            f"  {name:<13} {t:8.2f} s   deepeut speed-up ×{t / t_ours:6.2f}   "
+            f"max rel. diff {np.max(np.abs(res[1:] - ours_msd[1:]) / ours_msd[1:]):.1e}"
+        )
     ours_acf, t_ours = timed(autocorrelation, v, lag)
     td_acf, t_td = timed(lambda: np.mean([tidynamics.acf(v[:, i]) for i in range(args.particles)], axis=0))
     print(f"VACF, {args.particles} particles × {args.frames} frames (all lags)")
     for name, t, res in (("deepeut", t_ours, ours_acf), ("tidynamics", t_td, td_acf)):
-        print(f"  {name:<13} {t:8.2f} s   deepeut speed-up ×{t / t_ours:6.2f}   "
-              f"max abs. diff {np.max(np.abs(res - ours_acf)):.1e}")
+        print(
+            f"  {name:<13} {t:8.2f} s   deepeut speed-up ×{t / t_ours:6.2f}   "
+            f"max abs. diff {np.max(np.abs(res - ours_acf)):.1e}"
+        )
 
 
 if __name__ == "__main__":

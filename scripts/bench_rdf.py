@@ -61,8 +61,12 @@ def main() -> None:
     r_max, bins = 10.0, 200
     results, times = {}, {}
     ours_numpy = lambda e, p, r, b: ours(e, p, r, b, backend="numpy")  # noqa: E731
-    for name, fn in (("deepeut", ours), ("deepeut-numpy", ours_numpy), ("freud", with_freud),
-                     ("MDAnalysis", with_mdanalysis)):
+    for name, fn in (
+        ("deepeut", ours),
+        ("deepeut-numpy", ours_numpy),
+        ("freud", with_freud),
+        ("MDAnalysis", with_mdanalysis),
+    ):
         fn(edge, pos[:1], r_max, bins)  # warm-up (imports, JIT, thread pools)
         t0 = time.perf_counter()
         results[name] = fn(edge, pos, r_max, bins)
@@ -70,8 +74,10 @@ def main() -> None:
     print(f"all-atom RDF, {args.atoms} atoms, {args.frames} frames, r_max {r_max} Å, {bins} bins")
     for name, t in times.items():
         diff = np.abs(results[name][20:] - results["deepeut"][20:]).max()
-        print(f"  {name:<14} {t * 1000:9.1f} ms/frame   deepeut speed-up ×{t / times['deepeut']:.2f}   "
-              f"max |Δg| vs deepeut (r > 1 Å) {diff:.3f}")
+        print(
+            f"  {name:<14} {t * 1000:9.1f} ms/frame   deepeut speed-up ×{t / times['deepeut']:.2f}   "
+            f"max |Δg| vs deepeut (r > 1 Å) {diff:.3f}"
+        )
 
 
 if __name__ == "__main__":

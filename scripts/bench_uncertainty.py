@@ -28,8 +28,18 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory()
     ens_dir = Path(args.ensemble) if args.ensemble else Path(tmp.name) / "ens"
     if not args.ensemble:
-        subprocess.run([sys.executable, str(ROOT / "run.py"), "stage=train", "train.max_epochs=1", "logger=none",
-                        f"output_dir={ens_dir}"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "stage=train",
+                "train.max_epochs=1",
+                "logger=none",
+                f"output_dir={ens_dir}",
+            ],
+            check=True,
+            capture_output=True,
+        )
     from ase.io import read
     from nequip.integrations.ase import NequIPCalculator
 
@@ -41,8 +51,10 @@ def main() -> None:
     t0 = time.perf_counter()
     u_ours = ens.predict(frames).uncertainty()
     t_ours = time.perf_counter() - t0
-    calcs = [NequIPCalculator._from_saved_model(str(f), device="cpu", chemical_species_to_atom_type_map=True)
-             for f in member_model_files(ens_dir)]
+    calcs = [
+        NequIPCalculator._from_saved_model(str(f), device="cpu", chemical_species_to_atom_type_map=True)
+        for f in member_model_files(ens_dir)
+    ]
     frames[0].copy().calc = calcs[0]
     t0 = time.perf_counter()
     u_ase = []
@@ -58,8 +70,10 @@ def main() -> None:
     n_at = len(frames[0])
     print(f"Eq. 6 uncertainty, {len(calcs)} members, {len(frames)} frames of {n_at} atoms")
     print(f"  deepeut one pass        {1000 * t_ours / len(frames):8.1f} ms/frame")
-    print(f"  {len(calcs)} nequip ASE calculators {1000 * t_ase / len(frames):8.1f} ms/frame   "
-          f"deepeut speed-up ×{t_ase / t_ours:.2f}   max |Δu| {diff:.1e} eV/Å")
+    print(
+        f"  {len(calcs)} nequip ASE calculators {1000 * t_ase / len(frames):8.1f} ms/frame   "
+        f"deepeut speed-up ×{t_ase / t_ours:.2f}   max |Δu| {diff:.1e} eV/Å"
+    )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,25 @@ from typing import Callable, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-SHORT_MD = ["md.duration_ps=0.1", "md.save_every_fs=10", "classical.npt_ps=2", "classical.nvt_ps=1",
-            "classical.heat_ps=0.2"]
+SHORT_MD = [
+    "md.duration_ps=0.1",
+    "md.save_every_fs=10",
+    "classical.npt_ps=2",
+    "classical.nvt_ps=1",
+    "classical.heat_ps=0.2",
+]
 
 
 def cli(args: List[str], cwd: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen([PY, str(ROOT / "run.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [PY, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def finish(p: subprocess.Popen, timeout: float = 900) -> Tuple[int, str]:
@@ -61,8 +73,12 @@ def probe_concurrent(work: Path) -> Tuple[str, str, bool]:
     time.sleep(8)
     b = cli([*args, f"output_dir={work / 'b'}"], work)
     (ra, ta), (rb, tb) = finish(a), finish(b)
-    ok = {ra, rb} <= {0, 1} and 0 in (ra, rb) and ("is in use by pid" in ta + tb or ra == rb == 0) \
+    ok = (
+        {ra, rb} <= {0, 1}
+        and 0 in (ra, rb)
+        and ("is in use by pid" in ta + tb or ra == rb == 0)
         and "Traceback" not in ta + tb
+    )
     return "one runs, the other stops naming it (or reuses its result)", f"{clean(ra, ta)} / {clean(rb, tb)}", ok
 
 
@@ -72,8 +88,12 @@ def probe_kill(stage_args: List[str], marker: str) -> Callable[[Path], Tuple[str
         p = cli([*stage_args, f"output_dir={out}"], work)
         killed = kill_when(p, out / marker)
         rc, text = finish(cli([*stage_args, f"output_dir={out}"], work))
-        return ("killed with SIGKILL, then the same command finishes", f"killed={killed}, rerun {clean(rc, text)}",
-                killed and rc == 0 and "Traceback" not in text)
+        return (
+            "killed with SIGKILL, then the same command finishes",
+            f"killed={killed}, rerun {clean(rc, text)}",
+            killed and rc == 0 and "Traceback" not in text,
+        )
+
     return run
 
 
@@ -83,8 +103,19 @@ def probe_disk_full(work: Path) -> Tuple[str, str, bool]:
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)]).returncode:
         return "stops in one line, checkpoint kept", "skipped (needs root and tmpfs)", True
     try:
-        rc, text = finish(cli(["stage=md", "ensemble=embedded", "md.duration_ps=1", "md.save_every_fs=0.5",
-                               "md.checkpoint_every_steps=20", f"output_dir={mnt / 'md'}"], work))
+        rc, text = finish(
+            cli(
+                [
+                    "stage=md",
+                    "ensemble=embedded",
+                    "md.duration_ps=1",
+                    "md.save_every_fs=0.5",
+                    "md.checkpoint_every_steps=20",
+                    f"output_dir={mnt / 'md'}",
+                ],
+                work,
+            )
+        )
         ok = rc == 1 and "No space left on device" in text and (mnt / "md" / "replica_0" / "checkpoint.pkl").exists()
         return "stops in one line, checkpoint kept", clean(rc, text), ok
     finally:
@@ -95,6 +126,7 @@ def probe_bad(args: List[str], needle: str) -> Callable[[Path], Tuple[str, str, 
     def run(work: Path) -> Tuple[str, str, bool]:
         rc, text = finish(cli(args, work))
         return f"one line with '{needle}'", clean(rc, text), rc in (1, 2) and needle in text and "Traceback" not in text
+
     return run
 
 
@@ -102,6 +134,7 @@ def probe_ok(args: List[str], needle: str) -> Callable[[Path], Tuple[str, str, b
     def run(work: Path) -> Tuple[str, str, bool]:
         rc, text = finish(cli(args, work))
         return f"runs, saying '{needle}'", clean(rc, text), rc == 0 and needle in text and "Traceback" not in text
+
     return run
 
 
@@ -131,11 +164,16 @@ def write_dumps(work: Path) -> None:
     frames = []
     for t in range(40):
         x = box.atoms.positions + walk[t][mol]
-        rows = "".join(f"{j + 1} {mol[j] + 1} {el[j]} {x[j, 0]:.5f} {x[j, 1]:.5f} {x[j, 2]:.5f}\n"
-                       for j in range(len(x)))
-        frames.append(f"ITEM: TIMESTEP\n{t * 20}\nITEM: TIME\n{t * 20 * 0.5}\nITEM: NUMBER OF ATOMS\n{len(x)}\n"
-                      "ITEM: BOX BOUNDS pp pp pp\n" + "".join(f"0 {v}\n" for v in L)
-                      + "ITEM: ATOMS id mol element xu yu zu\n" + rows)
+        rows = "".join(
+            f"{j + 1} {mol[j] + 1} {el[j]} {x[j, 0]:.5f} {x[j, 1]:.5f} {x[j, 2]:.5f}\n" for j in range(len(x))
+        )
+        frames.append(
+            f"ITEM: TIMESTEP\n{t * 20}\nITEM: TIME\n{t * 20 * 0.5}\nITEM: NUMBER OF ATOMS\n{len(x)}\n"
+            "ITEM: BOX BOUNDS pp pp pp\n"
+            + "".join(f"0 {v}\n" for v in L)
+            + "ITEM: ATOMS id mol element xu yu zu\n"
+            + rows
+        )
     text = "".join(frames)
     (work / "good.lammpstrj").write_text(text)
     (work / "noelement.lammpstrj").write_text(text.replace(" element ", " type "))
@@ -145,30 +183,45 @@ def write_dumps(work: Path) -> None:
 PROBES = {
     "concurrent_main_jobs": probe_concurrent,
     "kill_classical": probe_kill(["stage=classical", "classical.npt_ps=20"], "replica_0/checkpoint.npz"),
-    "kill_md": probe_kill(["stage=md", "ensemble=embedded", "md.duration_ps=0.2", "md.checkpoint_every_steps=20"],
-                          "replica_0/checkpoint.pkl"),
+    "kill_md": probe_kill(
+        ["stage=md", "ensemble=embedded", "md.duration_ps=0.2", "md.checkpoint_every_steps=20"],
+        "replica_0/checkpoint.pkl",
+    ),
     "kill_training": probe_kill(["stage=train", "train.max_epochs=3"], "member_0/last.ckpt"),
     "disk_full_md": probe_disk_full,
     "cut_h5md": probe_bad(["stage=analysis", "analysis.trajectories=[cut.h5]"], "cannot be read"),
     "start_without_cell": probe_bad(["stage=md", "ensemble=embedded", "md.start=nocell.extxyz"], "no periodic cell"),
-    "ensemble_of_other_system": probe_bad(["stage=md", "system=nma", f"ensemble={ROOT / 'deepeut/models/ura'}"],
-                                          "trained for system=ura"),
+    "ensemble_of_other_system": probe_bad(
+        ["stage=md", "system=nma", f"ensemble={ROOT / 'deepeut/models/ura'}"], "trained for system=ura"
+    ),
     "config_typo": probe_bad(["md.temprature_K=300"], "Did you mean 'temperature_K'"),
     "member_out_of_range": probe_bad(["stage=md", "ensemble=embedded", "md.ensemble_member=7"], "md.ensemble_member"),
-    "dump_without_timestep": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]"],
-                                       "analysis.timestep_fs"),
-    "dump_wrong_timestep": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
-                                      "analysis.timestep_fs=10"], "not analysis.timestep_fs = 10 fs"),
-    "dump_without_element": probe_bad(["stage=analysis", "analysis.trajectories=[noelement.lammpstrj]",
-                                       "analysis.timestep_fs=0.5"], "needs an 'element' column"),
-    "dump_cut_in_last_frame": probe_ok(["stage=analysis", "analysis.trajectories=[cut.lammpstrj]",
-                                        "analysis.timestep_fs=0.5"], "last frame is cut"),
-    "dump_wrong_system": probe_bad(["stage=analysis", "system=act", "analysis.trajectories=[good.lammpstrj]",
-                                    "analysis.timestep_fs=0.5"], "not those of system=act"),
-    "analysis_start_beyond_run": probe_bad(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
-                                            "analysis.timestep_fs=0.5", "analysis.start_ps=5"], "analysis.start_ps"),
-    "dump_without_velocities": probe_ok(["stage=analysis", "analysis.trajectories=[good.lammpstrj]",
-                                         "analysis.timestep_fs=0.5", "analysis.stride=100"], "not computed"),
+    "dump_without_timestep": probe_bad(
+        ["stage=analysis", "analysis.trajectories=[good.lammpstrj]"], "analysis.timestep_fs"
+    ),
+    "dump_wrong_timestep": probe_bad(
+        ["stage=analysis", "analysis.trajectories=[good.lammpstrj]", "analysis.timestep_fs=10"],
+        "not analysis.timestep_fs = 10 fs",
+    ),
+    "dump_without_element": probe_bad(
+        ["stage=analysis", "analysis.trajectories=[noelement.lammpstrj]", "analysis.timestep_fs=0.5"],
+        "needs an 'element' column",
+    ),
+    "dump_cut_in_last_frame": probe_ok(
+        ["stage=analysis", "analysis.trajectories=[cut.lammpstrj]", "analysis.timestep_fs=0.5"], "last frame is cut"
+    ),
+    "dump_wrong_system": probe_bad(
+        ["stage=analysis", "system=act", "analysis.trajectories=[good.lammpstrj]", "analysis.timestep_fs=0.5"],
+        "not those of system=act",
+    ),
+    "analysis_start_beyond_run": probe_bad(
+        ["stage=analysis", "analysis.trajectories=[good.lammpstrj]", "analysis.timestep_fs=0.5", "analysis.start_ps=5"],
+        "analysis.start_ps",
+    ),
+    "dump_without_velocities": probe_ok(
+        ["stage=analysis", "analysis.trajectories=[good.lammpstrj]", "analysis.timestep_fs=0.5", "analysis.stride=100"],
+        "not computed",
+    ),
 }
 
 

@@ -57,8 +57,14 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.Co
 
 def start_cli(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
     """``python run.py ARGS`` in its own process group (so that a test can SIGKILL it with its children)."""
-    return subprocess.Popen(_cli(args), cwd=cwd, env=_cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        _cli(args),
+        cwd=cwd,
+        env=_cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 300, settle: float = 0.0) -> bool:

@@ -39,8 +39,9 @@ def test_calibrated_uncertainty_covers_heteroscedastic_gaussian_errors():
 def test_structure_level_scores_take_the_worst_atom():
     from deepeut.active_learning.conformal import dpgen_model_deviation, scores
 
-    s = scores([np.array([0.1, 0.4]), np.array([0.2, 0.2])], [np.array([0.1, 0.1]), np.array([0.1, 0.4])],
-               level="structure")
+    s = scores(
+        [np.array([0.1, 0.4]), np.array([0.2, 0.2])], [np.array([0.1, 0.1]), np.array([0.1, 0.4])], level="structure"
+    )
     np.testing.assert_allclose(s, [4.0, 2.0])
     assert dpgen_model_deviation(np.array([1.0]))[0] == pytest.approx(np.sqrt(3))
 
@@ -88,7 +89,9 @@ def test_screening_rejects_fused_molecules_and_too_close_pairs_with_reasons():
 
     i, j, dv = neighbor_pairs(atoms.positions, atoms.cell.array, 3.0)
     dist = np.linalg.norm(dv, axis=1)
-    ho = (topo.molecule[i] != topo.molecule[j]) & (np.sort(np.c_[atoms.numbers[i], atoms.numbers[j]], 1) == [1, 8]).all(1)
+    ho = (topo.molecule[i] != topo.molecule[j]) & (np.sort(np.c_[atoms.numbers[i], atoms.numbers[j]], 1) == [1, 8]).all(
+        1
+    )
     closest = dist[ho].min()
     reason = screen(atoms, -100.0, rec, counts, {("H", "O"): closest + 0.05})
     assert reason.startswith("too close: H") and f"{closest:.2f} Å < {closest + 0.05:.2f} Å" in reason
@@ -97,10 +100,23 @@ def test_screening_rejects_fused_molecules_and_too_close_pairs_with_reasons():
 
 # a barely trained ensemble breaks molecules within tens of fs: explore briefly with close frames so that the
 # first frames (the freshly packed box) pass the screening
-AL_FAST = ["stage=al", "train.ensemble_size=2", "train.max_epochs=1", "train.package=false", "al.explore_runs=1",
-           "al.explore_ps=0.05", "al.explore_save_every_fs=5", "al.explore_temperature_K=300", "al.min_gap_frames=1",
-           "al.n_calibration=2", "al.max_selected=2", "al.threshold_kcal_mol_A=0.0", "al.stop_below=50",
-           "md.max_force_eV_A=1000", "md.max_temperature_factor=100"]
+AL_FAST = [
+    "stage=al",
+    "train.ensemble_size=2",
+    "train.max_epochs=1",
+    "train.package=false",
+    "al.explore_runs=1",
+    "al.explore_ps=0.05",
+    "al.explore_save_every_fs=5",
+    "al.explore_temperature_K=300",
+    "al.min_gap_frames=1",
+    "al.n_calibration=2",
+    "al.max_selected=2",
+    "al.threshold_kcal_mol_A=0.0",
+    "al.stop_below=50",
+    "md.max_force_eV_A=1000",
+    "md.max_temperature_factor=100",
+]
 
 
 def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_path):
@@ -115,8 +131,14 @@ def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_
     from conftest import ROOT
 
     args = [sys.executable, str(ROOT / "run.py"), *AL_FAST, f"output_dir={tmp_path}"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=dict(os.environ, WANDB_MODE="offline"))
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, WANDB_MODE="offline"),
+    )
     state_path = tmp_path / "al_state.json"
     deadline = time.time() + 600
     killed = False
@@ -131,8 +153,14 @@ def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_
     proc.wait()
     assert killed, "the loop finished before it could be killed during labeling"
     before = {p.name: p.stat().st_mtime for p in (tmp_path / "data" / "structures").glob("*.extxyz")}
-    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0"))
+    res = subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0"),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     after = {p.name: p.stat().st_mtime for p in (tmp_path / "data" / "structures").glob("*.extxyz")}
     assert all(after[k] == v for k, v in before.items())  # nothing relabeled

@@ -68,16 +68,21 @@ def test_ideal_gas_rdf_is_one(backend):
 
     rng = np.random.default_rng(2)
     cell = np.eye(3) * 20.0
-    acc = RDFAccumulator({"AA": (np.arange(1000), np.arange(1000)), "AB": (np.arange(500), np.arange(500, 1000))},
-                         r_max=9.0, n_bins=30, backend=backend)
+    acc = RDFAccumulator(
+        {"AA": (np.arange(1000), np.arange(1000)), "AB": (np.arange(500), np.arange(500, 1000))},
+        r_max=9.0,
+        n_bins=30,
+        backend=backend,
+    )
     for _ in range(20):
         acc.add(rng.uniform(0, 20.0, size=(1000, 3)), cell)
     res = acc.result()
     for name in ("AA", "AB"):
         g = res[name].g[5:]  # small-r bins hold few pairs
         assert np.all(np.abs(g - 1.0) < 0.1), (name, g)
-        assert res[name].cn[-1] == pytest.approx((500 if name == "AB" else 999) / 8000 * 4 / 3 * np.pi * 9.0**3,
-                                                 rel=0.03)
+        assert res[name].cn[-1] == pytest.approx(
+            (500 if name == "AB" else 999) / 8000 * 4 / 3 * np.pi * 9.0**3, rel=0.03
+        )
 
 
 @pytest.mark.parametrize("backend", ["freud", "numpy"])
@@ -119,7 +124,7 @@ def test_exponential_pair_existence_lifetime_is_recovered():
     h = np.zeros((n_t, 3000), dtype=np.uint8)
     for p in range(3000):  # one residence episode per pair, exponential length
         start, length = rng.integers(0, n_t), int(round(rng.exponential(tau) / dt))
-        h[start:start + length, p] = 1
+        h[start : start + length, p] = 1
     lag = np.arange(300) * dt
     c = pair_existence_acf(h, 300)
     assert c[0] == pytest.approx(1.0)
@@ -169,8 +174,14 @@ def test_analysis_is_independent_of_periodic_wrapping_and_recovers_D(tmp_path):
     from conftest import load_config
     from deepeut.analysis.task import analyse_trajectory
 
-    cfg = load_config("system=ura", "analysis.rdf_stride=50", "analysis.vccf=false", "analysis.cdf=false",
-                      "analysis.lifetimes=false", "analysis.conductivity=false")
+    cfg = load_config(
+        "system=ura",
+        "analysis.rdf_stride=50",
+        "analysis.vccf=false",
+        "analysis.cdf=false",
+        "analysis.lifetimes=false",
+        "analysis.conductivity=false",
+    )
     results = {}
     for wrap in (False, True):
         _, path = _rigid_trajectory(tmp_path, wrap)
@@ -197,8 +208,9 @@ def test_streamed_pair_existence_equals_dense_and_lazy_columns_equal_arrays():
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in per_frame])])
     ids = np.concatenate(per_frame)
     _, h = contacts_to_series(per_frame, 500)
-    np.testing.assert_allclose(pair_existence_acf_from_contacts(offsets, ids, 50, pairs_per_pass=37),
-                               pair_existence_acf(h, 50), rtol=1e-10)
+    np.testing.assert_allclose(
+        pair_existence_acf_from_contacts(offsets, ids, 50, pairs_per_pass=37), pair_existence_acf(h, 50), rtol=1e-10
+    )
     v = rng.normal(size=(200, 30, 3))
     cols = np.array([2, 5, 11, 29])
     np.testing.assert_allclose(autocorrelation(Columns(v, cols), 20, block=3), autocorrelation(v[:, cols], 20))
@@ -210,8 +222,13 @@ def test_analysis_stage_writes_tables_and_figures(tmp_path):
     from conftest import run_cli
 
     _, path = _rigid_trajectory(tmp_path, wrap=True, n_t=1000)
-    res = run_cli("stage=analysis", "system=ura", f"analysis.trajectories=[{path},{path}]", "analysis.rdf_stride=20",
-                  f"output_dir={tmp_path / 'out'}")
+    res = run_cli(
+        "stage=analysis",
+        "system=ura",
+        f"analysis.trajectories=[{path},{path}]",
+        "analysis.rdf_stride=20",
+        f"output_dir={tmp_path / 'out'}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = tmp_path / "out"
     tables = json.loads((out / "tables.json").read_text())
@@ -221,8 +238,15 @@ def test_analysis_stage_writes_tables_and_figures(tmp_path):
     assert 0 < tables["II"]["t_plus"]["ours"] < 1
     text = (out / "tables.txt").read_text()
     assert "Table I" in text and "Table III" in text and "S/m" in text and "1e-11 m^2/s" in text
-    for fig in ("fig5_6_rdf.png", "fig7_com_rdf.png", "fig9_cdf.png", "fig11_vacf.png", "fig12_msd.png",
-                "fig13_vccf.png", "figS7_lifetimes.png"):
+    for fig in (
+        "fig5_6_rdf.png",
+        "fig7_com_rdf.png",
+        "fig9_cdf.png",
+        "fig11_vacf.png",
+        "fig12_msd.png",
+        "fig13_vccf.png",
+        "figS7_lifetimes.png",
+    ):
         assert (out / fig).stat().st_size > 1000, fig
     assert list((out / "curves").glob("*.csv"))
     cubes = sorted(p.name for p in (out / "replica_0").glob("sdf_around_*.cube"))
@@ -243,8 +267,15 @@ def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
 
     rng = np.random.default_rng(9)
     cell = np.eye(3) * 30.0
-    acc = SDFAccumulator(np.array([[0, 1, 2]]), np.array([[0, 1, 2]]), np.array([6, 8, 7]),
-                         {"X": np.array([1])}, np.array([0]), half_width=4.0, n_bins=8)
+    acc = SDFAccumulator(
+        np.array([[0, 1, 2]]),
+        np.array([[0, 1, 2]]),
+        np.array([6, 8, 7]),
+        {"X": np.array([1])},
+        np.array([0]),
+        half_width=4.0,
+        n_bins=8,
+    )
     for _ in range(20):  # random orientations of the reference; the observed CoM rides along at +2 Å on its x axis
         rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
         origin = rng.uniform(5, 25, 3)
@@ -286,12 +317,18 @@ def test_convergence_status_of_transport_and_lifetimes():
     assert diffusion_status(diffusive, 1000.0, 0.3) is None  # β ≈ 1 and √MSD = 13 Å
     ballistic = {"lag_ps": lag[:11].tolist(), "msd_A2": (0.5 * lag[:11] ** 2).tolist(), "D_msd_A2_ps": 0.5}
     why = diffusion_status(ballistic, 33.0, 0.3)
-    assert why == ("not converged: MSD not diffusive (β = 2.00, needs 1 ± 0.15); molecules moved 7.1 Å "
-                   "(needs ≥ 10 Å) in a 33 ps run; a run of ≳ 111 ps would do at this D")
+    assert why == (
+        "not converged: MSD not diffusive (β = 2.00, needs 1 ± 0.15); molecules moved 7.1 Å "
+        "(needs ≥ 10 Å) in a 33 ps run; a run of ≳ 111 ps would do at this D"
+    )
     assert lifetime_status(500.0, 1000.0).startswith("extrapolated: the 1e+03 ps run is shorter than 3 × τ = 1.5e+03")
     assert lifetime_status(100.0, 1000.0) is None
-    res = [{"diffusion": {"Li": ballistic, "TFSI": diffusive, "amide": diffusive},
-            "lifetimes": {"tau_Li_amide_ps": 100.0, "tau_R_ps": 100.0}}]
+    res = [
+        {
+            "diffusion": {"Li": ballistic, "TFSI": diffusive, "amide": diffusive},
+            "lifetimes": {"tau_Li_amide_ps": 100.0, "tau_R_ps": 100.0},
+        }
+    ]
     st = statuses(res, 1000.0, 64, 0.3, 0.63)
     assert "D_Li" in st and "D_TFSI" not in st and st["t_plus"] == "not converged: D_Li is not (see there)"
     assert "cn_Li_O_amide" not in st and "tau_R" not in st
@@ -377,10 +414,20 @@ def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
     from deepeut.report.document import Table
     from deepeut.report.report import tables_sections
 
-    tabs = {"II": {"D_Li": {"ours": 748.0, "ci95": 80.0, "paper": 1.07, "unit": "1e-11 m^2/s", "converged": False,
-                            "status": "not converged: MSD not diffusive"},
-                   "t_plus": {"ours": None, "paper": 0.56, "unit": "", "status": "not computed: needs >= 20 frames"},
-                   "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True}}}
+    tabs = {
+        "II": {
+            "D_Li": {
+                "ours": 748.0,
+                "ci95": 80.0,
+                "paper": 1.07,
+                "unit": "1e-11 m^2/s",
+                "converged": False,
+                "status": "not converged: MSD not diffusive",
+            },
+            "t_plus": {"ours": None, "paper": 0.56, "unit": "", "status": "not computed: needs >= 20 frames"},
+            "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True},
+        }
+    }
     (tmp_path / "tables.json").write_text(json.dumps(tabs))
     blocks = tables_sections(tmp_path)[0].blocks
     compared, apart = [b for b in blocks if isinstance(b, Table)]
@@ -407,9 +454,19 @@ def test_text_tables_set_no_unconverged_number_beside_the_papers():
     from conftest import load_config
     from deepeut.analysis.task import tables_text
 
-    tabs = {"II": {"D_Li": {"ours": 748.0, "ci95": 80.0, "paper": 1.07, "unit": "1e-11 m^2/s", "converged": False,
-                            "status": "not converged: MSD not diffusive"},
-                   "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True}}}
+    tabs = {
+        "II": {
+            "D_Li": {
+                "ours": 748.0,
+                "ci95": 80.0,
+                "paper": 1.07,
+                "unit": "1e-11 m^2/s",
+                "converged": False,
+                "status": "not converged: MSD not diffusive",
+            },
+            "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True},
+        }
+    }
     lines = tables_text(load_config("system=ura"), tabs).splitlines()
     d_li = next(x for x in lines if x.startswith("D_Li"))
     assert "(748)" in d_li and "1.07" not in d_li and "[not converged: MSD not diffusive]" in d_li
@@ -433,6 +490,6 @@ def test_green_kubo_d_from_three_time_blocks_covers_the_true_value():
         noise = rng.normal(size=v.shape) * s
         for t in range(1, len(v)):
             v[t] = a * v[t - 1] + noise[t]
-        vals = [diffusion(v[b:b + 500], dt, None, max_lag_frames(500, 0.3)).D_gk for b in (0, 500, 1000)]
+        vals = [diffusion(v[b : b + 500], dt, None, max_lag_frames(500, 0.3)).D_gk for b in (0, 500, 1000)]
         hits += abs(np.mean(vals) - kT_m / gamma) <= t_half_width(block_error(vals), 2)
     assert 0.90 <= hits / 400 <= 0.98

@@ -19,13 +19,16 @@ def one_line(r, code: int) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("system=water", "deepeut: error: system: 'water' is not one of act, nma, ura"),
-    ("md.temprature_K=300", "deepeut: error: unknown config key 'md.temprature_K'. Did you mean 'temperature_K'?"),
-    ("md.temperature_K=-5", "deepeut: error: md.temperature_K: must be > 0 K, got -5.0"),
-    ("md.timestep_fs=6", "deepeut: error: md.timestep_fs: must be in (0, 5] fs"),
-    ("device=cuda", "deepeut: error: device: 'cuda' is not available (torch"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("system=water", "deepeut: error: system: 'water' is not one of act, nma, ura"),
+        ("md.temprature_K=300", "deepeut: error: unknown config key 'md.temprature_K'. Did you mean 'temperature_K'?"),
+        ("md.temperature_K=-5", "deepeut: error: md.temperature_K: must be > 0 K, got -5.0"),
+        ("md.timestep_fs=6", "deepeut: error: md.timestep_fs: must be in (0, 5] fs"),
+        ("device=cuda", "deepeut: error: device: 'cuda' is not available (torch"),
+    ],
+)
 def test_config_errors_fail_before_any_output(tmp_path, override, needle):
     r = run_cli(override, cwd=tmp_path)
     assert one_line(r, 2).startswith(needle)
@@ -50,8 +53,13 @@ def test_box_narrower_than_the_cutoff(ensemble_dir, tmp_path):
 def test_start_structure_disagrees_with_its_topology(ensemble_dir, tmp_path):
     start = _start_box(tmp_path)
     built_box("nma")[1].topology.write(tmp_path / "nma_topology.json")
-    r = run_cli("stage=md", f"ensemble={ensemble_dir}", f"md.start={start}", f"md.topology={tmp_path / 'nma_topology.json'}",
-                f"output_dir={tmp_path / 'out'}")
+    r = run_cli(
+        "stage=md",
+        f"ensemble={ensemble_dir}",
+        f"md.start={start}",
+        f"md.topology={tmp_path / 'nma_topology.json'}",
+        f"output_dir={tmp_path / 'out'}",
+    )
     assert "has 88 atoms but the topology of system nma has 128" in one_line(r, 1)
 
 
@@ -59,8 +67,12 @@ def test_dataset_without_forces(tmp_path):
     atoms = built_box("ura")[1].atoms.copy()
     atoms.info["energy"] = -100.0
     write(tmp_path / "noforces.extxyz", atoms)
-    r = run_cli("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'noforces.extxyz'}",
-                f"output_dir={tmp_path / 'out'}")
+    r = run_cli(
+        "stage=reference",
+        "labeler=import",
+        f"labeler.imported.path={tmp_path / 'noforces.extxyz'}",
+        f"output_dir={tmp_path / 'out'}",
+    )
     line = one_line(r, 1)
     assert line.startswith("deepeut: reference stopped:") and "forces" in line
     assert not (tmp_path / "out" / "reference.json").exists()
@@ -151,7 +163,7 @@ def test_bad_trajectories_name_the_file_and_the_problem(tmp_path):
         w.append(k, k * 0.01, box.positions, np.zeros_like(box.positions), {o: 0.0 for o in OBSERVABLES})
     w.close()
     data = (tmp_path / "t.h5").read_bytes()
-    (tmp_path / "cut.h5").write_bytes(data[:len(data) // 3])
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 3])
     with pytest.raises(TrajectoryUnreadable, match="cut.h5: cannot be read .*is the file complete"):
         open_trajectory(tmp_path / "cut.h5")
 
@@ -162,16 +174,32 @@ def test_analysis_start_beyond_the_run_is_one_line(tmp_path):
     from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     cfg, box = built_box("ura")
-    w = H5MDWriter(tmp_path / "t.h5", box.atoms.numbers, box.atoms.get_masses(), box.atoms.cell.array,
-                   box.topology.molecule, list(box.topology.label))
+    w = H5MDWriter(
+        tmp_path / "t.h5",
+        box.atoms.numbers,
+        box.atoms.get_masses(),
+        box.atoms.cell.array,
+        box.topology.molecule,
+        list(box.topology.label),
+    )
     for k in range(5):
         w.append(k, k * 0.01, box.atoms.positions, np.zeros_like(box.atoms.positions), {o: 0.0 for o in OBSERVABLES})
     w.close()
-    r = run_cli("stage=analysis", f"analysis.trajectories=[{tmp_path / 't.h5'}]", "analysis.start_ps=100",
-                f"output_dir={tmp_path / 'an'}", cwd=tmp_path)
+    r = run_cli(
+        "stage=analysis",
+        f"analysis.trajectories=[{tmp_path / 't.h5'}]",
+        "analysis.start_ps=100",
+        f"output_dir={tmp_path / 'an'}",
+        cwd=tmp_path,
+    )
     assert one_line(r, 2).startswith("deepeut: error: analysis.start_ps: 100 ps is at or beyond the end of")
     # a stride longer than the run leaves one frame: the structure is analysed, the dynamics listed as not computed
-    r = run_cli("stage=analysis", f"analysis.trajectories=[{tmp_path / 't.h5'}]", "analysis.stride=50",
-                f"output_dir={tmp_path / 'st'}", cwd=tmp_path)
+    r = run_cli(
+        "stage=analysis",
+        f"analysis.trajectories=[{tmp_path / 't.h5'}]",
+        "analysis.stride=50",
+        f"output_dir={tmp_path / 'st'}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "not computed: needs >= 20 frames" in (tmp_path / "st" / "tables.txt").read_text()

@@ -11,9 +11,12 @@ from deepeut.systems import BoxError, build_box, check_box, composition
 from deepeut.utils.units import AVOGADRO
 
 EXPECTED = {  # (system, scale): (Li, TFSI, amide, n_atoms, paper edge Å or None)
-    ("ura", "tiny"): (2, 2, 7, 88, None), ("ura", "train"): (8, 8, 28, 352, 15.99),
-    ("act", "tiny"): (2, 2, 8, 104, None), ("act", "train"): (8, 8, 32, 416, 17.18),
-    ("nma", "tiny"): (2, 2, 8, 128, None), ("nma", "train"): (8, 8, 32, 512, 18.30),
+    ("ura", "tiny"): (2, 2, 7, 88, None),
+    ("ura", "train"): (8, 8, 28, 352, 15.99),
+    ("act", "tiny"): (2, 2, 8, 104, None),
+    ("act", "train"): (8, 8, 32, 416, 17.18),
+    ("nma", "tiny"): (2, 2, 8, 128, None),
+    ("nma", "train"): (8, 8, 32, 512, 18.30),
 }
 
 

@@ -57,9 +57,15 @@ def test_tiny_box_equilibrates_with_intact_molecules_and_the_target_temperature(
     from deepeut.classical.task import classical
     from deepeut.trajectory.h5md import H5MDTrajectory
 
-    cfg = load_config("stage=classical", *SHORT, "classical.nvt_ps=2.0", f"classical.param_cache={tmp_path / 'p'}",
-                      "classical.samples_per_temperature=1", "classical.sample_every_ps=0.05",
-                      "classical.sample_temperatures_K=[400]")
+    cfg = load_config(
+        "stage=classical",
+        *SHORT,
+        "classical.nvt_ps=2.0",
+        f"classical.param_cache={tmp_path / 'p'}",
+        "classical.samples_per_temperature=1",
+        "classical.sample_every_ps=0.05",
+        "classical.sample_temperatures_K=[400]",
+    )
     classical(cfg, tmp_path)
     s = json.loads((tmp_path / "classical.json").read_text())["replicas"][0]
     assert s["molecules_intact"] and not s["short_contacts"]
@@ -79,9 +85,17 @@ def test_tiny_box_equilibrates_with_intact_molecules_and_the_target_temperature(
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "run.py"), "stage=classical", f"output_dir={out}", "classical.heat_ps=0.2",
-           "classical.npt_ps=20", "classical.nvt_ps=0.4", "classical.checkpoint_every_ps=0.5",
-           f"classical.param_cache={tmp_path / 'p'}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "stage=classical",
+        f"output_dir={out}",
+        "classical.heat_ps=0.2",
+        "classical.npt_ps=20",
+        "classical.nvt_ps=0.4",
+        "classical.checkpoint_every_ps=0.5",
+        f"classical.param_cache={tmp_path / 'p'}",
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "replica_0" / "checkpoint.npz"
     deadline = time.time() + 120
@@ -106,9 +120,20 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
 
 # --------------------------------------------------------------------------- bad input
 def _stage(tmp_path, *over):
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), "stage=classical", f"output_dir={tmp_path / 'o'}",
-                           f"classical.param_cache={tmp_path / 'p'}", *SHORT, *over], cwd=tmp_path,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "stage=classical",
+            f"output_dir={tmp_path / 'o'}",
+            f"classical.param_cache={tmp_path / 'p'}",
+            *SHORT,
+            *over,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_unknown_element_for_gaff2_is_one_line(tmp_path):
@@ -122,8 +147,14 @@ def test_unknown_element_for_gaff2_is_one_line(tmp_path):
 
 
 def test_non_integer_charges_in_a_parameter_file_are_refused(tmp_path):
-    from deepeut.classical.parameters import (ClassicalError, parameter_digest, rewrite_mol2_charges,
-                                              read_mol2_atoms, species_parameters, SHIPPED)
+    from deepeut.classical.parameters import (
+        ClassicalError,
+        parameter_digest,
+        rewrite_mol2_charges,
+        read_mol2_atoms,
+        species_parameters,
+        SHIPPED,
+    )
 
     cfg = load_config("stage=classical", f"classical.param_cache={tmp_path}", "classical.ff_atom_types=gaff")
     urea = next(s for s in cfg.system.species if s.name == "urea")
@@ -145,8 +176,12 @@ def test_a_box_too_small_for_the_minimum_cutoff_is_refused_in_one_line(tmp_path)
 
 
 def test_a_runaway_barostat_stops_naming_the_bound(tmp_path):
-    r = _stage(tmp_path, "classical.pressure_bar=20000", "classical.npt_ps=10",  # 2 GPa squeezes the liquid
-               "classical.max_density_deviation=0.05")
+    r = _stage(
+        tmp_path,
+        "classical.pressure_bar=20000",
+        "classical.npt_ps=10",  # 2 GPa squeezes the liquid
+        "classical.max_density_deviation=0.05",
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "density drifted" in r.stderr and "classical.max_density_deviation" in r.stderr
 
@@ -160,8 +195,12 @@ def test_nan_energy_names_the_phase_and_what_to_change():
 
 
 def test_bad_classical_settings_fail_at_start_naming_the_key(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "stage=classical", "classical.constraints=none"],
-                       cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "stage=classical", "classical.constraints=none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "classical.timestep_fs: must be <= 1 fs" in r.stderr
     from deepeut.classical.parameters import ClassicalError
     from deepeut.classical.system import platform_for

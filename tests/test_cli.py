@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from ase.io import read
 
 from conftest import run_cli
@@ -24,12 +25,10 @@ def test_build_stage_writes_box_and_topology(tmp_path):
     assert sorted(set(d["atoms"]["molecule_charge"])) == [-1, 0, 1]
     # the written frame is recognised with exactly the written labels
     cfg = load_config("system=nma")
-    rec = MoleculeRecognizer(build_templates(cfg.system.species)).recognise(atoms.positions, atoms.numbers,
-                                                                           atoms.cell.array, topo.molecule)
+    rec = MoleculeRecognizer(build_templates(cfg.system.species)).recognise(
+        atoms.positions, atoms.numbers, atoms.cell.array, topo.molecule
+    )
     assert rec.ok and np.array_equal(rec.labels, topo.label)
-
-
-import pytest
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=local"]], ids=["basic", "joblib"])
@@ -48,8 +47,14 @@ def test_dataset_stage_summarises_a_store(tmp_path):
 
     store = DatasetStore(tmp_path / "data")
     a = molecule("H2O", vacuum=3.0, pbc=True)
-    lab = Label(energy=-10.0, forces=np.array([[0.5, 0, 0], [-0.5, 0, 0], [0, 0, 0]]), labeler="test",
-                method="unit-test values", version="0", settings={})
+    lab = Label(
+        energy=-10.0,
+        forces=np.array([[0.5, 0, 0], [-0.5, 0, 0], [0, 0, 0]]),
+        labeler="test",
+        method="unit-test values",
+        version="0",
+        settings={},
+    )
     store.add("k1", a, lab, "train", {"kind": "unit"})
     r = run_cli("stage=dataset", f"data.store={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 0, r.stderr
@@ -64,7 +69,12 @@ def test_failure_budget_stops_with_one_line(tmp_path):
 
     src = tmp_path / "s.extxyz"
     write(src, [molecule("H2O", vacuum=3.0, pbc=True)], format="extxyz")
-    r = run_cli("stage=label", f"data.source={src}", "labeler.executor.kind=serial", "labeler.xtb.max_iterations=1",
-                f"hydra.run.dir={tmp_path / 'run'}")
+    r = run_cli(
+        "stage=label",
+        f"data.source={src}",
+        "labeler.executor.kind=serial",
+        "labeler.xtb.max_iterations=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("deepeut: label stopped: failure budget exceeded: 1 of 1")

@@ -39,12 +39,15 @@ def test_misspelled_key_names_key_and_suggests():
     check_overrides(["md.temperature_K=300", "system=nma", "+foo=1", "hydra.run.dir=x"])  # valid ones pass
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("md.temperature_K=-5", "md.temperature_K: must be > 0 K"),
-    ("md.timestep_fs=6", "md.timestep_fs: must be in (0, 5] fs"),
-    ("scale.n_ion_pairs=0", "scale.n_ion_pairs: must be >= 1"),
-    ("device=tpu", "device: 'tpu' is not"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("md.temperature_K=-5", "md.temperature_K: must be > 0 K"),
+        ("md.timestep_fs=6", "md.timestep_fs: must be in (0, 5] fs"),
+        ("scale.n_ion_pairs=0", "scale.n_ion_pairs: must be >= 1"),
+        ("device=tpu", "device: 'tpu' is not"),
+    ],
+)
 def test_bad_values_fail_with_key(override, needle):
     with pytest.raises(ConfigError) as err:
         load_config(override)
@@ -54,8 +57,9 @@ def test_bad_values_fail_with_key(override, needle):
 def test_cli_bad_input_one_line_exit_2():
     r = run_cli("md.timestep_fs=10")
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["deepeut: error: md.timestep_fs: must be in (0, 5] fs, got 10.0: "
-                                             "molecules with hydrogens need ~0.5 fs"]
+    assert r.stderr.strip().splitlines() == [
+        "deepeut: error: md.timestep_fs: must be in (0, 5] fs, got 10.0: molecules with hydrogens need ~0.5 fs"
+    ]
     r = run_cli("system.densty=1")
     assert r.returncode == 2 and "Did you mean 'density_g_cm3'" in r.stderr
 

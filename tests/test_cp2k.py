@@ -23,8 +23,15 @@ def water(edge=6.0):
 
 def test_generated_input_has_the_paper_settings_and_round_trips_cell(tmp_path):
     text = CP2KLabeler(asdict(CP2KSettings())).input_text(water())
-    for needle in ("TYPE DFTD3(BJ)", "REFERENCE_FUNCTIONAL PBE", "&PBE", "MINIMIZER DIIS",
-                   "BASIS_SET DZVP-MOLOPT-SR-GTH", "POTENTIAL GTH-PBE", "PERIODIC XYZ"):
+    for needle in (
+        "TYPE DFTD3(BJ)",
+        "REFERENCE_FUNCTIONAL PBE",
+        "&PBE",
+        "MINIMIZER DIIS",
+        "BASIS_SET DZVP-MOLOPT-SR-GTH",
+        "POTENTIAL GTH-PBE",
+        "PERIODIC XYZ",
+    ):
         assert needle in text, needle
     cutoff_eV = float(text.split("CUTOFF [eV]")[1].split()[0])
     assert cutoff_eV == pytest.approx(400 * 13.605693, rel=1e-6)  # 400 Ry

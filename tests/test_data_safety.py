@@ -82,8 +82,12 @@ def test_stage_cache_runs_a_stage_once_under_its_lock_and_reuses_it(tmp_path):
 
 # --------------------------------------------------------------------------- training
 def test_resumed_training_keeps_the_metrics_of_earlier_runs(tmp_path):
-    from deepeut.training.ensemble import (keep_metrics_history, merge_metrics_history, read_metrics_csv,
-                                           write_metrics_csv)
+    from deepeut.training.ensemble import (
+        keep_metrics_history,
+        merge_metrics_history,
+        read_metrics_csv,
+        write_metrics_csv,
+    )
 
     metrics = tmp_path / "metrics" / "metrics.csv"
     write_metrics_csv(metrics, [{"epoch": 0, "train_loss": 3.0}, {"epoch": 1, "train_loss": 2.0}])
@@ -101,8 +105,10 @@ def test_resumed_training_keeps_the_metrics_of_earlier_runs(tmp_path):
 def test_the_training_child_dies_with_its_parent(tmp_path):
     pidfile = tmp_path / "child.pid"
     child_code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
-    parent = ("import sys\nfrom pathlib import Path\nfrom deepeut.training.ensemble import _run\n"
-              "_run([sys.executable, '-c', sys.argv[1], sys.argv[2]], 'sleeper', Path(sys.argv[3]))\n")
+    parent = (
+        "import sys\nfrom pathlib import Path\nfrom deepeut.training.ensemble import _run\n"
+        "_run([sys.executable, '-c', sys.argv[1], sys.argv[2]], 'sleeper', Path(sys.argv[3]))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", parent, child_code, str(pidfile), str(tmp_path / "log.txt")])
     for _ in range(300):
         if pidfile.exists() and pidfile.read_text():
@@ -147,8 +153,15 @@ def test_truncation_keeps_every_frame_with_intact_molecules_after_the_last_check
     cfg, box = built_box("ura")
     atoms = box.atoms
     rec = MoleculeRecognizer(build_templates(cfg.system.species))
-    w = H5MDWriter(tmp_path / "t.h5", atoms.numbers, atoms.get_masses(), atoms.cell.array, box.topology.molecule,
-                   box.topology.label, {"timestep_fs": 0.5})
+    w = H5MDWriter(
+        tmp_path / "t.h5",
+        atoms.numbers,
+        atoms.get_masses(),
+        atoms.cell.array,
+        box.topology.molecule,
+        box.topology.label,
+        {"timestep_fs": 0.5},
+    )
     urea = np.nonzero(box.topology.species == "urea")[0]
     obs = {k: 1.0 for k in OBSERVABLES}
     for k in range(8):  # frames 0..5 intact, 6 and 7 with one urea atom pulled out
@@ -169,8 +182,9 @@ def test_md_json_is_valid_json_without_nan():
 
     from deepeut.utils.io import json_safe
 
-    out = json.loads(json.dumps(json_safe({"drift": float("nan"), "x": [1.0, float("inf")], "n": np.float64(2.5)}),
-                                allow_nan=False))
+    out = json.loads(
+        json.dumps(json_safe({"drift": float("nan"), "x": [1.0, float("inf")], "n": np.float64(2.5)}), allow_nan=False)
+    )
     assert out == {"drift": None, "x": [1.0, None], "n": 2.5} and not math.isnan(out["n"])
 
 

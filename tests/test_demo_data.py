@@ -54,6 +54,10 @@ def test_packed_dataset_restores_into_a_store_with_its_keys_and_provenance(tmp_p
     assert set(rows) == {r["key"] for r in orig}
     for r in orig:
         got = rows[r["key"]]
-        assert (got["split"], got["method"], got["settings_hash"], got["source"]) == \
-            (r["split"], r["method"], r["settings_hash"], r["source"])
+        assert (got["split"], got["method"], got["settings_hash"], got["source"]) == (
+            r["split"],
+            r["method"],
+            r["settings_hash"],
+            r["source"],
+        )
         assert got["energy_eV"] == pytest.approx(r["energy_eV"], abs=1e-6)

@@ -11,7 +11,7 @@ from ase.io import read
 
 from conftest import ROOT, run_cli
 
-FORMAMIDE = '''
+FORMAMIDE = """
   - name: formamide
     smiles: "NC=O"
     role: solvent
@@ -23,13 +23,13 @@ FORMAMIDE = '''
       - {label: C_F, smarts: "[#6]"}
       - {label: H_F(F), smarts: "[#1][#6]"}  # formyl hydrogen: no H-bond donor
       - {label: H_F, smarts: "[#1][#7]", cis_trans: true}
-'''
+"""
 
 
 def write_system(conf: Path) -> None:
     """conf/system/fa.yaml: the ACT file with formamide as the solvent (density and Li/TFSI entries reused)."""
     act = (ROOT / "conf" / "system" / "act.yaml").read_text()
-    head = act[:act.index("  - name: acetamide")].replace("name: act", "name: fa")
+    head = act[: act.index("  - name: acetamide")].replace("name: act", "name: fa")
     (conf / "system").mkdir(parents=True)
     (conf / "system" / "fa.yaml").write_text(head + FORMAMIDE)
 
@@ -49,8 +49,13 @@ def test_a_new_solvent_builds_and_its_analysis_sites_follow_the_label_convention
     res = MoleculeRecognizer.for_system(cfg.system).recognise(atoms.positions, atoms.numbers, atoms.cell.array)
     assert res.ok and res.counts() == {"Li": 2, "TFSI": 2, "formamide": 8}
     species = np.array([res.fragment_species[f] for f in res.fragment])
-    sites = sites_from(res.fragment, res.labels, atoms.get_masses(), np.where(species == "formamide", "amide", species),
-                       {"Li": 1, "TFSI": -1, "amide": 0})
+    sites = sites_from(
+        res.fragment,
+        res.labels,
+        atoms.get_masses(),
+        np.where(species == "formamide", "amide", species),
+        {"Li": 1, "TFSI": -1, "amide": 0},
+    )
     assert len(sites.o_amide) == len(sites.c_amide) == 8 and len(sites.h_amine) == 16  # NH2, not the formyl H
     assert set(sites.labels[sites.h_amine]) == {"H_F(C)", "H_F(T)"}
     assert set(sdf_references(sites)) == {"amide", "TFSI"}

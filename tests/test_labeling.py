@@ -27,8 +27,14 @@ from deepeut.labeling.reference import increasing_lag_indices, select_frames
 from deepeut.labeling.runner import LabelItem, label_structures
 from deepeut.labeling.xtb import XTBLabeler
 
-XTB = {"method": "GFN2-xTB", "electronic_temperature": 300.0, "accuracy": 1.0, "max_iterations": 250,
-       "mixer_damping": 0.4, "threads": 1}
+XTB = {
+    "method": "GFN2-xTB",
+    "electronic_temperature": 300.0,
+    "accuracy": 1.0,
+    "max_iterations": 250,
+    "mixer_damping": 0.4,
+    "threads": 1,
+}
 
 
 def water_box(seed: int = 0, n: int = 2, edge: float = 7.0) -> Atoms:
@@ -169,10 +175,16 @@ def test_killed_labeling_run_resumes_without_recomputing(tmp_path):
     src = tmp_path / "structures.extxyz"
     write(src, [water_box(k, n=3, edge=8.0) for k in range(6)], format="extxyz")
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "run.py"), "stage=label", f"data.source={src}", f"output_dir={out}",
-           "labeler.executor.kind=serial", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "stage=label",
+        f"data.source={src}",
+        f"output_dir={out}",
+        "labeler.executor.kind=serial",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     structures = out / "data" / "structures"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(structures.glob("*.extxyz"))) < 2:
@@ -224,7 +236,9 @@ def test_import_cp2k_fpmd_output(tmp_path):
         frc.append(head + "".join(f"{s} {x:.6f} {y:.6f} {z:.6f}\n" for s, (x, y, z) in zip(a.symbols, f)))
     (tmp_path / "DES-pos-1.xyz").write_text("".join(pos))
     (tmp_path / "DES-frc-1.xyz").write_text("".join(frc))
-    (tmp_path / "md.inp").write_text("&FORCE_EVAL\n &SUBSYS\n  &CELL\n   ABC 7.0 7.0 7.0\n  &END CELL\n &END SUBSYS\n&END\n")
+    (tmp_path / "md.inp").write_text(
+        "&FORCE_EVAL\n &SUBSYS\n  &CELL\n   ABC 7.0 7.0 7.0\n  &END CELL\n &END SUBSYS\n&END\n"
+    )
     got = list(read_cp2k_fpmd(tmp_path / "DES-pos-1.xyz"))
     assert len(got) == 2
     atoms, label = got[1]
@@ -252,12 +266,19 @@ def test_forces_imported_in_the_wrong_unit_are_refused(tmp_path):
     for k in range(3):
         a = box.copy()
         forces_eV_A = rng.normal(scale=0.9, size=(len(a), 3))  # a liquid's RMS force, eV/Å
-        a.calc = SinglePointCalculator(a, energy=-400.0 / 27.2114, forces=forces_eV_A / 51.422)  # written in Ha, Ha/Bohr
+        a.calc = SinglePointCalculator(
+            a, energy=-400.0 / 27.2114, forces=forces_eV_A / 51.422
+        )  # written in Ha, Ha/Bohr
         frames.append(a)
     write(tmp_path / "ha.extxyz", frames)
     wrong = load_config("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'ha.extxyz'}")
     with pytest.raises(ImportDataError, match="implausibly small for a liquid .*wrong force unit"):
         imported_labels(wrong)
-    right = load_config("stage=reference", "labeler=import", f"labeler.imported.path={tmp_path / 'ha.extxyz'}",
-                        "labeler.imported.energy_unit=hartree", "labeler.imported.force_unit=hartree/bohr")
+    right = load_config(
+        "stage=reference",
+        "labeler=import",
+        f"labeler.imported.path={tmp_path / 'ha.extxyz'}",
+        "labeler.imported.energy_unit=hartree",
+        "labeler.imported.force_unit=hartree/bohr",
+    )
     assert len(imported_labels(right)) == 3

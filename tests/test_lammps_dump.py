@@ -9,8 +9,18 @@ import pytest
 from conftest import built_box, load_config
 
 
-def write_dump(path, positions, cell, velocities=None, mol=None, elements=None, layout="xu", steps=None,
-               time_per_step=None, rng=None):
+def write_dump(
+    path,
+    positions,
+    cell,
+    velocities=None,
+    mol=None,
+    elements=None,
+    layout="xu",
+    steps=None,
+    time_per_step=None,
+    rng=None,
+):
     """Write ``positions`` (unwrapped, Å) as a dump custom file in the given column layout, atoms in a random
     order per frame (as LAMMPS writes them without ``sort id``)."""
     rng = rng or np.random.default_rng(0)
@@ -38,8 +48,11 @@ def write_dump(path, positions, cell, velocities=None, mol=None, elements=None, 
             f.write(f"ITEM: TIMESTEP\n{steps[t]}\n")
             if time_per_step is not None:
                 f.write(f"ITEM: TIME\n{steps[t] * time_per_step}\n")
-            f.write(f"ITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp pp\n"
-                    + "".join(f"0.0 {L[k]}\n" for k in range(3)) + f"ITEM: ATOMS {' '.join(cols)}\n")
+            f.write(
+                f"ITEM: NUMBER OF ATOMS\n{n}\nITEM: BOX BOUNDS pp pp pp\n"
+                + "".join(f"0.0 {L[k]}\n" for k in range(3))
+                + f"ITEM: ATOMS {' '.join(cols)}\n"
+            )
             table = np.concatenate(data, axis=1)
             for j in rng.permutation(n):
                 head = [str(j + 1), *([str(mol[j] + 1)] if mol is not None else []), elements[j]]
@@ -64,8 +77,9 @@ def test_every_position_layout_gives_the_unwrapped_positions_in_id_order(tmp_pat
     from deepeut.trajectory.lammps_dump import LammpsDump
 
     box, mol, pos, vel = _rigid()
-    path = write_dump(tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, vel, mol, box.atoms.get_chemical_symbols(),
-                      layout)
+    path = write_dump(
+        tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, vel, mol, box.atoms.get_chemical_symbols(), layout
+    )
     with LammpsDump(path, 0.5, chunk_mb=0.01) as d:  # tiny chunks: many parser calls, same answer
         assert d.n_frames == len(pos) and d.n_atoms == len(box.atoms)
         np.testing.assert_allclose(d.positions(slice(3, 17, 2)), pos[3:17:2], atol=1e-5)
@@ -110,8 +124,9 @@ def test_a_dump_without_velocities_gives_what_positions_allow_and_lists_the_rest
     from deepeut.analysis.task import analyse_trajectory
 
     box, mol, pos, _ = _rigid(n_t=60)
-    path = write_dump(tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, None, mol, box.atoms.get_chemical_symbols(),
-                      "x_image")
+    path = write_dump(
+        tmp_path / "d.lammpstrj", pos, box.atoms.cell.array, None, mol, box.atoms.get_chemical_symbols(), "x_image"
+    )
     cfg = load_config("system=ura", "analysis.timestep_fs=0.5", "analysis.rdf_stride=5", "analysis.sdf=false")
     res = analyse_trajectory(cfg, path, tmp_path / "an")
     assert {"diffusion", "conductivity", "vccf", "block_sem"} <= set(res["skipped"])
@@ -131,7 +146,8 @@ def test_a_wrong_system_or_a_mol_column_that_disagrees_is_named_on_the_first_fra
         sites_for(load_config("system=act"), d)
     shuffled = mol.copy()
     shuffled[[0, -1]] = shuffled[[-1, 0]]
-    path = write_dump(tmp_path / "m.lammpstrj", pos, box.atoms.cell.array, vel, shuffled,
-                      box.atoms.get_chemical_symbols())
+    path = write_dump(
+        tmp_path / "m.lammpstrj", pos, box.atoms.cell.array, vel, shuffled, box.atoms.get_chemical_symbols()
+    )
     with open_trajectory(path, 0.5) as d, pytest.raises(ConfigError, match="molecule ids"):
         sites_for(load_config("system=ura"), d)

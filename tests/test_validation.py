@@ -13,8 +13,14 @@ from conftest import built_box, load_config, run_cli
 def _trajectory(path, positions_per_frame, box):
     from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
-    w = H5MDWriter(path, box.atoms.numbers, box.atoms.get_masses(), box.atoms.cell.array, box.topology.molecule,
-                   list(box.topology.label))
+    w = H5MDWriter(
+        path,
+        box.atoms.numbers,
+        box.atoms.get_masses(),
+        box.atoms.cell.array,
+        box.topology.molecule,
+        list(box.topology.label),
+    )
     for k, pos in enumerate(positions_per_frame):
         w.append(k, k * 0.01, pos, np.zeros_like(pos), {o: 0.0 for o in OBSERVABLES})
     w.close()
@@ -27,8 +33,9 @@ def test_a_short_li_o_contact_fails_the_run_at_its_frame(tmp_path):
     cfg, box = built_box("ura")
     pos = box.atoms.positions
     li = int(np.nonzero(box.atoms.numbers == 3)[0][0])
-    o = int(next(i for i in np.nonzero(box.atoms.numbers == 8)[0]
-                 if box.topology.molecule[i] != box.topology.molecule[li]))
+    o = int(
+        next(i for i in np.nonzero(box.atoms.numbers == 8)[0] if box.topology.molecule[i] != box.topology.molecule[li])
+    )
     frames = [pos.copy() for _ in range(12)]
     for k in range(7, 12):  # from frame 7 (0.07 ps) on, the Li sits 1.3 Å from an O of another molecule
         frames[k][li] = frames[k][o] + np.array([1.3, 0.0, 0.0])
@@ -50,9 +57,19 @@ def test_validate_settings_fail_at_start_naming_the_key():
 
 @pytest.mark.slow
 def test_validate_stage_on_the_embedded_ensemble(tmp_path):
-    r = run_cli("stage=validate", "ensemble=embedded", "validate.duration_ps=0.05", "validate.n_label_frames=2",
-                "validate.drivers=[committee]", "md.save_every_fs=5", "classical.npt_ps=2", "classical.nvt_ps=1",
-                f"pipeline.cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'v'}", cwd=tmp_path)
+    r = run_cli(
+        "stage=validate",
+        "ensemble=embedded",
+        "validate.duration_ps=0.05",
+        "validate.n_label_frames=2",
+        "validate.drivers=[committee]",
+        "md.save_every_fs=5",
+        "classical.npt_ps=2",
+        "classical.nvt_ps=1",
+        f"pipeline.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={tmp_path / 'v'}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     v = json.loads((tmp_path / "v" / "validation.json").read_text())
     assert v["drivers"][0]["driver"] == "committee" and v["scores"]["n_frames"] == 2

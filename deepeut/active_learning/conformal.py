@@ -61,8 +61,9 @@ def min_calibration_points(alpha: float) -> int:
 QUANTILES = ("exact", "paper")
 
 
-def q_hat(calibration_scores: np.ndarray, alpha: float, method: str = "exact",
-          n_structures: int | None = None) -> float:
+def q_hat(
+    calibration_scores: np.ndarray, alpha: float, method: str = "exact", n_structures: int | None = None
+) -> float:
     """Conformal q̂ of the scores (see the module docstring); raises when there are too few points for α.
 
     ``method="exact"``: the ⌈(n + 1)(1 − α)⌉-th smallest score (1-based).
@@ -74,15 +75,19 @@ def q_hat(calibration_scores: np.ndarray, alpha: float, method: str = "exact",
         n_cal = n if n_structures is None else n_structures
         level = (1 - alpha) * (n_cal + 1) / max(n_cal, 1)
         if level > 1 or n == 0:
-            raise CalibrationError(f"{n_cal} calibration structures are too few for α = {alpha:g} with "
-                                   f"al.quantile=paper: at least {min_calibration_points(alpha)} are needed")
+            raise CalibrationError(
+                f"{n_cal} calibration structures are too few for α = {alpha:g} with "
+                f"al.quantile=paper: at least {min_calibration_points(alpha)} are needed"
+            )
         return float(np.quantile(s, level))
     if method != "exact":
         raise ValueError(f"quantile method '{method}' is not one of {', '.join(QUANTILES)}")
     k = math.ceil((n + 1) * (1 - alpha))
     if k > n:
-        raise CalibrationError(f"{n} calibration points are too few for α = {alpha:g}: at least "
-                               f"{min_calibration_points(alpha)} are needed (label more calibration frames)")
+        raise CalibrationError(
+            f"{n} calibration points are too few for α = {alpha:g}: at least "
+            f"{min_calibration_points(alpha)} are needed (label more calibration frames)"
+        )
     return float(s[k - 1])
 
 

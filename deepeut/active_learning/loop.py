@@ -16,7 +16,8 @@ Layout (``out`` = the stage folder)::
 
 Steps of an iteration: train → explore → uncertainty → calibrate → select → label; the loop stops when fewer
 than ``al.stop_below`` frames pass the screening, or after ``al.max_iterations``, and then retrains once more on
-all labels (``iter_<last + 1>/train``, recorded as ``final_ensemble`` in the state) when any were added. A killed loop restarts at the
+all labels (``iter_<last + 1>/train``, recorded as ``final_ensemble`` in the state) when any were added.
+A killed loop restarts at the
 step it was in; labels already in the store are never recomputed (content-hash keys).
 """
 
@@ -45,8 +46,9 @@ class ActiveLearningError(RuntimeError):
 
 def load_state(out: Path) -> Dict:
     p = out / "al_state.json"
-    return json.loads(p.read_text()) if p.exists() else {"iteration": 0, "step": "train", "stopped": False,
-                                                          "history": []}
+    return (
+        json.loads(p.read_text()) if p.exists() else {"iteration": 0, "step": "train", "stopped": False, "history": []}
+    )
 
 
 def save_state(out: Path, state: Dict) -> None:
@@ -68,8 +70,13 @@ def initial_store(cfg: Config, out: Path) -> Path:
         files = demo_files(cfg.system.name)
         for split in ("train", "test"):
             for k, (atoms, label) in enumerate(read_labeled_extxyz(files[split])):
-                store.add(structure_hash(atoms, "demo"), atoms, label, split,
-                          {"kind": "demo", "system": cfg.system.name, "frame": k})
+                store.add(
+                    structure_hash(atoms, "demo"),
+                    atoms,
+                    label,
+                    split,
+                    {"kind": "demo", "system": cfg.system.name, "frame": k},
+                )
         store.export()
     store.close()
     return root
@@ -87,8 +94,9 @@ def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int) -> None:
     init = None
     if cfg.al.retrain == "warm" and iteration > 0:
         init = str(it_dir.parent / f"iter_{iteration - 1}" / "train")
-    tcfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, store=str(store)),
-                               train=dataclasses.replace(cfg.train, init_from=init))
+    tcfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, store=str(store)), train=dataclasses.replace(cfg.train, init_from=init)
+    )
     train(tcfg, it_dir / "train")
 
 
@@ -96,11 +104,19 @@ def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
     # every frame is committed at once (a run that flies apart keeps all frames before it); broken molecules stop
     # a run only with al.explore_stop_on_broken (else the screening rejects such frames with their reason)
     every = max(1, int(round(cfg.al.explore_save_every_fs / cfg.md.timestep_fs)))
-    md = dataclasses.replace(cfg.md, name="al_explore", temperature_K=cfg.al.explore_temperature_K,
-                             duration_ps=cfg.al.explore_ps, save_every_fs=cfg.al.explore_save_every_fs,
-                             replicas=cfg.al.explore_runs, seed=cfg.al.seed + 1000 * iteration,
-                             check_molecules_every=1 if cfg.al.explore_stop_on_broken else 0,
-                             on_unstable="truncate", ensemble_member=0, checkpoint_every_steps=every)
+    md = dataclasses.replace(
+        cfg.md,
+        name="al_explore",
+        temperature_K=cfg.al.explore_temperature_K,
+        duration_ps=cfg.al.explore_ps,
+        save_every_fs=cfg.al.explore_save_every_fs,
+        replicas=cfg.al.explore_runs,
+        seed=cfg.al.seed + 1000 * iteration,
+        check_molecules_every=1 if cfg.al.explore_stop_on_broken else 0,
+        on_unstable="truncate",
+        ensemble_member=0,
+        checkpoint_every_steps=every,
+    )
     build = dataclasses.replace(cfg.build, seed=cfg.build.seed + 100 * iteration)
     return dataclasses.replace(cfg, md=md, build=build, ensemble=str(it_dir / "train"))
 
@@ -131,14 +147,22 @@ def step_uncertainty(cfg: Config, it_dir: Path) -> None:
 
     frames = exploration_frames(it_dir)
     if not frames:
-        raise ActiveLearningError(f"{it_dir / 'explore'}: the exploration runs produced no frames (all flew apart "
-                                  "at once; see stopped_early in their md.json)")
+        raise ActiveLearningError(
+            f"{it_dir / 'explore'}: the exploration runs produced no frames (all flew apart "
+            "at once; see stopped_early in their md.json)"
+        )
     ens = Ensemble.load(it_dir / "train", device=cfg.device)
     pred = ens.predict([a for _, _, a in frames], progress=True)
     u = pred.uncertainty()
-    np.savez_compressed(it_dir / "uncertainty.npz", run=np.array([r for r, _, _ in frames]),
-                        frame=np.array([k for _, k, _ in frames]), max_u_eV_A=np.array([x.max() for x in u]),
-                        u_eV_A=np.array(u, dtype=object), energy_eV=pred.mean_energies, allow_pickle=True)
+    np.savez_compressed(
+        it_dir / "uncertainty.npz",
+        run=np.array([r for r, _, _ in frames]),
+        frame=np.array([k for _, k, _ in frames]),
+        max_u_eV_A=np.array([x.max() for x in u]),
+        u_eV_A=np.array(u, dtype=object),
+        energy_eV=pred.mean_energies,
+        allow_pickle=True,
+    )
 
 
 def _label(cfg: Config, store_root: Path, items) -> Dict:
@@ -147,8 +171,9 @@ def _label(cfg: Config, store_root: Path, items) -> Dict:
 
     store = open_store(store_root)
     try:
-        report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor,
-                                  cfg.labeler.failure_budget)
+        report = label_structures(
+            items, labeler_spec(cfg.labeler), store, cfg.labeler.executor, cfg.labeler.failure_budget
+        )
         store.export()
     finally:
         store.close()
@@ -165,13 +190,21 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
     frames = exploration_frames(it_dir)
     rng = np.random.default_rng(cfg.al.seed + iteration)
     pick = sorted(rng.choice(len(frames), size=min(cfg.al.n_calibration, len(frames)), replace=False).tolist())
-    items = [LabelItem(frames[k][2], "calibration", {"kind": "al_calibration", "iteration": iteration,
-                                                     "run": frames[k][0], "frame": frames[k][1]}) for k in pick]
+    items = [
+        LabelItem(
+            frames[k][2],
+            "calibration",
+            {"kind": "al_calibration", "iteration": iteration, "run": frames[k][0], "frame": frames[k][1]},
+        )
+        for k in pick
+    ]
     label_report = _label(cfg, store_root, items)
     from deepeut.data.store import open_store
 
     store = open_store(store_root)
-    cal = [a for a in store.read("calibration") if json.loads(a.info.get("source") or "{}").get("iteration") == iteration]
+    cal = [
+        a for a in store.read("calibration") if json.loads(a.info.get("source") or "{}").get("iteration") == iteration
+    ]
     test = store.read("test")
     store.close()
     ens = Ensemble.load(it_dir / "train", device=cfg.device)
@@ -187,20 +220,33 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
     e_test, u_test, p_test = errors_and_u(test)
     cov = coverage(e_test, u_test, q, cfg.al.level)
     if abs(cov - (1 - cfg.al.alpha)) > 0.1:
-        log.warning("calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov,
-                    1 - cfg.al.alpha)
-    q_fig = {f"{int(round(100 * (1 - a)))} %": q_hat(cal_scores, a, cfg.al.quantile, n_structures=len(cal))
-             for a in (0.4, 0.1)
-             if min(len(cal_scores), len(cal) if cfg.al.quantile == "paper" else len(cal_scores))
-             >= min_calibration_points(a)}
+        log.warning(
+            "calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov, 1 - cfg.al.alpha
+        )
+    q_fig = {
+        f"{int(round(100 * (1 - a)))} %": q_hat(cal_scores, a, cfg.al.quantile, n_structures=len(cal))
+        for a in (0.4, 0.1)
+        if min(len(cal_scores), len(cal) if cfg.al.quantile == "paper" else len(cal_scores))
+        >= min_calibration_points(a)
+    }
     plot_fig2(it_dir / "fig2_calibration.png", test, p_test, q_fig)
-    by_element = per_element_force_metrics(np.concatenate([a.get_forces() for a in test]),
-                                           np.concatenate(p_test.mean_forces),
-                                           np.concatenate([a.get_chemical_symbols() for a in test]))
-    res = {"q_hat": q, "alpha": cfg.al.alpha, "level": cfg.al.level, "quantile": cfg.al.quantile,
-           "test_force_rmse_by_element_eV_A": {el: m["rmse"] for el, m in by_element.items()},
-           "n_calibration_frames": len(cal), "frames": [[frames[k][0], frames[k][1]] for k in pick],
-           "coverage_test": cov, "n_test_frames": len(test), "labeling": label_report}
+    by_element = per_element_force_metrics(
+        np.concatenate([a.get_forces() for a in test]),
+        np.concatenate(p_test.mean_forces),
+        np.concatenate([a.get_chemical_symbols() for a in test]),
+    )
+    res = {
+        "q_hat": q,
+        "alpha": cfg.al.alpha,
+        "level": cfg.al.level,
+        "quantile": cfg.al.quantile,
+        "test_force_rmse_by_element_eV_A": {el: m["rmse"] for el, m in by_element.items()},
+        "n_calibration_frames": len(cal),
+        "frames": [[frames[k][0], frames[k][1]] for k in pick],
+        "coverage_test": cov,
+        "n_test_frames": len(test),
+        "labeling": label_report,
+    }
     write_json_atomic(it_dir / "calibration.json", res)
     return res
 
@@ -215,8 +261,9 @@ def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> No
 
     rmse = np.array([np.sqrt(((a.get_forces() - f) ** 2).mean()) for a, f in zip(frames, pred.mean_forces)])
     u = np.array([x.max() for x in pred.uncertainty()])
-    panels = [("max u (eV/Å)", u)] + [(f"max ũ at {c} confidence (q̂ = {q:.2f}) (eV/Å)", q * u)
-                                      for c, q in q_by_confidence.items()]
+    panels = [("max u (eV/Å)", u)] + [
+        (f"max ũ at {c} confidence (q̂ = {q:.2f}) (eV/Å)", q * u) for c, q in q_by_confidence.items()
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4))
     for ax, (lab, x) in zip(np.atleast_1d(axes), panels):
         ax.hexbin(x, rmse, gridsize=25, bins="log", mincnt=1, cmap="viridis")
@@ -240,8 +287,9 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
     frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
     energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
     calibration = json.loads((it_dir / "calibration.json").read_text()).get("frames", [])
-    threshold, rule = selection_threshold(cfg.al.threshold_kcal_mol_A, cfg.al.threshold_rmse_factor,
-                                          test_force_rmse_eV_A)
+    threshold, rule = selection_threshold(
+        cfg.al.threshold_kcal_mol_A, cfg.al.threshold_rmse_factor, test_force_rmse_eV_A
+    )
     cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"], threshold, exclude=calibration)
     rec = MoleculeRecognizer.for_system(cfg.system)
     expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
@@ -251,10 +299,18 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
         c.reason = screen(frames[(c.run, c.frame)], energy[(c.run, c.frame)], rec, expected, min_d)
         (rejected if c.reason else passed).append(c)
     accepted = spaced(passed, cfg.al.min_gap_frames, cfg.al.max_selected)
-    res = {"threshold_eV_A": threshold, "threshold_rule": rule, "q_hat": q,
-           "n_frames": int(len(data["run"])), "n_calibration_excluded": len(calibration),
-           "n_candidates": len(cands), "n_passed_screening": len(passed), "n_to_label": len(accepted),
-           "accepted": [dataclasses.asdict(c) for c in accepted], "rejected": [dataclasses.asdict(c) for c in rejected]}
+    res = {
+        "threshold_eV_A": threshold,
+        "threshold_rule": rule,
+        "q_hat": q,
+        "n_frames": int(len(data["run"])),
+        "n_calibration_excluded": len(calibration),
+        "n_candidates": len(cands),
+        "n_passed_screening": len(passed),
+        "n_to_label": len(accepted),
+        "accepted": [dataclasses.asdict(c) for c in accepted],
+        "rejected": [dataclasses.asdict(c) for c in rejected],
+    }
     write_json_atomic(it_dir / "selection.json", res)
     return res
 
@@ -264,24 +320,40 @@ def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: f
 
     sel = json.loads((it_dir / "selection.json").read_text())
     frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
-    items = [LabelItem(frames[(c["run"], c["frame"])], "train",
-                       {"kind": "al", "iteration": iteration, "run": c["run"], "frame": c["frame"],
-                        "u_tilde_eV_A": c["max_u_tilde"], "u_eV_A": c["max_u_tilde"] / q, "q_hat": q})
-             for c in sel["accepted"]]
+    items = [
+        LabelItem(
+            frames[(c["run"], c["frame"])],
+            "train",
+            {
+                "kind": "al",
+                "iteration": iteration,
+                "run": c["run"],
+                "frame": c["frame"],
+                "u_tilde_eV_A": c["max_u_tilde"],
+                "u_eV_A": c["max_u_tilde"] / q,
+                "q_hat": q,
+            },
+        )
+        for c in sel["accepted"]
+    ]
     return _label(cfg, store_root, items)
 
 
 def summary_table(history: List[Dict]) -> str:
-    head = (f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'coverage':>10}{'thr eV/Å':>10}{'selected':>10}"
-            f"{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}")
+    head = (
+        f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'coverage':>10}{'thr eV/Å':>10}{'selected':>10}"
+        f"{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}"
+    )
     lines = [head, "-" * len(head)]
     nan = float("nan")
     for h in history:
-        lines.append(f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('explored', 0):>10}"
-                     f"{h.get('q_hat', nan):>7.2f}{h.get('coverage', nan):>10.2f}{h.get('threshold_eV_A', nan):>10.3f}"
-                     f"{h.get('selected', 0):>10}{h.get('rejected', 0):>10}{h.get('labeled', 0):>9}"
-                     f"{h.get('failed', 0):>8}{h.get('test_force_rmse', nan):>13.3f}"
-                     f"{sum(h.get('wall_s', {}).values()) / 60:>10.1f}")
+        lines.append(
+            f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('explored', 0):>10}"
+            f"{h.get('q_hat', nan):>7.2f}{h.get('coverage', nan):>10.2f}{h.get('threshold_eV_A', nan):>10.3f}"
+            f"{h.get('selected', 0):>10}{h.get('rejected', 0):>10}{h.get('labeled', 0):>9}"
+            f"{h.get('failed', 0):>8}{h.get('test_force_rmse', nan):>13.3f}"
+            f"{sum(h.get('wall_s', {}).values()) / 60:>10.1f}"
+        )
     stops = [f"iteration {h['iteration']} stopped the loop: {h['stop']}" for h in history if h.get("stop")]
     return "\n".join(lines + stops)
 
@@ -321,20 +393,33 @@ def active_learning(cfg: Config, out: Path) -> Dict:
             step_uncertainty(cfg, it_dir)
         elif step == "calibrate":
             cal = step_calibrate(cfg, it_dir, store_root, k)
-            rec.update(q_hat=cal["q_hat"], coverage=cal["coverage_test"],
-                       test_force_rmse_by_element_eV_A=cal["test_force_rmse_by_element_eV_A"])
+            rec.update(
+                q_hat=cal["q_hat"],
+                coverage=cal["coverage_test"],
+                test_force_rmse_by_element_eV_A=cal["test_force_rmse_by_element_eV_A"],
+            )
         elif step == "select":
             sel = step_select(cfg, it_dir, rec["q_hat"], rec.get("test_force_rmse"))
-            rec.update(explored=sel["n_frames"], calibration_excluded=sel["n_calibration_excluded"],
-                       threshold_eV_A=sel["threshold_eV_A"],
-                       threshold_rule=sel["threshold_rule"], above_threshold=sel["n_candidates"],
-                       selected=sel["n_passed_screening"], to_label=len(sel["accepted"]),
-                       rejected=len(sel["rejected"]), rejected_by=count_reasons([c["reason"] for c in sel["rejected"]]))
+            rec.update(
+                explored=sel["n_frames"],
+                calibration_excluded=sel["n_calibration_excluded"],
+                threshold_eV_A=sel["threshold_eV_A"],
+                threshold_rule=sel["threshold_rule"],
+                above_threshold=sel["n_candidates"],
+                selected=sel["n_passed_screening"],
+                to_label=len(sel["accepted"]),
+                rejected=len(sel["rejected"]),
+                rejected_by=count_reasons([c["reason"] for c in sel["rejected"]]),
+            )
         elif step == "label":
             lab = step_label(cfg, it_dir, store_root, k, rec["q_hat"])
             rec.update(labeled=lab["n_labeled"] + lab["n_skipped"], failed=lab["n_failed"])
-            why = stop_reason(rec["selected"], rec["explored"] - rec.get("calibration_excluded", 0),
-                              cfg.al.stop_below, cfg.al.stop_below_fraction)
+            why = stop_reason(
+                rec["selected"],
+                rec["explored"] - rec.get("calibration_excluded", 0),
+                cfg.al.stop_below,
+                cfg.al.stop_below_fraction,
+            )
             if why:
                 state["stopped"] = True
                 rec["stop"] = why
@@ -354,6 +439,14 @@ def active_learning(cfg: Config, out: Path) -> Dict:
     print(table)
     from deepeut.utils.tracking import log_results
 
-    log_results(cfg, out, "al", {f"iter_{h['iteration']}": {k: v for k, v in h.items() if isinstance(v, (int, float))}
-                                 for h in state["history"]}, table)
+    log_results(
+        cfg,
+        out,
+        "al",
+        {
+            f"iter_{h['iteration']}": {k: v for k, v in h.items() if isinstance(v, (int, float))}
+            for h in state["history"]
+        },
+        table,
+    )
     return {"history": state["history"], "stopped": state["stopped"], "ensemble": state.get("final_ensemble")}

@@ -46,16 +46,19 @@ def threshold_eV_A(threshold_kcal_mol_A: float) -> float:
     return kcal_per_mol_to_ev(threshold_kcal_mol_A)
 
 
-def selection_threshold(threshold_kcal_mol_A: float, rmse_factor: Optional[float],
-                        test_force_rmse_eV_A: Optional[float]) -> Tuple[float, str]:
+def selection_threshold(
+    threshold_kcal_mol_A: float, rmse_factor: Optional[float], test_force_rmse_eV_A: Optional[float]
+) -> Tuple[float, str]:
     """The threshold on max ũ (eV/Å) and the rule that gave it: ``rmse_factor`` × the ensemble's mean member test
     force RMSE when a factor is set (``al=campaign``), else the absolute value (the paper's 3 kcal/mol/Å)."""
     if rmse_factor is None:
         return threshold_eV_A(threshold_kcal_mol_A), f"absolute: {threshold_kcal_mol_A:g} kcal/mol/Å"
     if test_force_rmse_eV_A is None or not np.isfinite(test_force_rmse_eV_A):
         raise ValueError("al.threshold_rmse_factor needs the ensemble's test force RMSE, which its members lack")
-    return (rmse_factor * test_force_rmse_eV_A,
-            f"relative: {rmse_factor:g} × test force RMSE {test_force_rmse_eV_A:.3f} eV/Å")
+    return (
+        rmse_factor * test_force_rmse_eV_A,
+        f"relative: {rmse_factor:g} × test force RMSE {test_force_rmse_eV_A:.3f} eV/Å",
+    )
 
 
 def stop_reason(selected: int, explored: int, stop_below: int, stop_below_fraction: Optional[float]) -> str:
@@ -65,19 +68,29 @@ def stop_reason(selected: int, explored: int, stop_below: int, stop_below_fracti
         return f"{selected} selected < al.stop_below = {stop_below}" if selected < stop_below else ""
     frac = selected / explored if explored else 0.0
     if frac < stop_below_fraction:
-        return (f"{selected} of {explored} explored frames selected ({100 * frac:.1f} %) < "
-                f"al.stop_below_fraction = {100 * stop_below_fraction:g} %")
+        return (
+            f"{selected} of {explored} explored frames selected ({100 * frac:.1f} %) < "
+            f"al.stop_below_fraction = {100 * stop_below_fraction:g} %"
+        )
     return ""
 
 
-def above_threshold(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
-                    exclude: Iterable[Tuple[int, int]] = ()) -> List[Candidate]:
+def above_threshold(
+    max_u_tilde: Sequence[float],
+    runs: Sequence[int],
+    frames: Sequence[int],
+    threshold: float,
+    exclude: Iterable[Tuple[int, int]] = (),
+) -> List[Candidate]:
     """Every frame with max ũ > threshold (eV/Å), most uncertain first, except the (run, frame) pairs in
     ``exclude`` (the calibration frames, already labeled). The stop rule counts these (after screening)."""
     skip = {(int(r), int(f)) for r, f in exclude}
     order = np.argsort(-np.asarray(max_u_tilde), kind="stable")
-    return [Candidate(int(runs[k]), int(frames[k]), float(max_u_tilde[k])) for k in order
-            if max_u_tilde[k] > threshold and (int(runs[k]), int(frames[k])) not in skip]
+    return [
+        Candidate(int(runs[k]), int(frames[k]), float(max_u_tilde[k]))
+        for k in order
+        if max_u_tilde[k] > threshold and (int(runs[k]), int(frames[k])) not in skip
+    ]
 
 
 def spaced(chosen: Sequence[Candidate], min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:
@@ -95,14 +108,26 @@ def spaced(chosen: Sequence[Candidate], min_gap: int = 1, cap: Optional[int] = N
     return out
 
 
-def candidates(max_u_tilde: Sequence[float], runs: Sequence[int], frames: Sequence[int], threshold: float,
-               min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:
+def candidates(
+    max_u_tilde: Sequence[float],
+    runs: Sequence[int],
+    frames: Sequence[int],
+    threshold: float,
+    min_gap: int = 1,
+    cap: Optional[int] = None,
+) -> List[Candidate]:
     """:func:`above_threshold`, then :func:`spaced`."""
     return spaced(above_threshold(max_u_tilde, runs, frames, threshold), min_gap, cap)
 
 
-def too_close(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: Optional[np.ndarray],
-              min_distance: Dict[tuple, float], default: float = DEFAULT_MIN_DISTANCE_A) -> str:
+def too_close(
+    positions: np.ndarray,
+    numbers: np.ndarray,
+    cell: np.ndarray,
+    molecule: Optional[np.ndarray],
+    min_distance: Dict[tuple, float],
+    default: float = DEFAULT_MIN_DISTANCE_A,
+) -> str:
     """'' or a reason naming the closest offending pair (atoms of different molecules only when given)."""
     from ase.data import chemical_symbols
 
@@ -122,8 +147,7 @@ def too_close(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, mole
     return ""
 
 
-def screen(atoms, energy: float, recognizer, expected_counts: Dict[str, int],
-           min_distance: Dict[tuple, float]) -> str:
+def screen(atoms, energy: float, recognizer, expected_counts: Dict[str, int], min_distance: Dict[tuple, float]) -> str:
     """'' when the frame may be labeled, else the reason (molecules, distances, energy)."""
     if not np.isfinite(energy):
         return "non-finite energy: the model predicted " + str(energy)

@@ -51,7 +51,7 @@ def is_carbonyl_carbon(label: str) -> bool:
 def is_amine_hydrogen(label: str) -> bool:
     if not label.startswith("H_"):
         return False
-    return (label[label.index("("):] if "(" in label else "") in AMINE_H_SUFFIXES
+    return (label[label.index("(") :] if "(" in label else "") in AMINE_H_SUFFIXES
 
 
 @dataclass
@@ -104,9 +104,11 @@ def sdf_references(sites: Sites) -> Dict[str, tuple]:
 
     Amide: carbonyl C, O, N; TFSI: N, first S, second S (atom order within the molecule)."""
     refs = {}
-    is_ = lambda name: (lambda s: s == name)  # noqa: E731
-    for name, (lab_a, lab_b, lab_c) in (("amide", (is_carbonyl_carbon, is_solvent_oxygen, is_solvent_nitrogen)),
-                                         ("TFSI", (is_("N_TFSI"), is_("S"), is_("S")))):
+    is_ = lambda name: lambda s: s == name  # noqa: E731
+    for name, (lab_a, lab_b, lab_c) in (
+        ("amide", (is_carbonyl_carbon, is_solvent_oxygen, is_solvent_nitrogen)),
+        ("TFSI", (is_("N_TFSI"), is_("S"), is_("S"))),
+    ):
         mols = sites.molecules_of(name)
         triples, atoms = [], []
         for m in mols:
@@ -118,15 +120,17 @@ def sdf_references(sites: Sites) -> Dict[str, tuple]:
                 triples.append((a[0], b[0], c[0]))
                 atoms.append(at)
         if triples and len({len(x) for x in atoms}) == 1:
-            refs[name] = (np.array(triples), np.array(atoms), mols[:len(triples)])
+            refs[name] = (np.array(triples), np.array(atoms), mols[: len(triples)])
     return refs
 
 
-def sites_from(molecule: np.ndarray, labels: np.ndarray, masses: np.ndarray, species_per_atom: np.ndarray,
-               charges: Dict[str, int]) -> Sites:
+def sites_from(
+    molecule: np.ndarray, labels: np.ndarray, masses: np.ndarray, species_per_atom: np.ndarray, charges: Dict[str, int]
+) -> Sites:
     first = np.unique(molecule, return_index=True)[1]
-    return Sites(np.asarray(molecule), np.asarray(species_per_atom)[first], np.asarray(labels), np.asarray(masses),
-                 charges)
+    return Sites(
+        np.asarray(molecule), np.asarray(species_per_atom)[first], np.asarray(labels), np.asarray(masses), charges
+    )
 
 
 def membership_matrix(molecule: np.ndarray, weights: np.ndarray):
@@ -188,9 +192,19 @@ def li_amide_contacts(pos: np.ndarray, sites: Sites, cell: np.ndarray, cutoff: f
     return out
 
 
-def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, start_frame: int = 0,
-                stride: int = 1, block: int = 256, rdf=None, rdf_stride: int = 10, progress: bool = True,
-                sdfs=()) -> Path:
+def build_cache(
+    traj,
+    sites: Sites,
+    path: Path,
+    contact_cutoff_A: float = 3.0,
+    start_frame: int = 0,
+    stride: int = 1,
+    block: int = 256,
+    rdf=None,
+    rdf_stride: int = 10,
+    progress: bool = True,
+    sdfs=(),
+) -> Path:
     """Stream ``traj`` (deepeut.trajectory.readers reader) into the cache at ``path``; the RDF accumulator and the
     SDF accumulators (deepeut.analysis.sdf) are fed every ``rdf_stride`` frames of the same pass."""
     import h5py
@@ -217,28 +231,31 @@ def build_cache(traj, sites: Sites, path: Path, contact_cutoff_A: float = 3.0, s
         has_vel = getattr(traj, "has_velocities", True)
         f.attrs["has_velocities"] = has_vel  # a dump without vx vy vz: velocity analyses are skipped
         vel = f.create_dataset("com_velocity", (n_t, n_m, 3), "f4", chunks=chunks, fillvalue=np.nan)
-        cov = f.create_dataset("co_vector", (n_t, len(amides), 3), "f4", chunks=(min(n_t, 1024), max(1, min(len(amides), 64)), 3))
+        cov = f.create_dataset(
+            "co_vector", (n_t, len(amides), 3), "f4", chunks=(min(n_t, 1024), max(1, min(len(amides), 64)), 3)
+        )
         tor = None
         bar = tqdm(total=n_t, desc="analysis pass", unit="frame", disable=not progress)
         for s in range(0, n_t, block):
-            idx = frames[s:s + block]
+            idx = frames[s : s + block]
             sl = slice(int(idx[0]), int(idx[-1]) + 1, stride)
             pos = traj.positions(sl)
             c = molecule_com(pos, sites, w_mass, cell)
             # unwrap in time: accumulate minimum-image displacements of the (whole-molecule) CoMs
-            steps = minimum_image(np.diff(np.concatenate([c[:1] if prev_raw is None else prev_raw[None], c]), axis=0),
-                                  cell)
+            steps = minimum_image(
+                np.diff(np.concatenate([c[:1] if prev_raw is None else prev_raw[None], c]), axis=0), cell
+            )
             unwrapped = (c[0] if prev_com is None else prev_com) + np.cumsum(steps, axis=0)
             prev_raw, prev_com = c[-1], unwrapped[-1]
-            com[s:s + len(idx)] = unwrapped
+            com[s : s + len(idx)] = unwrapped
             if has_vel:
-                vel[s:s + len(idx)] = _apply(w_mass, traj.velocities(sl))
+                vel[s : s + len(idx)] = _apply(w_mass, traj.velocities(sl))
             u = minimum_image(pos[:, o_at] - pos[:, c_at], cell)
-            cov[s:s + len(idx)] = u / np.linalg.norm(u, axis=2, keepdims=True)
+            cov[s : s + len(idx)] = u / np.linalg.norm(u, axis=2, keepdims=True)
             t = tfsi_cssc(pos, sites, cell)
             if tor is None:
                 tor = f.create_dataset("torsion_CSSC", (n_t, t.shape[1]), "f4")
-            tor[s:s + len(idx)] = t
+            tor[s : s + len(idx)] = t
             for k, frame_ids in enumerate(li_amide_contacts(pos, sites, cell, contact_cutoff_A)):
                 ids.append(frame_ids)
                 offsets.append(offsets[-1] + len(frame_ids))

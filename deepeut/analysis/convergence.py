@@ -36,9 +36,11 @@ def plateau_status(cond: Dict) -> Optional[str]:
     if not np.isfinite(tau):
         return "not converged: no plateau could be fitted to the running Green–Kubo integral"
     if PLATEAU_WINDOWS * tau > window:
-        return (f"plateau not reached: the running Green–Kubo integral relaxes with τ = {tau:.3g} ps, the lag "
-                f"window is {window:.3g} ps (needs ≥ {PLATEAU_WINDOWS:g} τ = {PLATEAU_WINDOWS * tau:.3g} ps, "
-                f"i.e. a run ≳ {PLATEAU_WINDOWS * tau / 0.3:.3g} ps at 30 % correlation depth)")
+        return (
+            f"plateau not reached: the running Green–Kubo integral relaxes with τ = {tau:.3g} ps, the lag "
+            f"window is {window:.3g} ps (needs ≥ {PLATEAU_WINDOWS:g} τ = {PLATEAU_WINDOWS * tau:.3g} ps, "
+            f"i.e. a run ≳ {PLATEAU_WINDOWS * tau / 0.3:.3g} ps at 30 % correlation depth)"
+        )
     return None
 
 
@@ -75,13 +77,16 @@ def lifetime_status(tau_ps: float, run_ps: float) -> Optional[str]:
     if not np.isfinite(tau_ps):
         return "not converged: no lifetime could be fitted"
     if run_ps < LIFETIME_RUNS * tau_ps:
-        return (f"extrapolated: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ = "
-                f"{LIFETIME_RUNS * tau_ps:.3g} ps (the run length that would do)")
+        return (
+            f"extrapolated: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ = "
+            f"{LIFETIME_RUNS * tau_ps:.3g} ps (the run length that would do)"
+        )
     return None
 
 
-def statuses(results: List[Dict], run_ps: float, n_cations: int, lag_fraction: float,
-             paper_tau_li_amide_ns: Optional[float]) -> Dict[str, str]:
+def statuses(
+    results: List[Dict], run_ps: float, n_cations: int, lag_fraction: float, paper_tau_li_amide_ns: Optional[float]
+) -> Dict[str, str]:
     """Status text per Table I–III key that is not converged (replica 0's curves; the run is the shortest)."""
     out: Dict[str, str] = {}
     res = results[0] if results else {}
@@ -111,8 +116,10 @@ def statuses(results: List[Dict], run_ps: float, n_cations: int, lag_fraction: f
     if tau_shell is None or not np.isfinite(tau_shell) or tau_shell * LIFETIME_RUNS > run_ps:
         tau_ps = tau_shell if tau_shell and np.isfinite(tau_shell) else (paper_tau_li_amide_ns or np.nan) * 1000
         if np.isfinite(tau_ps) and run_ps < LIFETIME_RUNS * tau_ps:
-            text = (f"shells not renewed: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ_Li-amide "
-                    f"= {LIFETIME_RUNS * tau_ps:.3g} ps")
+            text = (
+                f"shells not renewed: the {run_ps:.3g} ps run is shorter than {LIFETIME_RUNS:g} × τ_Li-amide "
+                f"= {LIFETIME_RUNS * tau_ps:.3g} ps"
+            )
             for k in ("cn_Li_O_TFSI", "cn_Li_O_amide"):
                 out[k] = text
     return {k: v for k, v in out.items() if v}
@@ -139,7 +146,9 @@ def short_contacts(results: List[Dict], limits_A: Dict[str, float]) -> List[str]
                 half = 0.5 * (rr[1] - rr[0]) if len(rr) > 1 else 0.0
                 closest.append(float(rr[hit[0]] - half))
         if closest and min(closest) < limits_A[pair]:
-            out.append(f"{name} contacts down to {min(closest):.2f} Å, below the {limits_A[pair]:g} Å failure limit "
-                       f"for {pair} (validate.min_contact_A): the potential lets atoms approach closer than the "
-                       "reference method allows; structure and dynamics near these contacts are unphysical")
+            out.append(
+                f"{name} contacts down to {min(closest):.2f} Å, below the {limits_A[pair]:g} Å failure limit "
+                f"for {pair} (validate.min_contact_A): the potential lets atoms approach closer than the "
+                "reference method allows; structure and dynamics near these contacts are unphysical"
+            )
     return out

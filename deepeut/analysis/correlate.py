@@ -30,7 +30,7 @@ class Columns:
     def __getitem__(self, key):
         rows, cols = key
         a, b, _ = rows.indices(self.shape[0])
-        return np.asarray(self.data[self.start + a:self.start + b, self.ids[cols]])
+        return np.asarray(self.data[self.start + a : self.start + b, self.ids[cols]])
 
 
 def block_size(n_frames: int, n_components: int = 3, requested: int = 256) -> int:
@@ -68,7 +68,7 @@ def autocorrelation(x: np.ndarray, max_lag: int, block: int = 256) -> np.ndarray
     total = np.zeros(max_lag)
     block = block_size(x.shape[0], x.shape[2] if len(x.shape) > 2 else 1, block)
     for s in range(0, n_part, block):
-        chunk = np.asarray(x[:, s:s + block], dtype=float)
+        chunk = np.asarray(x[:, s : s + block], dtype=float)
         total += correlation_sum(chunk, chunk, max_lag)
     return total / n_part
 
@@ -81,7 +81,7 @@ def msd(r: np.ndarray, max_lag: int, block: int = 256) -> np.ndarray:
     lags = np.arange(max_lag)
     block = block_size(n, 3, block)
     for s in range(0, n_part, block):
-        chunk = np.asarray(r[:, s:s + block], dtype=float)
+        chunk = np.asarray(r[:, s : s + block], dtype=float)
         d = np.append((chunk**2).sum(axis=(1, 2)), 0.0)  # Σ_i |r_i(t)|², with d[n] = 0
         # S1(m) = [2 Σ_t d(t) − Σ_{k≤m} (d(k−1) + d(n−k))] / (n − m), with d(−1) = d(n) = 0
         left = np.concatenate([[0.0], d[: max_lag - 1]])
@@ -123,8 +123,14 @@ def fit_exponential_plateau(t: np.ndarray, y: np.ndarray, skip_fraction: float =
     a0 = float(np.clip(yy[-1], lo - pad, hi + pad))
     tau0 = float(np.clip(tt[np.argmin(np.abs(yy - 0.63 * a0))], step * 1.01, span * 0.99))
     try:
-        (a, tau), _ = curve_fit(lambda x, a, tau: a * (1 - np.exp(-x / tau)), tt, yy, p0=(a0, tau0), maxfev=20000,
-                                bounds=([lo - pad, step], [hi + pad, span]))
+        (a, tau), _ = curve_fit(
+            lambda x, a, tau: a * (1 - np.exp(-x / tau)),
+            tt,
+            yy,
+            p0=(a0, tau0),
+            maxfev=20000,
+            bounds=([lo - pad, step], [hi + pad, span]),
+        )
     except (RuntimeError, ValueError):
         return float(yy[-1]), float("nan")
     return float(a), float(abs(tau))

@@ -26,13 +26,14 @@ def _existence_sums(h: np.ndarray, max_lag: int, block: int) -> Tuple[np.ndarray
     num = np.zeros(max_lag)
     block = block_size(h.shape[0], 1, block)
     for s in range(0, h.shape[1], block):
-        x = np.asarray(h[:, s:s + block], dtype=float)
+        x = np.asarray(h[:, s : s + block], dtype=float)
         num += correlation_sum(x, x, max_lag)
     return num, float(np.asarray(h, dtype=float).mean(axis=0).sum())
 
 
-def pair_existence_acf_from_contacts(offsets: np.ndarray, ids: np.ndarray, max_lag: int,
-                                     pairs_per_pass: int = 4096) -> np.ndarray:
+def pair_existence_acf_from_contacts(
+    offsets: np.ndarray, ids: np.ndarray, max_lag: int, pairs_per_pass: int = 4096
+) -> np.ndarray:
     """Eq. 11 from per-frame contact lists (CSR: ``ids[offsets[t]:offsets[t+1]]``) without ever holding the full
     (frames × pairs) indicator matrix: pairs are processed ``pairs_per_pass`` at a time."""
     n_t = len(offsets) - 1
@@ -40,7 +41,7 @@ def pair_existence_acf_from_contacts(offsets: np.ndarray, ids: np.ndarray, max_l
     unique = np.unique(ids)
     num, den = np.zeros(max_lag), 0.0
     for s in range(0, len(unique), pairs_per_pass):
-        block_ids = unique[s:s + pairs_per_pass]
+        block_ids = unique[s : s + pairs_per_pass]
         sel = (ids >= block_ids[0]) & (ids <= block_ids[-1])
         h = np.zeros((n_t, len(block_ids)), dtype=np.uint8)
         h[frame_of[sel], np.searchsorted(block_ids, ids[sel])] = 1
@@ -61,8 +62,10 @@ def fit_multi_exponential(t: np.ndarray, c: np.ndarray, n_terms: int = 2) -> Tup
     span = max(t[-1], t[1] if len(t) > 1 else 1.0)
     p0 = [c[0] / n_terms] * n_terms + list(np.geomspace(span / 20, span / 2, n_terms))
     # amplitudes in [0, 1.5 c(0)], times up to 10× the correlation depth: no unconstrained tails
-    bounds = ([0.0] * n_terms + [t[1] * 1e-3 if len(t) > 1 else 1e-6] * n_terms,
-              [1.5 * max(c[0], 1e-12)] * n_terms + [10 * span] * n_terms)
+    bounds = (
+        [0.0] * n_terms + [t[1] * 1e-3 if len(t) > 1 else 1e-6] * n_terms,
+        [1.5 * max(c[0], 1e-12)] * n_terms + [10 * span] * n_terms,
+    )
     try:
         p, _ = curve_fit(model, t, c, p0=p0, maxfev=50000, bounds=bounds)
     except (RuntimeError, ValueError):
@@ -87,8 +90,11 @@ def vector_acf(u: np.ndarray, max_lag: int, block: int = 512) -> np.ndarray:
 
 def contacts_to_series(frames_pairs, n_frames: int) -> Tuple[np.ndarray, np.ndarray]:
     """Per-frame lists of contact pair ids → (T, n_unique_pairs) 0/1 array over the pairs that ever form."""
-    all_ids = np.unique(np.concatenate([np.asarray(p, np.int64) for p in frames_pairs])) if frames_pairs else \
-        np.zeros(0, np.int64)
+    all_ids = (
+        np.unique(np.concatenate([np.asarray(p, np.int64) for p in frames_pairs]))
+        if frames_pairs
+        else np.zeros(0, np.int64)
+    )
     h = np.zeros((n_frames, len(all_ids)), dtype=np.uint8)
     for t, p in enumerate(frames_pairs):
         h[t, np.searchsorted(all_ids, np.asarray(p, np.int64))] = 1

@@ -35,8 +35,13 @@ class RDFResult:
     cn_first_min_all: Optional[float] = None
 
     def to_json(self) -> Dict:
-        out = {"r_A": self.r.tolist(), "g": self.g.tolist(), "cn": self.cn.tolist(),
-               "first_min_A": self.first_min_A, "cn_first_min": self.cn_first_min}
+        out = {
+            "r_A": self.r.tolist(),
+            "g": self.g.tolist(),
+            "cn": self.cn.tolist(),
+            "first_min_A": self.first_min_A,
+            "cn_first_min": self.cn_first_min,
+        }
         if self.cn_all is not None:
             out.update(pairs="intermolecular", cn_all=self.cn_all.tolist(), cn_first_min_all=self.cn_first_min_all)
         return out
@@ -55,7 +60,7 @@ def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
     if len(nonzero) == 0:
         return float("nan")
     start = nonzero[0]
-    peak = start + int(np.argmax(gs[start:start + max(3, len(gs) // 3)]))
+    peak = start + int(np.argmax(gs[start : start + max(3, len(gs) // 3)]))
     for k in range(peak + 1, len(gs) - 1):
         if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1] and gs[k] <= MIN_DEPTH * gs[peak]:
             return float(r[k])
@@ -110,8 +115,12 @@ class RDFAccumulator:
         wrapped = box.wrap(np.asarray(positions, np.float32) - np.asarray(cell).sum(axis=0) / 2)
         for k, (a, b) in self.pairs.items():
             if k in self.intra:
-                self._freud[k].compute(system=(box, wrapped[b]), query_points=wrapped[a],
-                                       neighbors=self._intermolecular(box, wrapped, a, b), reset=False)
+                self._freud[k].compute(
+                    system=(box, wrapped[b]),
+                    query_points=wrapped[a],
+                    neighbors=self._intermolecular(box, wrapped, a, b),
+                    reset=False,
+                )
             elif self._same(k):
                 self._freud[k].compute(system=(box, wrapped[b]), reset=False)
             else:
@@ -136,8 +145,11 @@ class RDFAccumulator:
         i, j, d = neighbor_pairs(positions[self.sites], cell, self.r_max)
         dist = np.sqrt((d**2).sum(axis=1))
         bins = np.minimum((dist / self.r_max * self.n_bins).astype(np.int64), self.n_bins - 1)
-        inter = None if self.molecule is None else (np.asarray(self.molecule)[self.sites[i]]
-                                                    != np.asarray(self.molecule)[self.sites[j]])
+        inter = (
+            None
+            if self.molecule is None
+            else (np.asarray(self.molecule)[self.sites[i]] != np.asarray(self.molecule)[self.sites[j]])
+        )
         for k, (in_a, in_b) in self._local.items():
             w = (in_a[i] & in_b[j]).astype(float) + (in_a[j] & in_b[i])  # ordered pairs A→B
             if k in self.intra:
@@ -166,6 +178,9 @@ class RDFAccumulator:
         for k in self.intra:  # the all-pairs twin: N at the intermolecular r_c, for comparison
             twin = out.pop(f"{k}{ALL}")
             out[k].cn_all = twin.cn
-            out[k].cn_first_min_all = (float(np.interp(out[k].first_min_A, self.edges[1:], twin.cn))
-                                       if np.isfinite(out[k].first_min_A) else float("nan"))
+            out[k].cn_first_min_all = (
+                float(np.interp(out[k].first_min_A, self.edges[1:], twin.cn))
+                if np.isfinite(out[k].first_min_A)
+                else float("nan")
+            )
         return out

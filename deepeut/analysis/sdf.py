@@ -80,25 +80,37 @@ class SDFAccumulator:
         paths = {}
         geo = self.geometry / max(self.n_samples, 1)
         for name, rho in self.densities().items():
-            paths[name] = write_cube(Path(f"{prefix}_{name}.cube"), rho, self.half_width, geo, self.ref_numbers,
-                                     f"deepeut SDF: {name} CoM density / bulk density around the reference molecule")
+            paths[name] = write_cube(
+                Path(f"{prefix}_{name}.cube"),
+                rho,
+                self.half_width,
+                geo,
+                self.ref_numbers,
+                f"deepeut SDF: {name} CoM density / bulk density around the reference molecule",
+            )
         return paths
 
 
-def write_cube(path: Path, data: np.ndarray, half_width: float, geometry: np.ndarray, numbers: np.ndarray,
-               comment: str) -> Path:
+def write_cube(
+    path: Path, data: np.ndarray, half_width: float, geometry: np.ndarray, numbers: np.ndarray, comment: str
+) -> Path:
     """Gaussian cube file: grid centred on the origin (Å in, bohr written), values x-major."""
     n = data.shape[0]
     step = 2 * half_width / n / BOHR_IN_A
     origin = -half_width / BOHR_IN_A + step / 2
-    lines = [comment, "relative number density; lengths in bohr",
-             f"{len(numbers):5d} {origin:12.6f} {origin:12.6f} {origin:12.6f}"]
+    lines = [
+        comment,
+        "relative number density; lengths in bohr",
+        f"{len(numbers):5d} {origin:12.6f} {origin:12.6f} {origin:12.6f}",
+    ]
     lines += [f"{n:5d} " + " ".join(f"{step if i == j else 0.0:12.6f}" for j in range(3)) for i in range(3)]
-    lines += [f"{int(z):5d} {0.0:12.6f} " + " ".join(f"{x / BOHR_IN_A:12.6f}" for x in xyz)
-              for z, xyz in zip(numbers, geometry)]
+    lines += [
+        f"{int(z):5d} {0.0:12.6f} " + " ".join(f"{x / BOHR_IN_A:12.6f}" for x in xyz)
+        for z, xyz in zip(numbers, geometry)
+    ]
     flat = data.reshape(n * n, n)  # x slowest, z fastest
     for row in flat:
-        lines += [" ".join(f"{v:12.5e}" for v in row[k:k + 6]) for k in range(0, n, 6)]
+        lines += [" ".join(f"{v:12.5e}" for v in row[k : k + 6]) for k in range(0, n, 6)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -108,5 +120,5 @@ def read_cube(path: Path) -> np.ndarray:
     lines = Path(path).read_text().splitlines()
     n_atoms = int(lines[2].split()[0])
     n = int(lines[3].split()[0])
-    values = np.array(" ".join(lines[6 + n_atoms:]).split(), float)
+    values = np.array(" ".join(lines[6 + n_atoms :]).split(), float)
     return values.reshape(n, n, n)

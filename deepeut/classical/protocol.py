@@ -31,9 +31,12 @@ from deepeut.utils.units import density_g_cm3
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.npz"
+
+
 def phases(cfg: ClassicalConfig) -> List[str]:
-    return ["minimise", "heat", "npt", "settle", "nvt"] + [f"sample_{t:g}K" for t in cfg.sample_temperatures_K
-                                                 if cfg.samples_per_temperature > 0]
+    return ["minimise", "heat", "npt", "settle", "nvt"] + [
+        f"sample_{t:g}K" for t in cfg.sample_temperatures_K if cfg.samples_per_temperature > 0
+    ]
 
 
 @dataclass
@@ -55,9 +58,13 @@ def save_checkpoint(path: Path, context, progress: Progress) -> None:
     state = context.getState(getPositions=True, getVelocities=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, positions=state.getPositions(asNumpy=True)._value,
-                     velocities=state.getVelocities(asNumpy=True)._value,
-                     box=state.getPeriodicBoxVectors(asNumpy=True)._value, progress=progress.to_json())
+            np.savez(
+                f,
+                positions=state.getPositions(asNumpy=True)._value,
+                velocities=state.getVelocities(asNumpy=True)._value,
+                box=state.getPeriodicBoxVectors(asNumpy=True)._value,
+                progress=progress.to_json(),
+            )
 
 
 def load_checkpoint(path: Path) -> Optional[tuple]:
@@ -74,8 +81,15 @@ def load_checkpoint(path: Path) -> Optional[tuple]:
 class Engine:
     """One OpenMM context per (constraints, barostat) choice over the same parameters; state moves between them."""
 
-    def __init__(self, make_system: Callable, cfg: ClassicalConfig, platform, properties: Dict, n_atoms: int,
-                 masses_amu: np.ndarray):
+    def __init__(
+        self,
+        make_system: Callable,
+        cfg: ClassicalConfig,
+        platform,
+        properties: Dict,
+        n_atoms: int,
+        masses_amu: np.ndarray,
+    ):
         self.make_system, self.cfg = make_system, cfg
         self.platform, self.properties = platform, properties
         self.n_atoms, self.total_mass = n_atoms, float(masses_amu.sum())
@@ -83,17 +97,31 @@ class Engine:
         self.integrator = None
         self.system = None
 
-    def switch(self, constraints: Constraints, timestep_fs: float, temperature_K: float, barostat: bool,
-               positions_nm, velocities_nm_ps, box_nm) -> None:
+    def switch(
+        self,
+        constraints: Constraints,
+        timestep_fs: float,
+        temperature_K: float,
+        barostat: bool,
+        positions_nm,
+        velocities_nm_ps,
+        box_nm,
+    ) -> None:
         import openmm
         from openmm import unit
 
         system = self.make_system(constraints)
         if barostat:
-            system.addForce(openmm.MonteCarloBarostat(self.cfg.pressure_bar * unit.bar, temperature_K * unit.kelvin,
-                                                      self.cfg.barostat_every))
-        integ = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, self.cfg.friction_per_ps / unit.picosecond,
-                                                timestep_fs * 1e-3 * unit.picoseconds)
+            system.addForce(
+                openmm.MonteCarloBarostat(
+                    self.cfg.pressure_bar * unit.bar, temperature_K * unit.kelvin, self.cfg.barostat_every
+                )
+            )
+        integ = openmm.LangevinMiddleIntegrator(
+            temperature_K * unit.kelvin,
+            self.cfg.friction_per_ps / unit.picosecond,
+            timestep_fs * 1e-3 * unit.picoseconds,
+        )
         ctx = openmm.Context(system, integ, self.platform, self.properties)
         ctx.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.asarray(box_nm)])
         ctx.setPositions(np.asarray(positions_nm))
@@ -117,8 +145,13 @@ class Engine:
         ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         vol = st.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3) * 1000.0
         temp = 2 * ke / (self.dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin))
-        return {"potential_kJ_mol": pe, "kinetic_kJ_mol": ke, "temperature_K": temp, "volume_A3": vol,
-                "density_g_cm3": density_g_cm3(self.total_mass, vol)}
+        return {
+            "potential_kJ_mol": pe,
+            "kinetic_kJ_mol": ke,
+            "temperature_K": temp,
+            "volume_A3": vol,
+            "density_g_cm3": density_g_cm3(self.total_mass, vol),
+        }
 
     def state(self) -> tuple:
         """(positions nm, velocities nm/ps, box nm) of the current state."""
@@ -131,19 +164,32 @@ class Engine:
 
     @staticmethod
     def arrays(st) -> tuple:
-        return (st.getPositions(asNumpy=True)._value, st.getVelocities(asNumpy=True)._value,
-                st.getPeriodicBoxVectors(asNumpy=True)._value)
+        return (
+            st.getPositions(asNumpy=True)._value,
+            st.getVelocities(asNumpy=True)._value,
+            st.getPeriodicBoxVectors(asNumpy=True)._value,
+        )
 
 
 def check_finite(obs: Dict[str, float], phase: str, time_ps: float) -> None:
     if not np.isfinite(obs["potential_kJ_mol"]) or not np.isfinite(obs["temperature_K"]):
-        raise ClassicalError(f"{phase}: the energy became NaN at {time_ps:.2f} ps; lower classical.timestep_fs or "
-                             "raise classical.minimise_iterations")
+        raise ClassicalError(
+            f"{phase}: the energy became NaN at {time_ps:.2f} ps; lower classical.timestep_fs or "
+            "raise classical.minimise_iterations"
+        )
 
 
-def run_steps(engine: Engine, n_steps: int, progress: Progress, every: int, checkpoint_every: int,
-              on_interval: Callable[[int], None], on_checkpoint: Callable[[], None], desc: str,
-              timestep_fs: float) -> None:
+def run_steps(
+    engine: Engine,
+    n_steps: int,
+    progress: Progress,
+    every: int,
+    checkpoint_every: int,
+    on_interval: Callable[[int], None],
+    on_checkpoint: Callable[[], None],
+    desc: str,
+    timestep_fs: float,
+) -> None:
     """Step from ``progress.steps_done`` to ``n_steps`` in intervals of ``every`` steps, calling ``on_interval``
     after each and ``on_checkpoint`` every ``checkpoint_every`` steps; a progress bar shows ps and the ETA."""
     from tqdm import tqdm
@@ -165,8 +211,14 @@ def run_steps(engine: Engine, n_steps: int, progress: Progress, every: int, chec
                 on_checkpoint()
 
 
-def rescale_to_density(positions_nm: np.ndarray, box_nm: np.ndarray, molecule: np.ndarray, masses: np.ndarray,
-                       target_g_cm3: float, total_mass: float) -> tuple:
+def rescale_to_density(
+    positions_nm: np.ndarray,
+    box_nm: np.ndarray,
+    molecule: np.ndarray,
+    masses: np.ndarray,
+    target_g_cm3: float,
+    total_mass: float,
+) -> tuple:
     """Scale the box isotropically to ``target_g_cm3``, moving molecule centres of mass with it (molecules rigid)."""
     volume_A3 = abs(np.linalg.det(box_nm)) * 1000.0
     factor = (density_g_cm3(total_mass, volume_A3) / target_g_cm3) ** (1 / 3)

@@ -12,8 +12,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from .schema import GROUPS, Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "CONF_DIR", "register_configs", "validate", "check_overrides", "compose",
-           "implied_overrides", "check_device"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "CONF_DIR",
+    "register_configs",
+    "validate",
+    "check_overrides",
+    "compose",
+    "implied_overrides",
+    "check_device",
+]
 
 #: conf/ at the repository root (the Hydra config path of run.py)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -51,8 +60,10 @@ def check_device(cfg: Config) -> None:
 
     if not torch.cuda.is_available():
         why = "is a CPU build" if torch.version.cuda is None else "sees no GPU"
-        raise ConfigError(f"device: '{cfg.device}' is not available (torch {torch.__version__} {why}); use "
-                          "device=cpu, or install a CUDA torch on a GPU machine")
+        raise ConfigError(
+            f"device: '{cfg.device}' is not available (torch {torch.__version__} {why}); use "
+            "device=cpu, or install a CUDA torch on a GPU machine"
+        )
     index = int(cfg.device.split(":")[1]) if ":" in cfg.device else 0
     if index >= torch.cuda.device_count():
         raise ConfigError(f"device: '{cfg.device}' does not exist ({torch.cuda.device_count()} GPU(s) visible)")

@@ -60,16 +60,28 @@ class ClassicalConfig:
         from deepeut.config.schema import _require
 
         _require(self.ionic_charge_scale > 0, "classical.ionic_charge_scale", "must be > 0")
-        _require(self.min_cutoff_A > 0 and self.cutoff_A >= self.min_cutoff_A, "classical.cutoff_A",
-                 "must be >= classical.min_cutoff_A > 0")
-        _require(0 < self.timestep_fs <= 4 and 0 < self.sample_timestep_fs <= 4, "classical.timestep_fs",
-                 "must be in (0, 4] fs")
-        _require(self.constraints == Constraints.hbonds or self.timestep_fs <= 1.0, "classical.timestep_fs",
-                 "must be <= 1 fs with classical.constraints=none (bonds to H vibrate at ~10 fs)")
+        _require(
+            self.min_cutoff_A > 0 and self.cutoff_A >= self.min_cutoff_A,
+            "classical.cutoff_A",
+            "must be >= classical.min_cutoff_A > 0",
+        )
+        _require(
+            0 < self.timestep_fs <= 4 and 0 < self.sample_timestep_fs <= 4,
+            "classical.timestep_fs",
+            "must be in (0, 4] fs",
+        )
+        _require(
+            self.constraints == Constraints.hbonds or self.timestep_fs <= 1.0,
+            "classical.timestep_fs",
+            "must be <= 1 fs with classical.constraints=none (bonds to H vibrate at ~10 fs)",
+        )
         for name in ("heat_ps", "npt_ps", "nvt_ps"):
             _require(getattr(self, name) >= 0, f"classical.{name}", "must be >= 0 ps")
-        _require(self.save_every_ps > 0 and self.checkpoint_every_ps > 0 and self.sample_every_ps > 0,
-                 "classical.save_every_ps", "save, checkpoint and sample intervals must be > 0 ps")
+        _require(
+            self.save_every_ps > 0 and self.checkpoint_every_ps > 0 and self.sample_every_ps > 0,
+            "classical.save_every_ps",
+            "save, checkpoint and sample intervals must be > 0 ps",
+        )
         _require(self.replicas >= 1, "classical.replicas", "must be >= 1")
         _require(self.samples_per_temperature >= 0, "classical.samples_per_temperature", "must be >= 0")
         _require(all(t > 0 for t in self.sample_temperatures_K), "classical.sample_temperatures_K", "must be > 0 K")

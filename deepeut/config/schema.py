@@ -28,8 +28,11 @@ def _require(ok: bool, key: str, msg: str) -> None:
 def _check_dynamics(prefix: str, temperature_K: float, timestep_fs: float, duration_ps: float, tau_ps: float) -> None:
     """Checks shared by every MD-like config (md.*, reference.*)."""
     _require(temperature_K > 0, f"{prefix}.temperature_K", f"must be > 0 K, got {temperature_K}")
-    _require(0 < timestep_fs <= 5.0, f"{prefix}.timestep_fs",
-             f"must be in (0, 5] fs, got {timestep_fs}: molecules with hydrogens need ~0.5 fs")
+    _require(
+        0 < timestep_fs <= 5.0,
+        f"{prefix}.timestep_fs",
+        f"must be in (0, 5] fs, got {timestep_fs}: molecules with hydrogens need ~0.5 fs",
+    )
     _require(duration_ps > 0, f"{prefix}.duration_ps", "must be > 0 ps")
     _require(tau_ps > 0, f"{prefix}.thermostat_tau_ps", "must be > 0 ps")
 
@@ -62,8 +65,11 @@ class SpeciesConfig:
     dihedral_targets: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require(self.role in ("cation", "anion", "solvent"), f"species {self.name}.role",
-                 f"'{self.role}' is not one of cation, anion, solvent")
+        _require(
+            self.role in ("cation", "anion", "solvent"),
+            f"species {self.name}.role",
+            f"'{self.role}' is not one of cation, anion, solvent",
+        )
         _require(self.per_ion_pair > 0, f"species {self.name}.per_ion_pair", "must be > 0")
 
 
@@ -118,8 +124,11 @@ class BuildConfig:
     force_field: str = "MMFF"
 
     def __post_init__(self) -> None:
-        _require(0 < self.min_distance_A <= self.packmol_tolerance_A, "build.min_distance_A",
-                 "must be in (0, build.packmol_tolerance_A]")
+        _require(
+            0 < self.min_distance_A <= self.packmol_tolerance_A,
+            "build.min_distance_A",
+            "must be in (0, build.packmol_tolerance_A]",
+        )
         _require(self.force_field in ("MMFF", "UFF"), "build.force_field", "one of MMFF, UFF")
 
 
@@ -195,8 +204,11 @@ class ExecutorConfig:
     slurm_partition: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _require(self.kind in ("serial", "pool", "submitit", "submitit_local"), "labeler.executor.kind",
-                 f"'{self.kind}' is not one of serial, pool, submitit, submitit_local")
+        _require(
+            self.kind in ("serial", "pool", "submitit", "submitit_local"),
+            "labeler.executor.kind",
+            f"'{self.kind}' is not one of serial, pool, submitit, submitit_local",
+        )
         _require(self.n_workers >= 1, "labeler.executor.n_workers", "must be >= 1")
 
 
@@ -238,8 +250,11 @@ class ReferenceConfig:
 
     def __post_init__(self) -> None:
         _check_dynamics("reference", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
-        _require(self.thermostat in ("nose_hoover_chain", "langevin"), "reference.thermostat",
-                 "one of nose_hoover_chain, langevin")
+        _require(
+            self.thermostat in ("nose_hoover_chain", "langevin"),
+            "reference.thermostat",
+            "one of nose_hoover_chain, langevin",
+        )
         _require(0 < self.trainval_fraction < 1, "reference.trainval_fraction", "must be in (0, 1)")
 
 
@@ -332,11 +347,17 @@ class TrainConfig:
         _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
         _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
-        _require(self.energy_weight >= 0 and self.force_weight >= 0 and self.energy_weight + self.force_weight > 0,
-                 "train.energy_weight", "loss weights must be >= 0 and not both 0")
+        _require(
+            self.energy_weight >= 0 and self.force_weight >= 0 and self.energy_weight + self.force_weight > 0,
+            "train.energy_weight",
+            "loss weights must be >= 0 and not both 0",
+        )
         for k in self.members or []:
-            _require(0 <= k < self.ensemble_size, "train.members",
-                     f"member {k} is outside 0..{self.ensemble_size - 1} (train.ensemble_size={self.ensemble_size})")
+            _require(
+                0 <= k < self.ensemble_size,
+                "train.members",
+                f"member {k} is outside 0..{self.ensemble_size - 1} (train.ensemble_size={self.ensemble_size})",
+            )
 
 
 @dataclass
@@ -384,10 +405,16 @@ class ALConfig:
         _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
         _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
         _require(self.max_iterations >= 1, "al.max_iterations", "must be >= 1")
-        _require(self.threshold_rmse_factor is None or self.threshold_rmse_factor > 0, "al.threshold_rmse_factor",
-                 "must be > 0 (or null for the absolute threshold_kcal_mol_A)")
-        _require(self.stop_below_fraction is None or 0 < self.stop_below_fraction < 1, "al.stop_below_fraction",
-                 "must be in (0, 1) (or null for the count stop_below)")
+        _require(
+            self.threshold_rmse_factor is None or self.threshold_rmse_factor > 0,
+            "al.threshold_rmse_factor",
+            "must be > 0 (or null for the absolute threshold_kcal_mol_A)",
+        )
+        _require(
+            self.stop_below_fraction is None or 0 < self.stop_below_fraction < 1,
+            "al.stop_below_fraction",
+            "must be in (0, 1) (or null for the count stop_below)",
+        )
         for k in self.min_distance_A:
             _require(len(k.split("-")) == 2, "al.min_distance_A", f"key '{k}' is not an element pair like H-O")
 
@@ -434,17 +461,24 @@ class MDConfig:
 
     def __post_init__(self) -> None:
         _check_dynamics("md", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
-        _require(self.engine in ("ase", "torchsim", "lammps"), "md.engine",
-                 f"'{self.engine}' is not one of ase, torchsim, lammps")
-        _require(self.thermostat in ("nose_hoover_chain", "langevin"), "md.thermostat",
-                 "one of nose_hoover_chain, langevin")
+        _require(
+            self.engine in ("ase", "torchsim", "lammps"),
+            "md.engine",
+            f"'{self.engine}' is not one of ase, torchsim, lammps",
+        )
+        _require(
+            self.thermostat in ("nose_hoover_chain", "langevin"), "md.thermostat", "one of nose_hoover_chain, langevin"
+        )
         _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
         _require(self.neighbor_skin_A >= 0, "md.neighbor_skin_A", "must be >= 0 Å (0: rebuild every step)")
-        _require(self.on_unstable in ("stop", "truncate"), "md.on_unstable",
-                 f"'{self.on_unstable}' is not one of stop, truncate")
+        _require(
+            self.on_unstable in ("stop", "truncate"),
+            "md.on_unstable",
+            f"'{self.on_unstable}' is not one of stop, truncate",
+        )
         from deepeut.md.engines import engine_problems
 
         for key, msg in engine_problems(self.engine, self.thermostat, self.ensemble_member, self.on_unstable)[:1]:
@@ -541,10 +575,16 @@ class PipelineConfig:
     lock_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(self.max_estimate_h is None or self.max_estimate_h > 0, "pipeline.max_estimate_h",
-                 "must be > 0 hours or null")
-        _require(self.reference_ion_pairs is None or self.reference_ion_pairs >= 1, "pipeline.reference_ion_pairs",
-                 "must be >= 1 or null")
+        _require(
+            self.max_estimate_h is None or self.max_estimate_h > 0,
+            "pipeline.max_estimate_h",
+            "must be > 0 hours or null",
+        )
+        _require(
+            self.reference_ion_pairs is None or self.reference_ion_pairs >= 1,
+            "pipeline.reference_ion_pairs",
+            "must be >= 1 or null",
+        )
 
 
 @dataclass
@@ -576,8 +616,11 @@ class Config:
     ensemble: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _require(self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
-                 "device", f"'{self.device}' is not cpu, cuda, cuda:N or mps")
+        _require(
+            self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
+            "device",
+            f"'{self.device}' is not cpu, cuda, cuda:N or mps",
+        )
 
 
 #: config groups and the schema each of their files is checked against

@@ -32,11 +32,17 @@ class ValidateConfig:
     def __post_init__(self) -> None:
         from deepeut.config.schema import _require
 
-        _require(len(self.drivers) >= 1 and all(d == "committee" or d.isdigit() for d in self.drivers),
-                 "validate.drivers", "a list of 'committee' and member indices like '0'")
+        _require(
+            len(self.drivers) >= 1 and all(d == "committee" or d.isdigit() for d in self.drivers),
+            "validate.drivers",
+            "a list of 'committee' and member indices like '0'",
+        )
         _require(self.duration_ps > 0 and self.replicas >= 1, "validate.duration_ps", "needs > 0 ps and >= 1 replica")
-        _require(self.temperature_window_ps > 0 and self.temperature_sigmas > 0, "validate.temperature_window_ps",
-                 "window (ps) and temperature_sigmas must be > 0")
+        _require(
+            self.temperature_window_ps > 0 and self.temperature_sigmas > 0,
+            "validate.temperature_window_ps",
+            "window (ps) and temperature_sigmas must be > 0",
+        )
         _require(self.n_label_frames >= 2, "validate.n_label_frames", "must be >= 2 (half calibrate, half test)")
         _require(0 < self.alpha < 1, "validate.alpha", "must be in (0, 1)")
         _require(self.contact_every_frames >= 1, "validate.contact_every_frames", "must be >= 1")

@@ -27,8 +27,10 @@ def demo_files(system: str) -> Dict[str, Path]:
     files = {"train": d / "train.extxyz.gz", "test": d / "test.extxyz.gz", "manifest": d / "manifest.jsonl"}
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
-        raise DemoDataMissing(f"no shipped demo dataset for system '{system}' (missing {', '.join(missing)}); "
-                              "regenerate with bash scripts/make_demo_data.sh")
+        raise DemoDataMissing(
+            f"no shipped demo dataset for system '{system}' (missing {', '.join(missing)}); "
+            "regenerate with bash scripts/make_demo_data.sh"
+        )
     return files
 
 
@@ -65,12 +67,16 @@ def unpack(src: Path, store_dir: Path) -> int:
                 continue
             for atoms, label in read_labeled_extxyz(path):
                 info = atoms.info
-                label.labeler, label.method = str(info.get("labeler", label.labeler)), str(info.get("method", label.method))
+                label.labeler, label.method = (
+                    str(info.get("labeler", label.labeler)),
+                    str(info.get("method", label.method)),
+                )
                 label.version = str(info.get("labeler_version", label.version))
                 label.settings = json.loads(info.get("labeler_settings") or "{}")
                 label.recorded_settings_hash = info.get("settings_hash")
-                added += store.add(str(info["key"]), atoms, label, str(info["split"]),
-                                   json.loads(info.get("source") or "{}"))
+                added += store.add(
+                    str(info["key"]), atoms, label, str(info["split"]), json.loads(info.get("source") or "{}")
+                )
         store.export()
     finally:
         store.close()

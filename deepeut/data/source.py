@@ -66,8 +66,15 @@ def from_store(store_dir: str | Path, dest: Path) -> DatasetFiles:
     for split in ("train", "test"):
         if counts[split] == 0:
             raise StoreError(f"{store_dir}: the dataset store has no '{split}' structures to train on")
-    return DatasetFiles(copied["train"], copied["test"], copied["calibration"] if counts["calibration"] else None,
-                        digest, f"store:{Path(store_dir).resolve()}", counts["train"], counts["test"])
+    return DatasetFiles(
+        copied["train"],
+        copied["test"],
+        copied["calibration"] if counts["calibration"] else None,
+        digest,
+        f"store:{Path(store_dir).resolve()}",
+        counts["train"],
+        counts["test"],
+    )
 
 
 def from_demo(system: str, dest: Path) -> DatasetFiles:
@@ -77,8 +84,9 @@ def from_demo(system: str, dest: Path) -> DatasetFiles:
     src = demo_files(system)
     rows = [json.loads(line) for line in src["manifest"].read_text().splitlines() if line.strip()]
     train, test = _copy(src["train"], dest / "train.extxyz"), _copy(src["test"], dest / "test.extxyz")
-    return DatasetFiles(train, test, None, manifest_hash(rows), f"demo:{system}", _count_frames(train),
-                        _count_frames(test))
+    return DatasetFiles(
+        train, test, None, manifest_hash(rows), f"demo:{system}", _count_frames(train), _count_frames(test)
+    )
 
 
 def training_data(store: Optional[str], system: str, dest: Path) -> DatasetFiles:

@@ -69,10 +69,19 @@ def label_to_atoms(atoms, label: Label, key: str, split: str, source: Dict):
 
     out = atoms.copy()
     out.calc = None
-    out.info = {"key": key, "split": split, "labeler": label.labeler, "method": label.method,
-                "labeler_version": label.version, "settings_hash": label.settings_hash,
-                "labeler_settings": json.dumps(label.settings, sort_keys=True, default=str), "source": json.dumps(source, sort_keys=True),
-                "attempts": label.attempts, "energy_unit": "eV", "force_unit": "eV/A"}
+    out.info = {
+        "key": key,
+        "split": split,
+        "labeler": label.labeler,
+        "method": label.method,
+        "labeler_version": label.version,
+        "settings_hash": label.settings_hash,
+        "labeler_settings": json.dumps(label.settings, sort_keys=True, default=str),
+        "source": json.dumps(source, sort_keys=True),
+        "attempts": label.attempts,
+        "energy_unit": "eV",
+        "force_unit": "eV/A",
+    }
     out.calc = SinglePointCalculator(out, energy=label.energy, forces=label.forces)
     return out
 
@@ -95,12 +104,23 @@ def write_labeled_structure(root: str | Path, key: str, atoms, label: Label, spl
     return path
 
 
-def write_failure(root: str | Path, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "",
-                  settings_hash: str = "") -> Path:
+def write_failure(
+    root: str | Path, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "", settings_hash: str = ""
+) -> Path:
     """Write ``failed/<key>.json`` of the store at ``root`` atomically: why a structure could not be labeled."""
-    return write_json_atomic(failure_file(root, key), {
-        "key": key, "reason": reason, "source": source, "split": split, "labeler": labeler,
-        "settings_hash": settings_hash, "n_atoms": len(atoms), "formula": atoms.get_chemical_formula()})
+    return write_json_atomic(
+        failure_file(root, key),
+        {
+            "key": key,
+            "reason": reason,
+            "source": source,
+            "split": split,
+            "labeler": labeler,
+            "settings_hash": settings_hash,
+            "n_atoms": len(atoms),
+            "formula": atoms.get_chemical_formula(),
+        },
+    )
 
 
 class DatasetStore:
@@ -146,17 +166,27 @@ class DatasetStore:
         info = atoms.info
         forces = np.asarray(atoms.get_forces())
         fnorm = np.linalg.norm(forces, axis=1)
-        self._insert(key=key, split=info.get("split", "train"), source=info.get("source", "{}"),
-                     labeler=info.get("labeler", ""), method=info.get("method", ""),
-                     settings_hash=info.get("settings_hash", ""), status="ok", reason="",
-                     energy_eV=float(atoms.get_potential_energy()), max_force_eV_A=float(fnorm.max()),
-                     net_force_eV_A=float(np.linalg.norm(forces.sum(0))), n_atoms=len(atoms),
-                     formula=atoms.get_chemical_formula(),
-                     attempts=int(info["attempts"]) if "attempts" in info else None)
+        self._insert(
+            key=key,
+            split=info.get("split", "train"),
+            source=info.get("source", "{}"),
+            labeler=info.get("labeler", ""),
+            method=info.get("method", ""),
+            settings_hash=info.get("settings_hash", ""),
+            status="ok",
+            reason="",
+            energy_eV=float(atoms.get_potential_energy()),
+            max_force_eV_A=float(fnorm.max()),
+            net_force_eV_A=float(np.linalg.norm(forces.sum(0))),
+            n_atoms=len(atoms),
+            formula=atoms.get_chemical_formula(),
+            attempts=int(info["attempts"]) if "attempts" in info else None,
+        )
         return True
 
-    def add_failure(self, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "",
-                    settings_hash: str = "") -> None:
+    def add_failure(
+        self, key: str, atoms, split: str, source: Dict, reason: str, labeler: str = "", settings_hash: str = ""
+    ) -> None:
         write_failure(self.root, key, atoms, split, source, reason, labeler, settings_hash)
         self.ingest_failure(key)
 
@@ -165,17 +195,30 @@ class DatasetStore:
         if self.has(key):
             return False
         d = json.loads(failure_file(self.root, key).read_text())
-        self._insert(key=key, split=d.get("split", "train"), source=json.dumps(d.get("source", {}), sort_keys=True),
-                     labeler=d.get("labeler", ""), method="", settings_hash=d.get("settings_hash", ""),
-                     status="failed", reason=d.get("reason", ""), energy_eV=None, max_force_eV_A=None,
-                     net_force_eV_A=None, n_atoms=d.get("n_atoms"), formula=d.get("formula", ""), attempts=None)
+        self._insert(
+            key=key,
+            split=d.get("split", "train"),
+            source=json.dumps(d.get("source", {}), sort_keys=True),
+            labeler=d.get("labeler", ""),
+            method="",
+            settings_hash=d.get("settings_hash", ""),
+            status="failed",
+            reason=d.get("reason", ""),
+            energy_eV=None,
+            max_force_eV_A=None,
+            net_force_eV_A=None,
+            n_atoms=d.get("n_atoms"),
+            formula=d.get("formula", ""),
+            attempts=None,
+        )
         return True
 
     def _insert(self, **row) -> None:
         row["created"] = time.time()
         keys = ", ".join(row)
-        self._db.execute(f"INSERT OR IGNORE INTO structures ({keys}) VALUES ({', '.join('?' * len(row))})",
-                         tuple(row.values()))
+        self._db.execute(
+            f"INSERT OR IGNORE INTO structures ({keys}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+        )
         self._db.commit()
 
     def recover(self) -> int:
@@ -233,14 +276,18 @@ class DatasetStore:
         for r in rows:
             kind = json.loads(r["source"] or "{}").get("kind", "?")
             groups.setdefault((r["split"], kind, r["status"]), []).append(r)
-        head = f"{'split':<12}{'source':<16}{'status':<8}{'n':>6}{'mean max|F| eV/Å':>18}{'max |F| eV/Å':>14}{'atoms':>7}"
+        head = (
+            f"{'split':<12}{'source':<16}{'status':<8}{'n':>6}{'mean max|F| eV/Å':>18}{'max |F| eV/Å':>14}{'atoms':>7}"
+        )
         lines = [f"dataset store {self.root}", head, "-" * len(head)]
         for (split, kind, status), rs in sorted(groups.items()):
             f = [r["max_force_eV_A"] for r in rs if r["max_force_eV_A"] is not None]
             natoms = sorted({r["n_atoms"] for r in rs if r["n_atoms"]})
-            lines.append(f"{split:<12}{kind:<16}{status:<8}{len(rs):>6}"
-                         f"{(np.mean(f) if f else float('nan')):>18.3f}{(max(f) if f else float('nan')):>14.3f}"
-                         f"{','.join(map(str, natoms)):>7}")
+            lines.append(
+                f"{split:<12}{kind:<16}{status:<8}{len(rs):>6}"
+                f"{(np.mean(f) if f else float('nan')):>18.3f}{(max(f) if f else float('nan')):>14.3f}"
+                f"{','.join(map(str, natoms)):>7}"
+            )
         failed = [r for r in rows if r["status"] == "failed"]
         for r in failed[:5]:
             lines.append(f"  failed {r['key']}: {r['reason']}")

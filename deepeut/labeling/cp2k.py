@@ -23,21 +23,28 @@ CP2K_DATA = "/usr/share/cp2k"
 
 
 def _ot_block(minimizer: str, outer_scf: int) -> str:
-    outer = (f"      &OUTER_SCF\n        MAX_SCF {outer_scf}\n        EPS_SCF 1.0E-6\n      &END OUTER_SCF\n"
-             if outer_scf else "")
-    return (f"    &SCF\n      EPS_SCF 1.0E-6\n      &OT\n        MINIMIZER {minimizer}\n"
-            f"        PRECONDITIONER FULL_SINGLE_INVERSE\n      &END OT\n{outer}    &END SCF\n")
+    outer = (
+        f"      &OUTER_SCF\n        MAX_SCF {outer_scf}\n        EPS_SCF 1.0E-6\n      &END OUTER_SCF\n"
+        if outer_scf
+        else ""
+    )
+    return (
+        f"    &SCF\n      EPS_SCF 1.0E-6\n      &OT\n        MINIMIZER {minimizer}\n"
+        f"        PRECONDITIONER FULL_SINGLE_INVERSE\n      &END OT\n{outer}    &END SCF\n"
+    )
 
 
 def cp2k_input_block(settings: Dict[str, Any]) -> str:
     """The ``inp`` fragment ASE merges into its generated input: OT SCF and D3(BJ) dispersion."""
     d3 = ""
     if settings.get("dispersion", "D3(BJ)"):
-        d3 = ("    &XC\n      &VDW_POTENTIAL\n        POTENTIAL_TYPE PAIR_POTENTIAL\n        &PAIR_POTENTIAL\n"
-              f"          TYPE DFTD3{'(BJ)' if 'BJ' in settings.get('dispersion', 'D3(BJ)') else ''}\n"
-              f"          PARAMETER_FILE_NAME {settings.get('data_dir', CP2K_DATA)}/dftd3.dat\n"
-              f"          REFERENCE_FUNCTIONAL {settings.get('xc', 'PBE')}\n"
-              "        &END PAIR_POTENTIAL\n      &END VDW_POTENTIAL\n    &END XC\n")
+        d3 = (
+            "    &XC\n      &VDW_POTENTIAL\n        POTENTIAL_TYPE PAIR_POTENTIAL\n        &PAIR_POTENTIAL\n"
+            f"          TYPE DFTD3{'(BJ)' if 'BJ' in settings.get('dispersion', 'D3(BJ)') else ''}\n"
+            f"          PARAMETER_FILE_NAME {settings.get('data_dir', CP2K_DATA)}/dftd3.dat\n"
+            f"          REFERENCE_FUNCTIONAL {settings.get('xc', 'PBE')}\n"
+            "        &END PAIR_POTENTIAL\n      &END VDW_POTENTIAL\n    &END XC\n"
+        )
     scf = _ot_block(settings.get("ot_minimizer", "DIIS"), int(settings.get("outer_scf", 0)))
     mgrid = f"    &MGRID\n      REL_CUTOFF {float(settings.get('rel_cutoff_Ry', 60.0))}\n    &END MGRID\n"
     extra = settings.get("extra_input", "")
@@ -73,13 +80,18 @@ class CP2KLabeler(Labeler):
         from ase.units import Rydberg
 
         data = settings.get("data_dir", CP2K_DATA)
-        return dict(xc=settings.get("xc", "PBE"), basis_set=settings.get("basis_set", "DZVP-MOLOPT-SR-GTH"),
-                    basis_set_file=f"{data}/{settings.get('basis_set_file', 'BASIS_MOLOPT')}",
-                    pseudo_potential=settings.get("pseudo_potential", "GTH-PBE"),
-                    potential_file=f"{data}/{settings.get('potential_file', 'GTH_POTENTIALS')}",
-                    cutoff=float(settings.get("cutoff_Ry", 400.0)) * Rydberg,
-                    max_scf=int(settings.get("max_scf", 50)), charge=int(settings.get("charge", 0)),
-                    stress_tensor=False, inp=cp2k_input_block(settings))
+        return dict(
+            xc=settings.get("xc", "PBE"),
+            basis_set=settings.get("basis_set", "DZVP-MOLOPT-SR-GTH"),
+            basis_set_file=f"{data}/{settings.get('basis_set_file', 'BASIS_MOLOPT')}",
+            pseudo_potential=settings.get("pseudo_potential", "GTH-PBE"),
+            potential_file=f"{data}/{settings.get('potential_file', 'GTH_POTENTIALS')}",
+            cutoff=float(settings.get("cutoff_Ry", 400.0)) * Rydberg,
+            max_scf=int(settings.get("max_scf", 50)),
+            charge=int(settings.get("charge", 0)),
+            stress_tensor=False,
+            inp=cp2k_input_block(settings),
+        )
 
     def make_calculator(self, settings: Dict[str, Any], directory: str):
         """ASE's CP2K calculator; starts ``cp2k_shell``."""
@@ -115,6 +127,13 @@ class CP2KLabeler(Labeler):
         finally:
             (Path(directory) / "cp2k.inp").write_text(self.input_text(work, settings))
             del calc
-        return Label(energy=energy, forces=forces, labeler=self.name, method=f"{settings.get('xc', 'PBE')}-"
-                     f"{settings.get('dispersion', 'D3(BJ)')}/{settings.get('basis_set', 'DZVP-MOLOPT-SR-GTH')}",
-                     version=self.version, settings=dict(settings), extra={"workdir": os.fspath(directory)})
+        return Label(
+            energy=energy,
+            forces=forces,
+            labeler=self.name,
+            method=f"{settings.get('xc', 'PBE')}-"
+            f"{settings.get('dispersion', 'D3(BJ)')}/{settings.get('basis_set', 'DZVP-MOLOPT-SR-GTH')}",
+            version=self.version,
+            settings=dict(settings),
+            extra={"workdir": os.fspath(directory)},
+        )

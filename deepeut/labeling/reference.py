@@ -27,8 +27,10 @@ def increasing_lag_indices(n_available: int, n_select: int) -> np.ndarray:
     early frames are dense and later ones sparse (lags never decrease).
     """
     if n_select > n_available:
-        raise ConfigError(f"reference.n_train: {n_select} frames requested but only {n_available} available "
-                          "in the train/validation part of the trajectory (raise reference.duration_ps)")
+        raise ConfigError(
+            f"reference.n_train: {n_select} frames requested but only {n_available} available "
+            "in the train/validation part of the trajectory (raise reference.duration_ps)"
+        )
     if n_select <= 1:
         return np.zeros(n_select, dtype=int)
     k = np.arange(n_select - 1)
@@ -45,8 +47,10 @@ def increasing_lag_indices(n_available: int, n_select: int) -> np.ndarray:
 
 def evenly_spaced_indices(start: int, stop: int, n_select: int) -> np.ndarray:
     if n_select > stop - start:
-        raise ConfigError(f"reference.n_test: {n_select} frames requested but only {stop - start} available "
-                          "in the test part of the trajectory (raise reference.duration_ps)")
+        raise ConfigError(
+            f"reference.n_test: {n_select} frames requested but only {stop - start} available "
+            "in the test part of the trajectory (raise reference.duration_ps)"
+        )
     return np.unique(np.linspace(start, stop - 1, n_select).round().astype(int))
 
 
@@ -74,8 +78,14 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from deepeut.labeling.base import LabelerCalculator
-    from deepeut.md.dynamics import (init_velocities, load_checkpoint, make_dynamics, run_steps, save_checkpoint,
-                                      set_state)
+    from deepeut.md.dynamics import (
+        init_velocities,
+        load_checkpoint,
+        make_dynamics,
+        run_steps,
+        save_checkpoint,
+        set_state,
+    )
 
     workdir.mkdir(parents=True, exist_ok=True)
     traj, ckpt = workdir / "trajectory.extxyz", workdir / "checkpoint.pkl"
@@ -87,12 +97,14 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
     init_velocities(atoms, ref.temperature_K, ref.seed)
     calc = LabelerCalculator(labeler)
     atoms.calc = calc
-    dyn = make_dynamics(atoms, ref.thermostat, ref.timestep_fs, ref.temperature_K, ref.thermostat_tau_ps,
-                        ref.chain_length, ref.seed)
+    dyn = make_dynamics(
+        atoms, ref.thermostat, ref.timestep_fs, ref.temperature_K, ref.thermostat_tau_ps, ref.chain_length, ref.seed
+    )
     saved = load_checkpoint(ckpt)
     if saved is not None and saved["extra"].get("labeler_hash") != labeler.hash:
-        raise ConfigError(f"{workdir}: this reference MD was started with other labeler settings; "
-                          "use a new output directory")
+        raise ConfigError(
+            f"{workdir}: this reference MD was started with other labeler settings; use a new output directory"
+        )
     if saved is not None:
         set_state(dyn, saved["state"])
         with open(traj, "r+b") as f:
@@ -105,15 +117,28 @@ def run_labeler_md(atoms, labeler, ref: ReferenceConfig, workdir: Path, progress
         frame = atoms.copy()
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces)
-        frame.info = {"step": step, "time_fs": step * ref.timestep_fs,
-                      "temperature_K": float(atoms.get_temperature()), "labeler_hash": labeler.hash}
+        frame.info = {
+            "step": step,
+            "time_fs": step * ref.timestep_fs,
+            "temperature_K": float(atoms.get_temperature()),
+            "labeler_hash": labeler.hash,
+        }
         _append_frame(traj, frame)
 
     def on_checkpoint() -> None:
         save_checkpoint(ckpt, dyn, {"traj_bytes": traj.stat().st_size, "labeler_hash": labeler.hash})
 
-    run_steps(dyn, n_steps, 1, on_frame, on_checkpoint, ref.checkpoint_every, desc="reference MD",
-              timestep_fs=ref.timestep_fs, progress=progress)
+    run_steps(
+        dyn,
+        n_steps,
+        1,
+        on_frame,
+        on_checkpoint,
+        ref.checkpoint_every,
+        desc="reference MD",
+        timestep_fs=ref.timestep_fs,
+        progress=progress,
+    )
     from deepeut.utils.io import write_json_atomic
 
     write_json_atomic(done, {"n_steps": n_steps, "labeler_hash": labeler.hash})
@@ -127,8 +152,14 @@ def trajectory_labels(traj: Path, labeler) -> Iterator[Tuple[object, object]]:
     from deepeut.data.label import Label
 
     for atoms in iread(str(traj), index=":", format="extxyz"):
-        label = Label(energy=float(atoms.get_potential_energy()), forces=np.array(atoms.get_forces()),
-                      labeler=labeler.name, method=labeler.method, version=labeler.version, settings=labeler.settings)
+        label = Label(
+            energy=float(atoms.get_potential_energy()),
+            forces=np.array(atoms.get_forces()),
+            labeler=labeler.name,
+            method=labeler.method,
+            version=labeler.version,
+            settings=labeler.settings,
+        )
         info = dict(atoms.info)
         atoms.calc = None
         atoms.info = info

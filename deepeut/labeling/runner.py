@@ -40,8 +40,14 @@ class LabelingReport:
     seconds: float = 0.0
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"n_tasks": self.n_tasks, "n_skipped": self.n_skipped, "n_labeled": self.n_labeled,
-                "n_failed": self.n_failed, "failure_reasons": self.reasons[:20], "seconds": round(self.seconds, 2)}
+        return {
+            "n_tasks": self.n_tasks,
+            "n_skipped": self.n_skipped,
+            "n_labeled": self.n_labeled,
+            "n_failed": self.n_failed,
+            "failure_reasons": self.reasons[:20],
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def labeler_spec(cfg) -> Dict[str, Any]:
@@ -110,8 +116,14 @@ def _as_completed(kind: str, futures):
     return submitit.helpers.as_completed(futures)
 
 
-def label_structures(items: Sequence[LabelItem], spec: Dict[str, Any], store: DatasetStore, exec_cfg,
-                     failure_budget: float = 0.1, progress: bool = True) -> LabelingReport:
+def label_structures(
+    items: Sequence[LabelItem],
+    spec: Dict[str, Any],
+    store: DatasetStore,
+    exec_cfg,
+    failure_budget: float = 0.1,
+    progress: bool = True,
+) -> LabelingReport:
     """Label ``items`` into ``store`` (resumable; see the module docstring)."""
     from tqdm.auto import tqdm
 
@@ -127,8 +139,16 @@ def label_structures(items: Sequence[LabelItem], spec: Dict[str, Any], store: Da
         else:
             todo.append((key, it))
             queued.add(key)
-    log.info("labeling with %s (%s): %d tasks, %d already done, %d to run on %s×%d", spec["name"],
-             labeler.method, len(items), report.n_skipped, len(todo), exec_cfg.kind, exec_cfg.n_workers)
+    log.info(
+        "labeling with %s (%s): %d tasks, %d already done, %d to run on %s×%d",
+        spec["name"],
+        labeler.method,
+        len(items),
+        report.n_skipped,
+        len(todo),
+        exec_cfg.kind,
+        exec_cfg.n_workers,
+    )
     max_failures = failure_budget * max(len(items), 1)
     bar = tqdm(total=len(todo), desc=f"labeling ({spec['name']})", unit="structure", disable=not progress)
 
@@ -145,7 +165,8 @@ def label_structures(items: Sequence[LabelItem], spec: Dict[str, Any], store: Da
         if report.n_failed > max_failures:
             raise FailureBudgetExceeded(
                 f"failure budget exceeded: {report.n_failed} of {len(items)} labels failed "
-                f"(budget {100 * failure_budget:.0f} %); first reasons: {' | '.join(report.reasons[:3])}")
+                f"(budget {100 * failure_budget:.0f} %); first reasons: {' | '.join(report.reasons[:3])}"
+            )
 
     args = [(spec, it.atoms, key, it.split, it.source, str(store.root)) for key, it in todo]
     try:

@@ -62,12 +62,24 @@ def reference(cfg: Config, out: Path) -> Dict:
             source = {"kind": kind, "frame": k, "time_fs": atoms.info.get("time_fs"), "system": cfg.system.name}
             added[split] += store.add(structure_hash(atoms, labeler_hash), atoms, label, split, source)
     store.export()
-    summary = {"n_frames": len(frames), "n_train": len(train_idx), "n_test": len(test_idx), "added": added,
-               "store": str(store.root), "seconds": round(time.perf_counter() - t0, 1),
-               "units": {"energy": "eV", "forces": "eV/Å", "time": "fs"}}
+    summary = {
+        "n_frames": len(frames),
+        "n_train": len(train_idx),
+        "n_test": len(test_idx),
+        "added": added,
+        "store": str(store.root),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "units": {"energy": "eV", "forces": "eV/Å", "time": "fs"},
+    }
     write_json_atomic(out / "reference.json", summary)
-    log.info("reference dataset: %d frames → %d train, %d test in %s\n%s", len(frames), len(train_idx),
-             len(test_idx), store.root, store.summary())
+    log.info(
+        "reference dataset: %d frames → %d train, %d test in %s\n%s",
+        len(frames),
+        len(train_idx),
+        len(test_idx),
+        store.root,
+        store.summary(),
+    )
     store.close()
     return summary
 
@@ -84,13 +96,21 @@ def label(cfg: Config, out: Path) -> Dict:
     if not src.exists():
         raise ConfigError(f"data.source: {src} does not exist")
     structures = read(src, index=":")
-    items = [LabelItem(atoms=a, split=cfg.data.split, source={"kind": "label", "path": str(src), "frame": k})
-             for k, a in enumerate(structures)]
+    items = [
+        LabelItem(atoms=a, split=cfg.data.split, source={"kind": "label", "path": str(src), "frame": k})
+        for k, a in enumerate(structures)
+    ]
     store = DatasetStore(store_path(cfg, out))
     report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor, cfg.labeler.failure_budget)
     store.export()
     write_json_atomic(out / "label.json", report.as_dict())
-    log.info("labeled %d, skipped %d (done before), failed %d in %.1f s\n%s", report.n_labeled, report.n_skipped,
-             report.n_failed, report.seconds, store.summary())
+    log.info(
+        "labeled %d, skipped %d (done before), failed %d in %.1f s\n%s",
+        report.n_labeled,
+        report.n_skipped,
+        report.n_failed,
+        report.seconds,
+        store.summary(),
+    )
     store.close()
     return report.as_dict()

@@ -31,21 +31,29 @@ class XTBLabeler(Labeler):
 
     def escalations(self) -> List[Dict[str, Any]]:
         s = self.settings
-        slower = {"max_iterations": 4 * int(s.get("max_iterations", 250)),
-                  "mixer_damping": 0.5 * float(s.get("mixer_damping", 0.4))}
-        return [{}, slower, {**slower, "electronic_temperature": max(1000.0, float(s.get("electronic_temperature", 300)))}]
+        slower = {
+            "max_iterations": 4 * int(s.get("max_iterations", 250)),
+            "mixer_damping": 0.5 * float(s.get("mixer_damping", 0.4)),
+        }
+        return [
+            {},
+            slower,
+            {**slower, "electronic_temperature": max(1000.0, float(s.get("electronic_temperature", 300)))},
+        ]
 
     def compute(self, atoms, settings: Dict[str, Any], workdir: Optional[str] = None) -> Label:
         from ase.calculators.calculator import CalculationFailed
         from tblite.ase import TBLite
         from threadpoolctl import threadpool_limits
 
-        calc = TBLite(method=settings.get("method", "GFN2-xTB"),
-                      electronic_temperature=float(settings.get("electronic_temperature", 300.0)),
-                      accuracy=float(settings.get("accuracy", 1.0)),
-                      max_iterations=int(settings.get("max_iterations", 250)),
-                      mixer_damping=float(settings.get("mixer_damping", 0.4)),
-                      verbosity=0)
+        calc = TBLite(
+            method=settings.get("method", "GFN2-xTB"),
+            electronic_temperature=float(settings.get("electronic_temperature", 300.0)),
+            accuracy=float(settings.get("accuracy", 1.0)),
+            max_iterations=int(settings.get("max_iterations", 250)),
+            mixer_damping=float(settings.get("mixer_damping", 0.4)),
+            verbosity=0,
+        )
         work = atoms.copy()
         work.calc = calc
         try:
@@ -55,6 +63,12 @@ class XTBLabeler(Labeler):
         except (CalculationFailed, RuntimeError) as exc:
             raise LabelingError(f"tblite failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}")
         stress = calc.results.get("stress")
-        return Label(energy=energy, forces=forces, labeler=self.name, method=settings.get("method", "GFN2-xTB"),
-                     version=self.version, settings=dict(settings),
-                     stress=None if stress is None else np.asarray(stress))
+        return Label(
+            energy=energy,
+            forces=forces,
+            labeler=self.name,
+            method=settings.get("method", "GFN2-xTB"),
+            version=self.version,
+            settings=dict(settings),
+            stress=None if stress is None else np.asarray(stress),
+        )

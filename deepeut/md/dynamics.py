@@ -25,27 +25,44 @@ def init_velocities(atoms, temperature_K: float, seed: int) -> None:
     Stationary(atoms)
 
 
-def make_dynamics(atoms, thermostat: str, timestep_fs: float, temperature_K: float, tau_ps: float,
-                  chain_length: int = 3, seed: int = 0):
+def make_dynamics(
+    atoms,
+    thermostat: str,
+    timestep_fs: float,
+    temperature_K: float,
+    tau_ps: float,
+    chain_length: int = 3,
+    seed: int = 0,
+):
     """An ASE integrator: ``nose_hoover_chain`` (ase.md.nose_hoover_chain) or ``langevin`` (friction 1/τ)."""
     dt = timestep_fs * units.fs
     if thermostat == "nose_hoover_chain":
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
-        return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tau_ps * 1000 * units.fs,
-                                  tchain=chain_length)
+        return NoseHooverChainNVT(
+            atoms, timestep=dt, temperature_K=temperature_K, tdamp=tau_ps * 1000 * units.fs, tchain=chain_length
+        )
     if thermostat == "langevin":
         from ase.md.langevin import Langevin
 
-        return Langevin(atoms, timestep=dt, temperature_K=temperature_K, friction=1.0 / (tau_ps * 1000 * units.fs), fixcm=False,
-                        rng=np.random.default_rng(seed))
+        return Langevin(
+            atoms,
+            timestep=dt,
+            temperature_K=temperature_K,
+            friction=1.0 / (tau_ps * 1000 * units.fs),
+            fixcm=False,
+            rng=np.random.default_rng(seed),
+        )
     raise ValueError(f"unknown thermostat '{thermostat}' (nose_hoover_chain, langevin)")
 
 
 def get_state(dyn) -> Dict[str, Any]:
     """Everything needed to continue ``dyn`` exactly."""
-    state: Dict[str, Any] = {"nsteps": dyn.nsteps, "positions": dyn.atoms.get_positions(),
-                             "momenta": dyn.atoms.get_momenta()}
+    state: Dict[str, Any] = {
+        "nsteps": dyn.nsteps,
+        "positions": dyn.atoms.get_positions(),
+        "momenta": dyn.atoms.get_momenta(),
+    }
     thermo = getattr(dyn, "_thermostat", None)
     if thermo is not None:
         state["eta"] = thermo._eta.copy()
@@ -92,13 +109,23 @@ def load_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
             raise ValueError(f"holds a {type(state).__name__}, not a checkpoint")
         return state
     except Exception as exc:
-        raise CorruptCheckpoint(f"{path} is corrupted ({type(exc).__name__}: {exc}); delete it (and the "
-                                "trajectory.h5 beside it) to restart this replica from step 0") from None
+        raise CorruptCheckpoint(
+            f"{path} is corrupted ({type(exc).__name__}: {exc}); delete it (and the "
+            "trajectory.h5 beside it) to restart this replica from step 0"
+        ) from None
 
 
-def run_steps(dyn, n_steps: int, every: int, on_frame: Callable[[int], None],
-              on_checkpoint: Callable[[], None], checkpoint_every: int, desc: str = "MD",
-              timestep_fs: float = 0.5, progress: bool = True) -> None:
+def run_steps(
+    dyn,
+    n_steps: int,
+    every: int,
+    on_frame: Callable[[int], None],
+    on_checkpoint: Callable[[], None],
+    checkpoint_every: int,
+    desc: str = "MD",
+    timestep_fs: float = 0.5,
+    progress: bool = True,
+) -> None:
     """Advance ``dyn`` to step ``n_steps``: ``on_frame(step)`` every ``every`` steps (and at step 0 of a
     fresh run), ``on_checkpoint()`` every ``checkpoint_every`` steps; a tqdm bar shows simulated ps, ns/day, ETA."""
     import time

@@ -47,13 +47,22 @@ def write_data(path: Path, atoms, molecule: np.ndarray, type_names: Sequence[str
     hi = np.diag(cell)
     pos = atoms.get_positions(wrap=True)
     vel = atoms.get_velocities() * ase_velocity_to_A_ps()
-    lines = ["LAMMPS data file written by deepeut (units metal: Å, Å/ps)", "",
-             f"{len(atoms)} atoms", f"{len(type_names)} atom types", "",
-             *[f"{lo[k]:.8f} {hi[k]:.8f} {ax}lo {ax}hi" for k, ax in enumerate("xyz")], "", "Masses", ""]
+    lines = [
+        "LAMMPS data file written by deepeut (units metal: Å, Å/ps)",
+        "",
+        f"{len(atoms)} atoms",
+        f"{len(type_names)} atom types",
+        "",
+        *[f"{lo[k]:.8f} {hi[k]:.8f} {ax}lo {ax}hi" for k, ax in enumerate("xyz")],
+        "",
+        "Masses",
+        "",
+    ]
     lines += [f"{i + 1} {atomic_masses[atomic_numbers[t]]:.6f}  # {t}" for i, t in enumerate(type_names)]
     lines += ["", "Atoms  # full", ""]
-    lines += [f"{i + 1} {int(molecule[i]) + 1} {types[i]} 0.0 {p[0]:.8f} {p[1]:.8f} {p[2]:.8f}"
-              for i, p in enumerate(pos)]
+    lines += [
+        f"{i + 1} {int(molecule[i]) + 1} {types[i]} 0.0 {p[0]:.8f} {p[1]:.8f} {p[2]:.8f}" for i, p in enumerate(pos)
+    ]
     lines += ["", "Velocities", ""]
     lines += [f"{i + 1} {v[0]:.8f} {v[1]:.8f} {v[2]:.8f}" for i, v in enumerate(vel)]
     return write_text_atomic(path, "\n".join(lines) + "\n")
@@ -63,8 +72,9 @@ def pair_allegro_lines(model_file: str, type_names: Sequence[str]) -> List[str]:
     return ["pair_style allegro", f"pair_coeff * * {model_file} {' '.join(type_names)}"]
 
 
-def input_script(md: MDConfig, type_names: Sequence[str], pair_lines: Sequence[str], seed: int,
-                 new_velocities: bool) -> str:
+def input_script(
+    md: MDConfig, type_names: Sequence[str], pair_lines: Sequence[str], seed: int, new_velocities: bool
+) -> str:
     """A LAMMPS input for NVT with a Nosé–Hoover chain; times in ps (metal units)."""
     every = max(1, int(round(md.save_every_fs / md.timestep_fs)))
     n_steps = int(round(md.duration_ps * 1000.0 / md.timestep_fs))
@@ -100,24 +110,35 @@ def input_script(md: MDConfig, type_names: Sequence[str], pair_lines: Sequence[s
 
 def slurm_script(md: MDConfig, gpus: int = 4, partition: str = "gpu", hours: int = 48) -> str:
     """Slurm job for a multi-GPU Kokkos run of in.lammps (edit partition/account to your cluster)."""
-    return "\n".join([
-        "#!/bin/bash",
-        f"#SBATCH --job-name=deepeut-md-{md.name}",
-        f"#SBATCH --partition={partition}",
-        "#SBATCH --nodes=1",
-        f"#SBATCH --ntasks-per-node={gpus}",
-        f"#SBATCH --gpus-per-node={gpus}",
-        f"#SBATCH --time={hours}:00:00",
-        "set -euo pipefail",
-        "# LAMMPS built with Kokkos (CUDA) and pair_nequip_allegro; the model compiled on this kind of node:",
-        "#   python -m deepeut.training.compile <ensemble> --target pair_allegro --device cuda",
-        f"srun {md.lammps_command} -k on g {gpus} -sf kk -pk kokkos newton on neigh full -in in.lammps",
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=deepeut-md-{md.name}",
+            f"#SBATCH --partition={partition}",
+            "#SBATCH --nodes=1",
+            f"#SBATCH --ntasks-per-node={gpus}",
+            f"#SBATCH --gpus-per-node={gpus}",
+            f"#SBATCH --time={hours}:00:00",
+            "set -euo pipefail",
+            "# LAMMPS built with Kokkos (CUDA) and pair_nequip_allegro; the model compiled on this kind of node:",
+            "#   python -m deepeut.training.compile <ensemble> --target pair_allegro --device cuda",
+            f"srun {md.lammps_command} -k on g {gpus} -sf kk -pk kokkos newton on neigh full -in in.lammps",
+            "",
+        ]
+    )
 
 
-def dump_to_h5md(dump: Path, h5: Path, timestep_fs: float, masses: np.ndarray, numbers: np.ndarray,
-                 molecule: Optional[np.ndarray], labels, params: Dict, block: int = 256) -> Path:
+def dump_to_h5md(
+    dump: Path,
+    h5: Path,
+    timestep_fs: float,
+    masses: np.ndarray,
+    numbers: np.ndarray,
+    molecule: Optional[np.ndarray],
+    labels,
+    params: Dict,
+    block: int = 256,
+) -> Path:
     """Convert a LAMMPS dump to deepeut's H5MD, streamed ``block`` frames at a time (observables other than time
     are NaN: they live in log.lammps)."""
     from deepeut.trajectory.h5md import OBSERVABLES, H5MDWriter

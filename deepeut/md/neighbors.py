@@ -28,8 +28,9 @@ class SkinNeighborList:
         if key not in self._lists:
             if len(self._lists) > 8:
                 self._lists.clear()
-            self._lists[key] = vesin.NeighborList(cutoff=self.r_max, full_list=True, skin=self.skin,
-                                                  n_threads=self.n_threads)
+            self._lists[key] = vesin.NeighborList(
+                cutoff=self.r_max, full_list=True, skin=self.skin, n_threads=self.n_threads
+            )
         return self._lists[key]
 
     def __call__(self, data: Dict) -> Dict:

@@ -2,7 +2,8 @@
 
 Files in the replica folder::
 
-    trajectory.h5      H5MD (see deepeut.trajectory.h5md): positions Å, velocities Å/ps, observables, molecule ids, labels
+    trajectory.h5      H5MD (see deepeut.trajectory.h5md): positions Å, velocities Å/ps, observables, molecule ids,
+                       labels
     checkpoint.pkl     step, positions, momenta, thermostat chain, RNG and the committed frame count
     md.json            summary: steps, frames, mean temperature ± standard error (K), energy drift
                        (kcal/mol/atom/ns, the paper's unit) and speed (ns/day); written at the end
@@ -69,10 +70,15 @@ def frame_observables(atoms, dyn) -> Dict[str, float]:
     committee drives, its largest and mean per-atom force uncertainty (eV/Å)."""
     epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
     conserved = dyn.get_conserved_energy() if hasattr(dyn, "get_conserved_energy") else float("nan")
-    return {"potential_energy": epot, "kinetic_energy": ekin, "total_energy": epot + ekin,
-            "conserved_energy": conserved, "temperature": atoms.get_temperature(),
-            "max_force": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
-            **uncertainty_observables(atoms.calc.results.get("force_uncertainty"))}
+    return {
+        "potential_energy": epot,
+        "kinetic_energy": ekin,
+        "total_energy": epot + ekin,
+        "conserved_energy": conserved,
+        "temperature": atoms.get_temperature(),
+        "max_force": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+        **uncertainty_observables(atoms.calc.results.get("force_uncertainty")),
+    }
 
 
 def uncertainty_observables(u) -> Dict[str, float]:
@@ -92,16 +98,25 @@ def summarise(traj_path: Path, md: MDConfig, wall_s: float, steps_run: int) -> D
     keep = t >= md.equilibration_ps
     t_mean, t_sem = mean_and_sem(temp[keep]) if keep.any() else (float("nan"), float("nan"))
     simulated_ns = steps_run * md.timestep_fs * 1e-6
-    return {"n_atoms": n_atoms, "n_frames": n_frames, "duration_ps": float(t[-1]) if len(t) else 0.0,
-            "temperature_target_K": md.temperature_K, "temperature_mean_K": t_mean, "temperature_sem_K": t_sem,
-            "energy_drift_kcal_mol_atom_ns": energy_drift_kcal_mol_atom_ns(t, conserved, n_atoms),
-            "ns_per_day": simulated_ns / (wall_s / 86400.0) if wall_s > 0 and steps_run else float("nan"),
-            "wall_s": round(wall_s, 1), "thermostat": md.thermostat, "timestep_fs": md.timestep_fs,
-            "units": {"temperature": "K", "energy_drift": "kcal/mol/atom/ns", "time": "ps"}}
+    return {
+        "n_atoms": n_atoms,
+        "n_frames": n_frames,
+        "duration_ps": float(t[-1]) if len(t) else 0.0,
+        "temperature_target_K": md.temperature_K,
+        "temperature_mean_K": t_mean,
+        "temperature_sem_K": t_sem,
+        "energy_drift_kcal_mol_atom_ns": energy_drift_kcal_mol_atom_ns(t, conserved, n_atoms),
+        "ns_per_day": simulated_ns / (wall_s / 86400.0) if wall_s > 0 and steps_run else float("nan"),
+        "wall_s": round(wall_s, 1),
+        "thermostat": md.thermostat,
+        "timestep_fs": md.timestep_fs,
+        "units": {"temperature": "K", "energy_drift": "kcal/mol/atom/ns", "time": "ps"},
+    }
 
 
-def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool = True,
-                params: Optional[Dict] = None) -> Dict:
+def run_replica(
+    setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool = True, params: Optional[Dict] = None
+) -> Dict:
     """Run (or continue) one NVT replica into ``workdir``; raises :class:`SimulationExploded` on bad states.
     ``params``: the H5MD run parameters (deepeut.md.engines.h5md_parameters; default: those of an unnamed driver)."""
     from ase.io import write
@@ -113,8 +128,9 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is None and not setup.use_start_velocities:
         init_velocities(atoms, md.temperature_K, setup.seed)  # before the integrator copies the momenta
-    dyn = make_dynamics(atoms, md.thermostat, md.timestep_fs, md.temperature_K, md.thermostat_tau_ps,
-                        md.chain_length, seed=setup.seed)
+    dyn = make_dynamics(
+        atoms, md.thermostat, md.timestep_fs, md.temperature_K, md.thermostat_tau_ps, md.chain_length, seed=setup.seed
+    )
     if params is None:
         from deepeut.md.engines.base import h5md_parameters
 
@@ -124,8 +140,16 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
 
         set_state(dyn, ckpt["state"])
         log.info("resuming %s at step %d (%d frames kept)", workdir, dyn.nsteps, ckpt["extra"]["n_frames"])
-    writer = H5MDWriter(traj_path, atoms.numbers, atoms.get_masses(), atoms.cell.array, setup.molecule,
-                        setup.labels, params, resume_frames=ckpt["extra"]["n_frames"] if ckpt else None)
+    writer = H5MDWriter(
+        traj_path,
+        atoms.numbers,
+        atoms.get_masses(),
+        atoms.cell.array,
+        setup.molecule,
+        setup.labels,
+        params,
+        resume_frames=ckpt["extra"]["n_frames"] if ckpt else None,
+    )
     vel_factor = ase_velocity_to_A_ps()
     start_step = dyn.nsteps
     # wall time and steps of earlier segments of this run (a resumed run reports ns/day over all of them)
@@ -134,35 +158,73 @@ def run_replica(setup: ReplicaSetup, md: MDConfig, workdir: Path, progress: bool
     def on_frame(step: int) -> None:
         obs = frame_observables(atoms, dyn)
         try:
-            check_frame(atoms.get_forces(), obs["temperature"], atoms.positions, atoms.numbers, atoms.cell.array, md,
-                        setup.recognizer, setup.expected_counts, writer.n_frames, step)
+            check_frame(
+                atoms.get_forces(),
+                obs["temperature"],
+                atoms.positions,
+                atoms.numbers,
+                atoms.cell.array,
+                md,
+                setup.recognizer,
+                setup.expected_counts,
+                writer.n_frames,
+                step,
+            )
         except SimulationExploded:
             bad = atoms.copy()
             bad.calc = None
             bad.arrays["forces"] = atoms.get_forces()
             write(workdir / f"exploded_step{step}.extxyz", bad, format="extxyz")
             raise
-        writer.append(step, step * md.timestep_fs / 1000.0, atoms.get_positions(),
-                      atoms.get_velocities() * vel_factor, obs)
+        writer.append(
+            step, step * md.timestep_fs / 1000.0, atoms.get_positions(), atoms.get_velocities() * vel_factor, obs
+        )
 
     def on_checkpoint() -> None:
         n = writer.commit()
-        save_checkpoint(ckpt_path, dyn, {"n_frames": n, "wall_s": wall_before + time.perf_counter() - t0,
-                                         "steps": steps_before + dyn.nsteps - start_step})
+        save_checkpoint(
+            ckpt_path,
+            dyn,
+            {
+                "n_frames": n,
+                "wall_s": wall_before + time.perf_counter() - t0,
+                "steps": steps_before + dyn.nsteps - start_step,
+            },
+        )
 
     t0 = time.perf_counter()
     stopped = None
     try:
-        run_steps(dyn, n_steps(md), save_interval(md), on_frame, on_checkpoint, md.checkpoint_every_steps,
-                  desc=f"MD {workdir.name}", timestep_fs=md.timestep_fs, progress=progress)
+        run_steps(
+            dyn,
+            n_steps(md),
+            save_interval(md),
+            on_frame,
+            on_checkpoint,
+            md.checkpoint_every_steps,
+            desc=f"MD {workdir.name}",
+            timestep_fs=md.timestep_fs,
+            progress=progress,
+        )
     except SimulationExploded as exc:
         if md.on_unstable != "truncate":
             raise
         kept = writer.keep_first(frames_intact_before(writer, setup, md))
-        stopped = {"step": dyn.nsteps, "time_ps": dyn.nsteps * md.timestep_fs / 1000.0, "reason": str(exc),
-                   "frames_kept": kept, "frame": f"exploded_step{dyn.nsteps}.extxyz"}
-        log.warning("%s stopped early at %.3f ps (%s); the %d frames before the failure whose molecules are "
-                    "intact are kept (md.on_unstable=truncate)", workdir.name, stopped["time_ps"], exc, kept)
+        stopped = {
+            "step": dyn.nsteps,
+            "time_ps": dyn.nsteps * md.timestep_fs / 1000.0,
+            "reason": str(exc),
+            "frames_kept": kept,
+            "frame": f"exploded_step{dyn.nsteps}.extxyz",
+        }
+        log.warning(
+            "%s stopped early at %.3f ps (%s); the %d frames before the failure whose molecules are "
+            "intact are kept (md.on_unstable=truncate)",
+            workdir.name,
+            stopped["time_ps"],
+            exc,
+            kept,
+        )
     finally:
         writer.f.close()  # only committed frames count; the checkpoint keeps the last good state
     summary = summarise(traj_path, md, wall_before + time.perf_counter() - t0, steps_before + dyn.nsteps - start_step)
@@ -190,8 +252,14 @@ def frames_intact_before(writer: H5MDWriter, setup: ReplicaSetup, md: MDConfig) 
         return n
     for k in range(first, n):
         try:
-            check_molecules(setup.recognizer, writer.position(k), setup.atoms.numbers, setup.atoms.cell.array,
-                            setup.expected_counts, step=-1)
+            check_molecules(
+                setup.recognizer,
+                writer.position(k),
+                setup.atoms.numbers,
+                setup.atoms.cell.array,
+                setup.expected_counts,
+                step=-1,
+            )
         except SimulationExploded:
             return k
     return n

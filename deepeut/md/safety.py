@@ -24,19 +24,23 @@ def check_forces(forces: np.ndarray, max_force_eV_A: float, step: int) -> float:
     norms = np.linalg.norm(forces, axis=1)
     worst = int(np.argmax(norms))
     if norms[worst] > max_force_eV_A:
-        raise SimulationExploded(f"step {step}: force {norms[worst]:.1f} eV/Å on atom {worst} exceeds "
-                                 f"md.max_force_eV_A={max_force_eV_A:g}")
+        raise SimulationExploded(
+            f"step {step}: force {norms[worst]:.1f} eV/Å on atom {worst} exceeds md.max_force_eV_A={max_force_eV_A:g}"
+        )
     return float(norms[worst])
 
 
 def check_temperature(temperature_K: float, target_K: float, factor: float, step: int) -> None:
     if not np.isfinite(temperature_K) or temperature_K > factor * target_K:
-        raise SimulationExploded(f"step {step}: temperature {temperature_K:.0f} K is above "
-                                 f"{factor:g} × {target_K:g} K (md.max_temperature_factor)")
+        raise SimulationExploded(
+            f"step {step}: temperature {temperature_K:.0f} K is above "
+            f"{factor:g} × {target_K:g} K (md.max_temperature_factor)"
+        )
 
 
-def check_molecules(recognizer, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
-                    expected: Optional[dict], step: int) -> None:
+def check_molecules(
+    recognizer, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, expected: Optional[dict], step: int
+) -> None:
     """Molecule recognition (part 1) on the frame: the species counts must be those of the topology."""
     result = recognizer.recognise(positions, numbers, cell)
     if not result.ok or (expected is not None and result.counts() != expected):
@@ -44,8 +48,18 @@ def check_molecules(recognizer, positions: np.ndarray, numbers: np.ndarray, cell
         raise SimulationExploded(f"step {step}: molecules changed: {problems}")
 
 
-def check_frame(forces: np.ndarray, temperature_K: float, positions: np.ndarray, numbers: np.ndarray,
-                cell: np.ndarray, md, recognizer, expected: Optional[dict], frame_index: int, step: int) -> float:
+def check_frame(
+    forces: np.ndarray,
+    temperature_K: float,
+    positions: np.ndarray,
+    numbers: np.ndarray,
+    cell: np.ndarray,
+    md,
+    recognizer,
+    expected: Optional[dict],
+    frame_index: int,
+    step: int,
+) -> float:
     """All checks of one saved frame with the ``md`` config's bounds (molecules every ``md.check_molecules_every``
     frames); returns the largest force norm (eV/Å)."""
     fmax = check_forces(forces, md.max_force_eV_A, step)
@@ -55,8 +69,14 @@ def check_frame(forces: np.ndarray, temperature_K: float, positions: np.ndarray,
     return fmax
 
 
-def temperature_window_failure(time_ps: np.ndarray, temperature_K: np.ndarray, target_K: float, n_atoms: int,
-                               window_ps: float = 1.0, sigmas: float = 2.0) -> Optional[tuple]:
+def temperature_window_failure(
+    time_ps: np.ndarray,
+    temperature_K: np.ndarray,
+    target_K: float,
+    n_atoms: int,
+    window_ps: float = 1.0,
+    sigmas: float = 2.0,
+) -> Optional[tuple]:
     """(end time in ps, reason) of the first ``window_ps`` window whose mean temperature is further from the
     target than ``sigmas`` × T √(2/N_f) (N_f = 3 N − 3: the canonical relative fluctuation of the instantaneous
     temperature, 9 % at 88 atoms; the mean over a window fluctuates less, so a thermostatted run at the right
@@ -72,6 +92,8 @@ def temperature_window_failure(time_ps: np.ndarray, temperature_K: np.ndarray, t
     for k in np.nonzero(full)[0]:
         mean = (csum[k + 1] - csum[start[k]]) / (k + 1 - start[k])
         if abs(mean - target_K) > bound:
-            return float(t[k]), (f"temperature averaged over {t[k] - t[start[k]]:.2g} ps is {mean:.0f} K, more than "
-                                 f"{bound:.0f} K ({sigmas:g} × T √(2/N_f)) from the target {target_K:g} K")
+            return float(t[k]), (
+                f"temperature averaged over {t[k] - t[start[k]]:.2g} ps is {mean:.0f} K, more than "
+                f"{bound:.0f} K ({sigmas:g} × T √(2/N_f)) from the target {target_K:g} K"
+            )
     return None

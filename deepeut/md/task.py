@@ -40,10 +40,11 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
     try:
         atoms = read(path, index=-1)
     except Exception as exc:
-        raise ConfigError(f"md.start: {path} cannot be read ({type(exc).__name__}: "
-                          f"{(str(exc).splitlines() or [''])[0][:150]})") from None
+        raise ConfigError(
+            f"md.start: {path} cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:150]})"
+        ) from None
     if abs(atoms.cell.volume) < 1e-6 or not atoms.pbc.all():
-        raise ConfigError(f"md.start: {path} has no periodic cell (write it with its box: Lattice=... pbc=\"T T T\")")
+        raise ConfigError(f'md.start: {path} has no periodic cell (write it with its box: Lattice=... pbc="T T T")')
     if not np.all(np.isfinite(atoms.positions)):
         raise ConfigError(f"md.start: {path} has non-finite positions")
     # velocities of a run with constrained X–H bonds lack the bond vibrations: such a start is re-thermalised
@@ -95,33 +96,55 @@ def start_structure(cfg: Config, replica: int, rdir: Path, ensemble: Optional[Pa
         counts = result.counts()
         use_vel = has_vel and (replica == 0 or bool(cfg.md.starts))
     else:
-        box = build_box(cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica))
-        check_cutoff_fits(box.atoms.cell.array, model_r_max(cfg, rdir.parent, ensemble),
-                          f"system={cfg.system.name} scale={cfg.scale.name} ({len(box.atoms)} atoms)")
-        atoms, molecule, labels, counts, use_vel = box.atoms, box.topology.molecule, box.topology.label, \
-            box.topology.counts(), False
+        box = build_box(
+            cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica)
+        )
+        check_cutoff_fits(
+            box.atoms.cell.array,
+            model_r_max(cfg, rdir.parent, ensemble),
+            f"system={cfg.system.name} scale={cfg.scale.name} ({len(box.atoms)} atoms)",
+        )
+        atoms, molecule, labels, counts, use_vel = (
+            box.atoms,
+            box.topology.molecule,
+            box.topology.label,
+            box.topology.counts(),
+            False,
+        )
         rdir.mkdir(parents=True, exist_ok=True)
         if not (rdir / "box.extxyz").exists():
             write_extxyz(rdir / "box.extxyz", atoms)
             box.topology.write(rdir / "topology.json")
-    return ReplicaSetup(atoms=atoms, calculator=None, seed=cfg.md.seed + replica, molecule=molecule, labels=labels,
-                        recognizer=rec, expected_counts=counts, use_start_velocities=use_vel)
+    return ReplicaSetup(
+        atoms=atoms,
+        calculator=None,
+        seed=cfg.md.seed + replica,
+        molecule=molecule,
+        labels=labels,
+        recognizer=rec,
+        expected_counts=counts,
+        use_start_velocities=use_vel,
+    )
 
 
 def md_calculator(cfg: Config, out: Path):
     """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
     from deepeut.md.engines import resolve_potential
 
-    return resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device,
-                             cfg.md.neighbor_skin_A).ase_calculator()
+    return resolve_potential(
+        cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
+    ).ase_calculator()
 
 
 def md(cfg: Config, out: Path) -> Dict:
     """``stage=md``: resolve the potential once (``ensemble`` + ``md.ensemble_member``), then :func:`run_md`."""
     from deepeut.md.engines import resolve_potential
 
-    return run_md(cfg, resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device,
-                                         cfg.md.neighbor_skin_A), out)
+    return run_md(
+        cfg,
+        resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A),
+        out,
+    )
 
 
 def run_md(cfg: Config, potential, out: Path) -> Dict:
@@ -135,15 +158,30 @@ def run_md(cfg: Config, potential, out: Path) -> Dict:
     summaries = engine.run(setups, cfg.md, potential, out)
     for r, s in enumerate(summaries):
         if "temperature_mean_K" in s:
-            log.info("replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day", r,
-                     s["temperature_mean_K"], s["temperature_sem_K"], cfg.md.temperature_K,
-                     s["energy_drift_kcal_mol_atom_ns"], s["ns_per_day"])
-    report = {"system": cfg.system.name, "engine": cfg.md.engine, "driver": potential.driver,
-              "ensemble": str(potential.path), "md": dataclasses.asdict(cfg.md), "replicas": summaries}
+            log.info(
+                "replica %d: <T> = %.1f ± %.1f K (target %.0f K), drift %.4f kcal/mol/atom/ns, %.3g ns/day",
+                r,
+                s["temperature_mean_K"],
+                s["temperature_sem_K"],
+                cfg.md.temperature_K,
+                s["energy_drift_kcal_mol_atom_ns"],
+                s["ns_per_day"],
+            )
+    report = {
+        "system": cfg.system.name,
+        "engine": cfg.md.engine,
+        "driver": potential.driver,
+        "ensemble": str(potential.path),
+        "md": dataclasses.asdict(cfg.md),
+        "replicas": summaries,
+    }
     write_json_atomic(out / "md.json", json_safe(report))
     from deepeut.utils.tracking import log_results
 
     log_results(cfg, out, "md", {f"replica_{i}": s for i, s in enumerate(summaries)})
-    stopped = [f"replica {k} at {s['stopped_early']['time_ps']:.3f} ps" for k, s in enumerate(summaries)
-               if s.get("stopped_early") and s["stopped_early"].get("failed", True)]
+    stopped = [
+        f"replica {k} at {s['stopped_early']['time_ps']:.3f} ps"
+        for k, s in enumerate(summaries)
+        if s.get("stopped_early") and s["stopped_early"].get("failed", True)
+    ]
     return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped}

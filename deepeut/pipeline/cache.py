@@ -96,9 +96,16 @@ def stage_key(cfg: Config, stage: str, inputs: Dict[str, str]) -> str:
     from deepeut import __version__
     from deepeut.utils.provenance import code_digest, library_versions
 
-    return digest({"stage": stage, "deepeut": __version__, "inputs": inputs,
-                   "code": code_digest(tuple(CODE.get(stage, ()))), "libraries": library_versions(),
-                   "config": {s: _section(cfg, s) for s in SECTIONS[stage]}})
+    return digest(
+        {
+            "stage": stage,
+            "deepeut": __version__,
+            "inputs": inputs,
+            "code": code_digest(tuple(CODE.get(stage, ()))),
+            "libraries": library_versions(),
+            "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
+        }
+    )
 
 
 @dataclass
@@ -113,8 +120,14 @@ class StageRecord:
     result: Dict = field(default_factory=dict)
 
     def to_json(self) -> Dict:
-        return {"stage": self.stage, "key": self.key, "dir": str(self.dir), "reused": self.reused,
-                "wall_s": round(self.wall_s, 1), "result": self.result}
+        return {
+            "stage": self.stage,
+            "key": self.key,
+            "dir": str(self.dir),
+            "reused": self.reused,
+            "wall_s": round(self.wall_s, 1),
+            "result": self.result,
+        }
 
 
 class StageCache:
@@ -144,8 +157,9 @@ class StageCache:
         log.info("stage %s: reusing the finished run in %s (key %s)", stage, folder, key)
         return StageRecord(stage, key, folder, True, done.get("wall_s", 0.0), done.get("result", {}))
 
-    def _run_locked(self, cfg: Config, stage: str, key: str, inputs: Dict[str, str],
-                    func: Callable[[Path], Dict]) -> StageRecord:
+    def _run_locked(
+        self, cfg: Config, stage: str, key: str, inputs: Dict[str, str], func: Callable[[Path], Dict]
+    ) -> StageRecord:
         folder = self.folder(stage, key)
         if any(p.name != LOCK for p in folder.iterdir()):
             log.info("stage %s: continuing the unfinished run in %s", stage, folder)
@@ -156,9 +170,16 @@ class StageCache:
         rec = StageRecord(stage, key, folder, False, time.time() - t0, _jsonable(result))
         from deepeut.utils.provenance import provenance
 
-        write_json_atomic(folder / DONE, {**rec.to_json(), "inputs": inputs, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                           "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
-                                           "provenance": provenance(tuple(CODE.get(stage, ())))})
+        write_json_atomic(
+            folder / DONE,
+            {
+                **rec.to_json(),
+                "inputs": inputs,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
+                "provenance": provenance(tuple(CODE.get(stage, ()))),
+            },
+        )
         return rec
 
 

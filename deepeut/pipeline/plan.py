@@ -113,8 +113,11 @@ def fmt_duration(seconds: float) -> str:
 
 def plan_text(cfg: Config, title: str, steps: List[PlanStep]) -> str:
     todo = sum(s.estimate_s for s in steps if not s.reused)
-    where = cfg.device + (" (estimates for one GPU; labels for 2 CPU cores)" if cfg.device != "cpu" else
-                          " (estimates measured on 2 CPU cores)")
+    where = cfg.device + (
+        " (estimates for one GPU; labels for 2 CPU cores)"
+        if cfg.device != "cpu"
+        else " (estimates measured on 2 CPU cores)"
+    )
     lines = [f"deepeut {title}: system={cfg.system.name} scale={cfg.scale.name} model={cfg.model.name} on {where}"]
     for k, s in enumerate(steps, 1):
         cost = s.note or ("finished earlier, reused" if s.reused else f"~{fmt_duration(s.estimate_s)}")
@@ -128,6 +131,8 @@ def check_budget(cfg: Config, steps: List[PlanStep]) -> None:
     limit = cfg.pipeline.max_estimate_h
     todo = sum(s.estimate_s for s in steps if not s.reused)
     if cfg.device == "cpu" and limit is not None and todo > 3600 * limit:
-        raise ConfigError(f"pipeline.max_estimate_h: this run would take ~{fmt_duration(todo)} on this CPU "
-                          f"(limit {limit:g} h); use scale=tiny, a GPU (device=cuda), a cluster "
-                          "(hydra/launcher=slurm), or raise pipeline.max_estimate_h")
+        raise ConfigError(
+            f"pipeline.max_estimate_h: this run would take ~{fmt_duration(todo)} on this CPU "
+            f"(limit {limit:g} h); use scale=tiny, a GPU (device=cuda), a cluster "
+            "(hydra/launcher=slurm), or raise pipeline.max_estimate_h"
+        )

@@ -24,8 +24,18 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
-from deepeut.pipeline.plan import (PlanStep, al_seconds, analysis_seconds, check_budget, classical_seconds,
-                                   md_seconds, n_atoms, plan_text, label_seconds, training_seconds)
+from deepeut.pipeline.plan import (
+    PlanStep,
+    al_seconds,
+    analysis_seconds,
+    check_budget,
+    classical_seconds,
+    md_seconds,
+    n_atoms,
+    plan_text,
+    label_seconds,
+    training_seconds,
+)
 from deepeut.training.ensemble import MANIFEST
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 
@@ -58,8 +68,9 @@ def test_force_rmse(manifest: Path) -> Tuple[float, int]:
     return (float(np.mean(rmse)) if rmse else float("nan")), int(m.get("dataset", {}).get("n_test", 0))
 
 
-ENSEMBLE_RULE = ("validated at this scale without failure first (stage=validate), then the lowest mean member test "
-                 "force RMSE")
+ENSEMBLE_RULE = (
+    "validated at this scale without failure first (stage=validate), then the lowest mean member test force RMSE"
+)
 
 
 def validation_status(ensemble: Path, scale: str) -> Tuple[bool, str]:
@@ -97,8 +108,10 @@ def find_ensemble(cfg: Config) -> Tuple[Path, str]:
             scored.append((not passed, rmse, n_test, path.parent, text))
     _, rmse, n_test, best, text = min(scored, key=lambda x: x[:2])
     kind = "the embedded default" if best == default else f"found under {cfg.pipeline.search_outputs}/"
-    return best, (f"{kind}; rule: {ENSEMBLE_RULE} among {len(scored)} complete {cfg.system.name} ensemble(s) "
-                  f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames; {text}")
+    return best, (
+        f"{kind}; rule: {ENSEMBLE_RULE} among {len(scored)} complete {cfg.system.name} ensemble(s) "
+        f"(embedded + {cfg.pipeline.search_outputs}/): {rmse:.3f} eV/Å on {n_test} test frames; {text}"
+    )
 
 
 def seconds_per_md_step(cfg: Config, ensemble: Path, calls: int = 3) -> Optional[float]:
@@ -156,8 +169,7 @@ def md_and_analysis(cfg: Config, ensemble: Path, run: Callable, classical: Optio
 
     cfg, start_key = classical_starts(cfg, run, classical or cfg.md.replicas)
     md_cfg = replace(cfg, ensemble=str(ensemble))
-    md_rec = run("md", md_cfg, {"ensemble": ensemble_digest(ensemble), **start_key},
-                 lambda d: md(md_cfg, d))
+    md_rec = run("md", md_cfg, {"ensemble": ensemble_digest(ensemble), **start_key}, lambda d: md(md_cfg, d))
     trajs = sorted(str(p) for p in md_rec.dir.glob("replica_*/trajectory.h5"))
     an_cfg = replace(cfg, analysis=replace(cfg.analysis, trajectories=trajs))
     run("analysis", an_cfg, {"md": md_rec.key}, lambda d: analysis(an_cfg, d))
@@ -186,8 +198,15 @@ class Runner:
         return rec
 
     def save(self, **extra) -> None:
-        write_json_atomic(self.out / "pipeline.json", {"stage": self.cfg.stage.name, "system": self.cfg.system.name,
-                                                       "stages": [r.to_json() for r in self.records], **extra})
+        write_json_atomic(
+            self.out / "pipeline.json",
+            {
+                "stage": self.cfg.stage.name,
+                "system": self.cfg.system.name,
+                "stages": [r.to_json() for r in self.records],
+                **extra,
+            },
+        )
 
 
 def start(cfg: Config, out: Path, title: str, steps: List[PlanStep]) -> bool:
@@ -207,8 +226,11 @@ def finish(runner: Runner, extra: Dict) -> Dict:
     print(f"report: {paths['md']}", flush=True)
     stopped = [x for r in runner.records for x in (r.result or {}).get("stopped_early", [])]
     if stopped:
-        print(f"WARNING: MD stopped early ({'; '.join(stopped)}): the analysis covers the frames before the "
-              "failed safety check; see 'MD stability' in the report", flush=True)
+        print(
+            f"WARNING: MD stopped early ({'; '.join(stopped)}): the analysis covers the frames before the "
+            "failed safety check; see 'MD stability' in the report",
+            flush=True,
+        )
     return {"report": str(paths["md"]), "stages": [r.to_json() for r in runner.records], **extra}
 
 
@@ -233,25 +255,46 @@ def labeling_config(cfg: Config) -> Config:
 def pipeline_plan(full: Config, cfg: Config, runner: Runner, n_frames: int) -> List[PlanStep]:
     """The steps of :func:`run_pipeline`; ``cfg`` is the labeling config (:func:`labeling_config`)."""
     t, atoms = cfg.train, n_atoms(cfg)
-    steps = [PlanStep("build", f"pack a {atoms}-atom box (packmol + RDKit)", 10,
-                      runner.reused("build", cfg, {}))]
+    steps = [PlanStep("build", f"pack a {atoms}-atom box (packmol + RDKit)", 10, runner.reused("build", cfg, {}))]
     steps += classical_plan(cfg, atoms, classical_replicas(full))
     if cfg.pipeline.reference_labels:
         r = cfg.reference
         frames = r.n_train + r.n_test
         start = "from the first classical liquid" if uses_classical_starts(cfg) else "from the packed box"
-        steps.append(PlanStep("reference", f"{r.duration_ps:g} ps {cfg.labeler.name} MD {start}, {frames} labeled frames",
-                              r.duration_ps * 1000 / r.timestep_fs * label_seconds(cfg, atoms)))
+        steps.append(
+            PlanStep(
+                "reference",
+                f"{r.duration_ps:g} ps {cfg.labeler.name} MD {start}, {frames} labeled frames",
+                r.duration_ps * 1000 / r.timestep_fs * label_seconds(cfg, atoms),
+            )
+        )
     else:
-        steps.append(PlanStep("data", f"the shipped {cfg.system.name} GFN2-xTB dataset ({n_frames} training frames)", 0,
-                              note="shipped"))
-    steps.append(PlanStep("train", f"{t.ensemble_size} × {cfg.model.name}, ≤ {t.max_epochs} epochs",
-                          training_seconds(cfg, atoms, n_frames)))
+        steps.append(
+            PlanStep(
+                "data",
+                f"the shipped {cfg.system.name} GFN2-xTB dataset ({n_frames} training frames)",
+                0,
+                note="shipped",
+            )
+        )
+    steps.append(
+        PlanStep(
+            "train",
+            f"{t.ensemble_size} × {cfg.model.name}, ≤ {t.max_epochs} epochs",
+            training_seconds(cfg, atoms, n_frames),
+        )
+    )
     if cfg.pipeline.active_learning:
         a = cfg.al
-        steps.append(PlanStep("al", f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
-                                    f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
-                                    f"{cfg.labeler.name} labels, retrain", al_seconds(cfg, atoms, n_frames)))
+        steps.append(
+            PlanStep(
+                "al",
+                f"{a.max_iterations} iteration(s): {a.explore_runs} × {a.explore_ps:g} ps at "
+                f"{a.explore_temperature_K:g} K, ≤ {a.n_calibration}+{a.max_selected or 'all'} "
+                f"{cfg.labeler.name} labels, retrain",
+                al_seconds(cfg, atoms, n_frames),
+            )
+        )
     separate = cfg.scale.n_ion_pairs != full.scale.n_ion_pairs  # production MD at another box size
     steps += md_analysis_plan(full, n_atoms(full), None, classical=separate)
     return steps
@@ -261,25 +304,42 @@ def classical_plan(cfg: Config, atoms: int, replicas: int) -> List[PlanStep]:
     if not uses_classical_starts(cfg):
         return []
     c = cfg.classical
-    return [PlanStep("classical", f"{max(replicas, 1)} × GAFF2 liquid (OpenMM {cfg.device}): heat, {c.npt_ps:g} ps "
-                                  f"NPT, {c.nvt_ps:g} ps NVT at {c.temperature_K:g} K",
-                     classical_seconds(cfg, atoms, max(replicas, 1)))]
+    return [
+        PlanStep(
+            "classical",
+            f"{max(replicas, 1)} × GAFF2 liquid (OpenMM {cfg.device}): heat, {c.npt_ps:g} ps "
+            f"NPT, {c.nvt_ps:g} ps NVT at {c.temperature_K:g} K",
+            classical_seconds(cfg, atoms, max(replicas, 1)),
+        )
+    ]
 
 
-def md_analysis_plan(cfg: Config, atoms: int, seconds_per_step: Optional[float],
-                     classical: bool = True) -> List[PlanStep]:
+def md_analysis_plan(
+    cfg: Config, atoms: int, seconds_per_step: Optional[float], classical: bool = True
+) -> List[PlanStep]:
     """Classical liquids (unless the caller plans them), production MD, analysis and report."""
     m = cfg.md
     driver = "committee mean" if m.ensemble_member is None else f"member {m.ensemble_member}"
-    start = ("from the classical liquids" if uses_classical_starts(cfg) else
-             f"from {m.start}" if m.start else "from md.starts" if m.starts else "from fresh packmol boxes")
-    md_step = PlanStep("md", f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
-                             f"{m.temperature_K:g} K, {m.timestep_fs:g} fs, {start}",
-                       md_seconds(cfg, atoms, seconds_per_step))
+    start = (
+        "from the classical liquids"
+        if uses_classical_starts(cfg)
+        else f"from {m.start}"
+        if m.start
+        else "from md.starts"
+        if m.starts
+        else "from fresh packmol boxes"
+    )
+    md_step = PlanStep(
+        "md",
+        f"{m.replicas} × {m.duration_ps:g} ps NVT ({m.engine}, {m.thermostat}, {driver}) at "
+        f"{m.temperature_K:g} K, {m.timestep_fs:g} fs, {start}",
+        md_seconds(cfg, atoms, seconds_per_step),
+    )
     return (classical_plan(cfg, atoms, m.replicas) if classical else []) + [
         md_step,
         PlanStep("analysis", "RDFs, CNs, D, t+, lifetimes, τ_R, σ, VCCFs, Tables I–III", analysis_seconds(cfg, atoms)),
-        PlanStep("report", "report.md + report.html", 2)]
+        PlanStep("report", "report.md + report.html", 2),
+    ]
 
 
 def run_pipeline(cfg: Config, out: Path) -> Dict:
@@ -291,8 +351,9 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
 
     runner = Runner(cfg, out)
     lab = labeling_config(cfg)
-    store, data_key, n_frames = dataset_input(lab) if not cfg.pipeline.reference_labels else \
-        (None, "", lab.reference.n_train)
+    store, data_key, n_frames = (
+        dataset_input(lab) if not cfg.pipeline.reference_labels else (None, "", lab.reference.n_train)
+    )
     if not start(cfg, out, "pipeline", pipeline_plan(cfg, lab, runner, n_frames)):
         return {"plan": str(out / "plan.txt")}
     box = runner("build", lab, {}, lambda d: build(lab, d))
@@ -309,8 +370,9 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
     if cfg.pipeline.active_learning:
         al_cfg, start_key = classical_starts(data_cfg, runner, n_classical)
         al_cfg = replace(al_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
-        al = runner("al", al_cfg, {"data": data_key, "train": trained.key, **start_key},
-                    lambda d: active_learning(al_cfg, d))
+        al = runner(
+            "al", al_cfg, {"data": data_key, "train": trained.key, **start_key}, lambda d: active_learning(al_cfg, d)
+        )
         ensemble = Path(al.result["ensemble"])
     md_and_analysis(cfg, ensemble, runner, n_classical)
     return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": "trained by this pipeline"})

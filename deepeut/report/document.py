@@ -67,17 +67,21 @@ def _html_block(b: Block) -> str:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     if isinstance(b, Figure):
         data = base64.b64encode(Path(b.path).read_bytes()).decode()
-        return (f'<figure><img src="data:image/png;base64,{data}" alt="{e(b.caption)}">'
-                f"<figcaption>{e(b.caption)}</figcaption></figure>")
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{e(b.caption)}">'
+            f"<figcaption>{e(b.caption)}</figcaption></figure>"
+        )
     if isinstance(b, Pre):
         return f"<pre>{e(b.text)}</pre>"
     return f"<p>{e(b)}</p>"
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-         "th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"
-         "figcaption{font-style:italic;font-size:90%}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+    "th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"
+    "figcaption{font-style:italic;font-size:90%}"
+)
 
 
 def to_html(title: str, sections: Sequence[Section]) -> str:
@@ -85,5 +89,7 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
     for s in sections:
         body.append(f"<h2>{html.escape(s.title)}</h2>")
         body += [_html_block(b) for b in s.blocks]
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )

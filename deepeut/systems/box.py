@@ -28,9 +28,11 @@ def check_cutoff_fits(cell: np.ndarray, r_max: float, where: str) -> None:
     exceed the model cutoff ``r_max`` (Å)."""
     width = float(plane_distances(np.asarray(cell)).min())
     if width <= r_max:
-        raise BoxError(f"{where}: the box is {width:.2f} Å wide, not more than the model cutoff r_max = {r_max:g} Å, "
-                       "so every atom would interact with its own periodic image; use a bigger box "
-                       "(scale.n_ion_pairs) or a model with a smaller cutoff")
+        raise BoxError(
+            f"{where}: the box is {width:.2f} Å wide, not more than the model cutoff r_max = {r_max:g} Å, "
+            "so every atom would interact with its own periodic image; use a bigger box "
+            "(scale.n_ion_pairs) or a model with a smaller cutoff"
+        )
 
 
 @dataclass
@@ -48,8 +50,10 @@ def composition(system: SystemConfig, n_ion_pairs: int) -> Dict[str, int]:
     for s in system.species:
         x = s.per_ion_pair * n_ion_pairs
         if abs(x - round(x)) > 1e-9:
-            raise ConfigError(f"scale.n_ion_pairs: {n_ion_pairs} ion pairs × {s.per_ion_pair} {s.name} per pair "
-                              f"= {x:g} molecules is not a whole number")
+            raise ConfigError(
+                f"scale.n_ion_pairs: {n_ion_pairs} ion pairs × {s.per_ion_pair} {s.name} per pair "
+                f"= {x:g} molecules is not a whole number"
+            )
         counts[s.name] = int(round(x))
     return counts
 
@@ -72,13 +76,15 @@ def _packmol_binary() -> str:
 def _write_xyz(path: Path, t: SpeciesTemplate) -> None:
     from ase.data import chemical_symbols
 
-    lines = [str(t.n_atoms), t.name] + [f"{chemical_symbols[z]} {x:.6f} {y:.6f} {w:.6f}"
-                                        for z, (x, y, w) in zip(t.numbers, t.positions)]
+    lines = [str(t.n_atoms), t.name] + [
+        f"{chemical_symbols[z]} {x:.6f} {y:.6f} {w:.6f}" for z, (x, y, w) in zip(t.numbers, t.positions)
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_packmol(templates: Sequence[SpeciesTemplate], counts: Dict[str, int], edge: float, seed: int,
-                tolerance: float) -> np.ndarray:
+def run_packmol(
+    templates: Sequence[SpeciesTemplate], counts: Dict[str, int], edge: float, seed: int, tolerance: float
+) -> np.ndarray:
     """Pack the molecules with packmol's periodic ``pbc`` box; returns positions (Å) in template order."""
     exe = _packmol_binary()
     with tempfile.TemporaryDirectory(prefix="deepeut-packmol-") as tmp:
@@ -87,8 +93,10 @@ def run_packmol(templates: Sequence[SpeciesTemplate], counts: Dict[str, int], ed
         for t in templates:
             _write_xyz(tmp / f"{t.name}.xyz", t)
             blocks.append(f"structure {t.name}.xyz\n  number {counts[t.name]}\nend structure\n")
-        inp = (f"tolerance {tolerance}\nfiletype xyz\noutput packed.xyz\nseed {seed}\n"
-               f"pbc 0. 0. 0. {edge:.6f} {edge:.6f} {edge:.6f}\n" + "".join(blocks))
+        inp = (
+            f"tolerance {tolerance}\nfiletype xyz\noutput packed.xyz\nseed {seed}\n"
+            f"pbc 0. 0. 0. {edge:.6f} {edge:.6f} {edge:.6f}\n" + "".join(blocks)
+        )
         (tmp / "pack.inp").write_text(inp)
         with open(tmp / "pack.inp") as fin:
             proc = subprocess.run([exe], stdin=fin, cwd=tmp, capture_output=True, text=True)
@@ -98,17 +106,22 @@ def run_packmol(templates: Sequence[SpeciesTemplate], counts: Dict[str, int], ed
             raise BoxError(f"packmol did not find a packing (seed {seed}):\n{tail}")
         lines = out.read_text().splitlines()
         n = int(lines[0])
-        return np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[2:2 + n]])
+        return np.array([[float(v) for v in ln.split()[1:4]] for ln in lines[2 : 2 + n]])
 
 
-def make_topology(system: SystemConfig, templates: Sequence[SpeciesTemplate], counts: Dict[str, int],
-                  positions: np.ndarray, cell: np.ndarray) -> Topology:
+def make_topology(
+    system: SystemConfig,
+    templates: Sequence[SpeciesTemplate],
+    counts: Dict[str, int],
+    positions: np.ndarray,
+    cell: np.ndarray,
+) -> Topology:
     """Per-atom topology of molecules laid out in template order (labels from the packed geometry)."""
     mol, spec, lab, mass, charge = [], [], [], [], []
     start, m = 0, 0
     for t in templates:
         for _ in range(counts[t.name]):
-            pos = positions[start:start + t.n_atoms]
+            pos = positions[start : start + t.n_atoms]
             mol += [m] * t.n_atoms
             spec += [t.name] * t.n_atoms
             lab += t.labels(pos, cell)
@@ -116,10 +129,28 @@ def make_topology(system: SystemConfig, templates: Sequence[SpeciesTemplate], co
             charge += [t.charge] * t.n_atoms
             start += t.n_atoms
             m += 1
-    table = [{"name": t.name, "smiles": t.smiles, "role": t.role, "charge": t.charge, "n_atoms": t.n_atoms,
-              "count": counts[t.name], "mass": round(t.mass, 4), "formula": t.formula} for t in templates]
-    return Topology(system=system.name, species_table=table, molecule=np.array(mol), species=np.array(spec),
-                    label=np.array(lab), mass=np.array(mass), molecule_charge=np.array(charge))
+    table = [
+        {
+            "name": t.name,
+            "smiles": t.smiles,
+            "role": t.role,
+            "charge": t.charge,
+            "n_atoms": t.n_atoms,
+            "count": counts[t.name],
+            "mass": round(t.mass, 4),
+            "formula": t.formula,
+        }
+        for t in templates
+    ]
+    return Topology(
+        system=system.name,
+        species_table=table,
+        molecule=np.array(mol),
+        species=np.array(spec),
+        label=np.array(lab),
+        mass=np.array(mass),
+        molecule_charge=np.array(charge),
+    )
 
 
 def centre_molecules(positions: np.ndarray, topology: Topology, cell: np.ndarray) -> np.ndarray:
@@ -152,12 +183,19 @@ def check_box(atoms, topology: Topology, system: SystemConfig, counts: Dict[str,
     inter = topology.molecule[i] != topology.molecule[j]
     dmin = float(np.linalg.norm(d[inter], axis=1).min()) if inter.any() else np.inf
     if inter.any():
-        errors.append(f"{int(inter.sum())} atom pairs of different molecules closer than {build.min_distance_A} Å "
-                      f"(closest {dmin:.2f} Å, atoms {i[inter][0]} and {j[inter][0]})")
+        errors.append(
+            f"{int(inter.sum())} atom pairs of different molecules closer than {build.min_distance_A} Å "
+            f"(closest {dmin:.2f} Å, atoms {i[inter][0]} and {j[inter][0]})"
+        )
     if errors:
         raise BoxError("box check failed: " + "; ".join(errors))
-    return {"density_g_cm3": rho, "n_atoms": len(atoms), "composition": got, "net_charge_e": net,
-            "box_edge_A": float(atoms.cell.lengths()[0])}
+    return {
+        "density_g_cm3": rho,
+        "n_atoms": len(atoms),
+        "composition": got,
+        "net_charge_e": net,
+        "box_edge_A": float(atoms.cell.lengths()[0]),
+    }
 
 
 def build_box(system: SystemConfig, n_ion_pairs: int, build: BuildConfig) -> Box:
@@ -172,8 +210,9 @@ def build_box(system: SystemConfig, n_ion_pairs: int, build: BuildConfig) -> Box
     last_error: Exception | None = None
     for attempt in range(build.max_attempts):
         try:
-            pos = run_packmol(templates, counts, edge, seed=build.seed + 1000 * attempt,
-                              tolerance=build.packmol_tolerance_A)
+            pos = run_packmol(
+                templates, counts, edge, seed=build.seed + 1000 * attempt, tolerance=build.packmol_tolerance_A
+            )
             topo = make_topology(system, templates, counts, pos, cell)
             pos = centre_molecules(pos, topo, cell)
             atoms = Atoms(numbers=numbers, positions=pos, cell=cell, pbc=True)

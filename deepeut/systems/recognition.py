@@ -140,9 +140,11 @@ class MoleculeRecognizer:
             for atom, col in enumerate(c.tolist()):
                 prev = cmap.setdefault(col, atom)
                 if t.base_labels[prev] != t.base_labels[atom] and _is_tree(t):
-                    raise ValueError(f"species {t.name}: graph-equivalent atoms {prev} and {atom} carry "
-                                     f"different labels ({t.base_labels[prev]}, {t.base_labels[atom]}); "
-                                     "use cis_trans or a geometric rule")
+                    raise ValueError(
+                        f"species {t.name}: graph-equivalent atoms {prev} and {atom} carry "
+                        f"different labels ({t.base_labels[prev]}, {t.base_labels[atom]}); "
+                        "use cis_trans or a geometric rule"
+                    )
             self._colour_maps.append(cmap)
 
     # ------------------------------------------------------------------ bond graph
@@ -156,8 +158,13 @@ class MoleculeRecognizer:
         return i[keep], j[keep], r[keep]
 
     # ------------------------------------------------------------------ recognition
-    def recognise(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
-                  expected_molecule: Optional[np.ndarray] = None) -> Recognition:
+    def recognise(
+        self,
+        positions: np.ndarray,
+        numbers: np.ndarray,
+        cell: np.ndarray,
+        expected_molecule: Optional[np.ndarray] = None,
+    ) -> Recognition:
         """Recognise every molecule of a frame (positions Å, any wrapping; cell 3×3 Å).
 
         ``expected_molecule`` (per-atom molecule ids from topology.json) adds which molecules a
@@ -225,7 +232,7 @@ class MoleculeRecognizer:
             quartet = [a]
             for want in (int(tc[x]) for x in t.cis_trans[ta][1:]):
                 prev = quartet[-1]
-                nb = adj.indices[adj.indptr[prev]:adj.indptr[prev + 1]]
+                nb = adj.indices[adj.indptr[prev] : adj.indptr[prev + 1]]
                 cand = [x for x in nb if int(colours[x]) == want and x not in quartet]
                 quartet.append(cand[0])
             phi = dihedral_deg(positions[quartet][None], cell)[0]
@@ -245,15 +252,19 @@ class MoleculeRecognizer:
                 if len(mols) > 1:
                     cross = np.nonzero((frag[bi] == f) & (expected[bi] != expected[bj]))[0]
                     detail = ", ".join(f"atom {bi[c]}–atom {bj[c]} at {br[c]:.2f} Å" for c in cross[:3])
-                    reason = (f"molecules {', '.join(map(str, mols))} are fused into one fragment "
-                              f"(inter-molecular bonds: {detail})")
+                    reason = (
+                        f"molecules {', '.join(map(str, mols))} are fused into one fragment "
+                        f"(inter-molecular bonds: {detail})"
+                    )
                 else:
                     m = int(mols[0])
                     member = np.nonzero(expected == m)[0]
                     lost = np.setdiff1d(member, atoms)
                     if len(lost):
-                        reason = (f"molecule {m} is broken: {len(lost)} of its atoms are not bonded to this part"
-                                  f"{self._stretched(member, atoms, positions, numbers, cell)}")
+                        reason = (
+                            f"molecule {m} is broken: {len(lost)} of its atoms are not bonded to this part"
+                            f"{self._stretched(member, atoms, positions, numbers, cell)}"
+                        )
             problems.append(f"{desc}: {reason}")
         return problems
 
@@ -271,8 +282,10 @@ class MoleculeRecognizer:
 
         if not np.isfinite(r[a, b]):
             return ""
-        return (f" (shortest bondable pair {cs[numbers[part[a]]]}{part[a]}–{cs[numbers[rest[b]]]}{rest[b]} "
-                f"is {r[a, b]:.2f} Å, a bond needs < {cut[a, b]:.2f} Å)")
+        return (
+            f" (shortest bondable pair {cs[numbers[part[a]]]}{part[a]}–{cs[numbers[rest[b]]]}{rest[b]} "
+            f"is {r[a, b]:.2f} Å, a bond needs < {cut[a, b]:.2f} Å)"
+        )
 
     def _classify(self, comp: Dict[int, int], comps: List[Dict[int, int]]) -> str:
         if comp in comps:
@@ -288,8 +301,11 @@ class MoleculeRecognizer:
                     return f"{self.templates[k].name} with {'an extra' if dh > 0 else 'a missing'} H (proton transfer)"
         total = sum(comp.values())
         smallest = min(sum(c.values()) for c in comps)
-        if total > max(sum(c.values()) for c in comps) or total >= 2 * smallest and not any(
-                all(comp.get(z, 0) <= n for z, n in c.items()) and all(z in c for z in comp) for c in comps):
+        if (
+            total > max(sum(c.values()) for c in comps)
+            or total >= 2 * smallest
+            and not any(all(comp.get(z, 0) <= n for z, n in c.items()) and all(z in c for z in comp) for c in comps)
+        ):
             return "two or more molecules fused (bonds between molecules)"
         return "matches no species: part of a broken molecule"
 

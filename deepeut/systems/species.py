@@ -112,7 +112,7 @@ def _embed(mol, seed: int, force_field: str, targets: Dict[str, float]):
                 raise ConfigError(f"dihedral_targets: '{smarts}' is not a 4-atom SMARTS")
             for match in mol.GetSubstructMatches(patt):
                 phi = dihedral_deg(pos[list(match)][None])[0]
-                cost += (1 - np.cos(np.radians(phi - target)))
+                cost += 1 - np.cos(np.radians(phi - target))
         if cost < best_cost:
             best, best_cost = cid, cost
     return mol, best
@@ -170,15 +170,32 @@ def build_template(cfg: SpeciesConfig, seed: int = 1, force_field: str = "MMFF")
     masses = atomic_masses[numbers]
     pos = mol.GetConformer(cid).GetPositions()
     pos = pos - masses @ pos / masses.sum()
-    bonds = np.array(sorted((min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
-                            for b in mol.GetBonds()), dtype=int).reshape(-1, 2)
+    bonds = np.array(
+        sorted(
+            (min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+            for b in mol.GetBonds()
+        ),
+        dtype=int,
+    ).reshape(-1, 2)
     base, split = _assign_base_labels(mol, cfg.name, cfg.labels)
     quartets = {h: _carbonyl_quartet(mol, h) for h in split}
-    return SpeciesTemplate(name=cfg.name, smiles=cfg.smiles, role=cfg.role, charge=cfg.charge, numbers=numbers,
-                           masses=masses, positions=pos, bonds=bonds, base_labels=tuple(base), cis_trans=quartets)
+    return SpeciesTemplate(
+        name=cfg.name,
+        smiles=cfg.smiles,
+        role=cfg.role,
+        charge=cfg.charge,
+        numbers=numbers,
+        masses=masses,
+        positions=pos,
+        bonds=bonds,
+        base_labels=tuple(base),
+        cis_trans=quartets,
+    )
 
 
-def build_templates(species: Sequence[SpeciesConfig], seed: int = 1, force_field: str = "MMFF") -> List[SpeciesTemplate]:
+def build_templates(
+    species: Sequence[SpeciesConfig], seed: int = 1, force_field: str = "MMFF"
+) -> List[SpeciesTemplate]:
     """Templates of all species of a system, in config order."""
     return [_cached_template(s.name, s.smiles, s.role, s.charge, _freeze(s), seed, force_field) for s in species]
 
@@ -192,9 +209,14 @@ def _cached_template(name, smiles, role, charge, frozen, seed, force_field) -> S
     from deepeut.config.schema import LabelRule
 
     rules, targets = frozen
-    cfg = SpeciesConfig(name=name, smiles=smiles, role=role, charge=charge,
-                        labels=[LabelRule(label=a, smarts=b, cis_trans=c) for a, b, c in rules],
-                        dihedral_targets=dict(targets))
+    cfg = SpeciesConfig(
+        name=name,
+        smiles=smiles,
+        role=role,
+        charge=charge,
+        labels=[LabelRule(label=a, smarts=b, cis_trans=c) for a, b, c in rules],
+        dihedral_targets=dict(targets),
+    )
     return build_template(cfg, seed=seed, force_field=force_field)
 
 

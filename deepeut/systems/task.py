@@ -28,14 +28,34 @@ def build(cfg: Config, out: Path) -> Dict:
     t0 = time.perf_counter()
     box = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build)
     atoms = box.atoms
-    atoms.info.update({"system": cfg.system.name, "scale": cfg.scale.name, "length_unit": "Angstrom",
-                       "density_g_cm3": cfg.system.density_g_cm3})
+    atoms.info.update(
+        {
+            "system": cfg.system.name,
+            "scale": cfg.scale.name,
+            "length_unit": "Angstrom",
+            "density_g_cm3": cfg.system.density_g_cm3,
+        }
+    )
     write_extxyz(out / "box.extxyz", atoms)
     box.topology.write(out / "topology.json")
-    summary = {"system": cfg.system.name, "scale": cfg.scale.name, "n_atoms": len(atoms),
-               "box_edge_A": round(float(atoms.cell.lengths()[0]), 4), "composition": box.topology.counts(),
-               "density_g_cm3": cfg.system.density_g_cm3, "seconds": round(time.perf_counter() - t0, 2)}
+    summary = {
+        "system": cfg.system.name,
+        "scale": cfg.scale.name,
+        "n_atoms": len(atoms),
+        "box_edge_A": round(float(atoms.cell.lengths()[0]), 4),
+        "composition": box.topology.counts(),
+        "density_g_cm3": cfg.system.density_g_cm3,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     write_json_atomic(out / "build.json", summary)
-    log.info("built %s/%s: %d atoms, %.2f Å cube, %s in %.1f s -> %s", cfg.system.name, cfg.scale.name, len(atoms),
-             summary["box_edge_A"], summary["composition"], summary["seconds"], out / "box.extxyz")
+    log.info(
+        "built %s/%s: %d atoms, %.2f Å cube, %s in %.1f s -> %s",
+        cfg.system.name,
+        cfg.scale.name,
+        len(atoms),
+        summary["box_edge_A"],
+        summary["composition"],
+        summary["seconds"],
+        out / "box.extxyz",
+    )
     return summary

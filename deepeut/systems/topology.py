@@ -1,19 +1,19 @@
 """``topology.json``: who is who in a box, per atom. Schema ``deepeut.topology/1``::
 
-    {
-      "schema": "deepeut.topology/1",
-      "units": {"mass": "amu", "charge": "e"},
-      "system": "ura", "n_atoms": 86, "n_molecules": 11,
-      "species": [{"name": "Li", "smiles": "[Li+]", "role": "cation", "charge": 1,
-                   "n_atoms": 1, "count": 2, "mass": 6.94}, ...],
-      "atoms": {                      # one entry per atom, in the order of box.extxyz
-        "molecule": [0, 1, ...],      # molecule index (0-based, contiguous atoms per molecule)
-        "species":  ["Li", "TFSI", ...],
-        "label":    ["Li", "F", ...], # Fig. 1 labels (H_U(C)/H_U(T): cis/trans to the carbonyl O)
-        "mass":     [6.94, 19.0, ...],
-        "molecule_charge": [1, -1, ...]   # charge of the atom's molecule: +1 Li, -1 TFSI, 0 amide
-      }
-    }
+{
+  "schema": "deepeut.topology/1",
+  "units": {"mass": "amu", "charge": "e"},
+  "system": "ura", "n_atoms": 86, "n_molecules": 11,
+  "species": [{"name": "Li", "smiles": "[Li+]", "role": "cation", "charge": 1,
+               "n_atoms": 1, "count": 2, "mass": 6.94}, ...],
+  "atoms": {                      # one entry per atom, in the order of box.extxyz
+    "molecule": [0, 1, ...],      # molecule index (0-based, contiguous atoms per molecule)
+    "species":  ["Li", "TFSI", ...],
+    "label":    ["Li", "F", ...], # Fig. 1 labels (H_U(C)/H_U(T): cis/trans to the carbonyl O)
+    "mass":     [6.94, 19.0, ...],
+    "molecule_charge": [1, -1, ...]   # charge of the atom's molecule: +1 Li, -1 TFSI, 0 amide
+  }
+}
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class Topology:
     def check_against(self, n_atoms: int, where: str = "structure") -> None:
         """Raise :class:`TopologyError` when a structure's atom count disagrees with this topology."""
         if n_atoms != self.n_atoms:
-            raise TopologyError(f"{where} has {n_atoms} atoms but the topology of system {self.system} "
-                                f"has {self.n_atoms}")
+            raise TopologyError(
+                f"{where} has {n_atoms} atoms but the topology of system {self.system} has {self.n_atoms}"
+            )
 
     def to_dict(self) -> Dict:
         return {
@@ -107,6 +108,12 @@ class Topology:
         lengths = {k: len(v) for k, v in a.items()}
         if len(set(lengths.values())) != 1:
             raise TopologyError(f"{path}: per-atom arrays differ in length: {lengths}")
-        return cls(system=d["system"], species_table=d["species"], molecule=np.asarray(a["molecule"], dtype=int),
-                   species=np.asarray(a["species"]), label=np.asarray(a["label"]),
-                   mass=np.asarray(a["mass"], dtype=float), molecule_charge=np.asarray(a["molecule_charge"], dtype=int))
+        return cls(
+            system=d["system"],
+            species_table=d["species"],
+            molecule=np.asarray(a["molecule"], dtype=int),
+            species=np.asarray(a["species"]),
+            label=np.asarray(a["label"]),
+            mass=np.asarray(a["mass"], dtype=float),
+            molecule_charge=np.asarray(a["molecule_charge"], dtype=int),
+        )

@@ -51,8 +51,9 @@ def chunked_energy_forces(model, type_names, r_max: float, atoms, n_chunks: int)
     from nequip.data import AtomicDataDict, from_ase
     from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
 
-    mapper = ChemicalSpeciesToAtomTypeMapper(model_type_names=list(type_names),
-                                             chemical_species_to_atom_type_map={t: t for t in type_names})
+    mapper = ChemicalSpeciesToAtomTypeMapper(
+        model_type_names=list(type_names), chemical_species_to_atom_type_map={t: t for t in type_names}
+    )
     nl = NeighborListTransform(r_max=r_max)
     energy, forces = 0.0, np.zeros((len(atoms), 3))
     edges = np.linspace(0.0, 1.0, n_chunks + 1)
@@ -64,7 +65,7 @@ def chunked_energy_forces(model, type_names, r_max: float, atoms, n_chunks: int)
         data[AtomicDataDict.POSITIONS_KEY] = pos_t
         e_i = model.model.func(dict(data))[AtomicDataDict.PER_ATOM_ENERGY_KEY].reshape(-1)
         energy += float(e_i[torch.as_tensor(core)].sum())
-        grad, = torch.autograd.grad(e_i[torch.as_tensor(near)].sum(), pos_t)
+        (grad,) = torch.autograd.grad(e_i[torch.as_tensor(near)].sum(), pos_t)
         forces[origin[core]] = -grad.detach().numpy()[core]
     return energy, forces
 

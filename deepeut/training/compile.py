@@ -36,8 +36,21 @@ def compile_commands(ensemble: str | Path, target: str, device: str) -> List[Lis
     cmds = []
     for m in json.loads(mpath.read_text())["members"]:
         d = mpath.parent / m["dir"]
-        cmds.append([sys.executable, "-m", "nequip.scripts.compile", str(d / m["checkpoint"]),
-                     str(compiled_path(d, target)), "--mode", "aotinductor", "--device", device, "--target", target])
+        cmds.append(
+            [
+                sys.executable,
+                "-m",
+                "nequip.scripts.compile",
+                str(d / m["checkpoint"]),
+                str(compiled_path(d, target)),
+                "--mode",
+                "aotinductor",
+                "--device",
+                device,
+                "--target",
+                target,
+            ]
+        )
     return cmds
 
 

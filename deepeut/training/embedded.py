@@ -30,8 +30,10 @@ def embedded_ensemble(system: str) -> Path:
 
     path = MODELS_DIR / system
     if not (path / MANIFEST).exists():
-        raise EnsembleError(f"no embedded default ensemble for system '{system}' in {MODELS_DIR}; train one with "
-                            f"{REGENERATE} (SYSTEMS={system}) or pass ensemble=<a stage=train folder>")
+        raise EnsembleError(
+            f"no embedded default ensemble for system '{system}' in {MODELS_DIR}; train one with "
+            f"{REGENERATE} (SYSTEMS={system}) or pass ensemble=<a stage=train folder>"
+        )
     return path
 
 

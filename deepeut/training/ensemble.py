@@ -62,14 +62,16 @@ def check_resumable(ckpt: Path, k: int) -> None:
         torch.load(ckpt, map_location="cpu", weights_only=False)
     except Exception as exc:
         msg = (str(exc).strip().splitlines() or [""])[0]
-        raise TrainingError(f"{ckpt} is corrupted ({type(exc).__name__}: {msg}); delete it to train member {k} "
-                            "from scratch") from None
+        raise TrainingError(
+            f"{ckpt} is corrupted ({type(exc).__name__}: {msg}); delete it to train member {k} from scratch"
+        ) from None
 
 
 def nequip_train_command(mdir: Path, resume: bool) -> List[str]:
     """``nequip-train`` on ``<mdir>/nequip.yaml`` with Hydra's run dir = ``mdir``; resume from last.ckpt."""
-    cmd = _python_module("nequip.scripts.train", "-cp", str(mdir.resolve()), "-cn", "nequip",
-                         f"hydra.run.dir={mdir.resolve()}")
+    cmd = _python_module(
+        "nequip.scripts.train", "-cp", str(mdir.resolve()), "-cn", "nequip", f"hydra.run.dir={mdir.resolve()}"
+    )
     if resume:
         cmd.append(f"++ckpt_path={(mdir / 'last.ckpt').resolve()}")
     return cmd
@@ -89,8 +91,9 @@ def _run(cmd: List[str], what: str, logfile: Path, env: Optional[Dict[str, str]]
     with open(logfile, "ab") as flog:
         flog.write(f"\n$ {' '.join(cmd)}\n".encode())
         flog.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+        )
         try:
             assert proc.stdout is not None
             while chunk := os.read(proc.stdout.fileno(), 65536):
@@ -157,8 +160,9 @@ def test_metrics(rows: List[Dict[str, float]]) -> Dict[str, float]:
     return out
 
 
-def train_member(k: int, cfg: Config, data: DatasetFiles, root: Path, type_names: List[str], group: str,
-                 tracked: Dict) -> Dict:
+def train_member(
+    k: int, cfg: Config, data: DatasetFiles, root: Path, type_names: List[str], group: str, tracked: Dict
+) -> Dict:
     """Train (or resume, or skip when finished) ensemble member ``k``; returns its done.json record."""
     from omegaconf import OmegaConf
 
@@ -172,29 +176,50 @@ def train_member(k: int, cfg: Config, data: DatasetFiles, root: Path, type_names
 
         return json.loads(done.read_text())
     mdir.mkdir(parents=True, exist_ok=True)
-    nequip_cfg = member_config(model=cfg.model, train=cfg.train, logger=cfg.logger, member=k,
-                               train_file=data.train, test_file=data.test, member_dir=mdir, type_names=type_names,
-                               device=cfg.device, n_train_frames=data.n_train, group=group, tracked=tracked)
+    nequip_cfg = member_config(
+        model=cfg.model,
+        train=cfg.train,
+        logger=cfg.logger,
+        member=k,
+        train_file=data.train,
+        test_file=data.test,
+        member_dir=mdir,
+        type_names=type_names,
+        device=cfg.device,
+        n_train_frames=data.n_train,
+        group=group,
+        tracked=tracked,
+    )
     write_text_atomic(mdir / "nequip.yaml", OmegaConf.to_yaml(OmegaConf.create(nequip_cfg)))
     resume = (mdir / "last.ckpt").exists()
     if resume:
         check_resumable(mdir / "last.ckpt", k)
         keep_metrics_history(mdir)
-    log.info("member %d: %s training (seed %d) in %s", k, "resuming" if resume else "starting",
-             cfg.train.seed + k, mdir)
+    log.info(
+        "member %d: %s training (seed %d) in %s", k, "resuming" if resume else "starting", cfg.train.seed + k, mdir
+    )
     env = dict(os.environ, WANDB_MODE=cfg.logger.mode, HYDRA_FULL_ERROR="1")
     t0 = time.time()
     _run(nequip_train_command(mdir, resume), f"nequip-train of member {k}", mdir / "nequip.log", env)
     merge_metrics_history(mdir)
     if not (mdir / "best.ckpt").exists():
         raise TrainingError(f"member {k}: nequip-train finished without best.ckpt in {mdir}")
-    record = {"member": k, "seed": cfg.train.seed + k, "dir": mdir.name, "checkpoint": "best.ckpt",
-              "resumed": resume, "train_wall_s": round(time.time() - t0, 1),
-              "test_metrics": test_metrics(read_metrics_csv(mdir / "metrics" / "metrics.csv")),
-              "units": {"energy": "eV", "per_atom_energy": "eV/atom", "forces": "eV/Å"}}
+    record = {
+        "member": k,
+        "seed": cfg.train.seed + k,
+        "dir": mdir.name,
+        "checkpoint": "best.ckpt",
+        "resumed": resume,
+        "train_wall_s": round(time.time() - t0, 1),
+        "test_metrics": test_metrics(read_metrics_csv(mdir / "metrics" / "metrics.csv")),
+        "units": {"energy": "eV", "per_atom_energy": "eV/atom", "forces": "eV/Å"},
+    }
     if cfg.train.package:
-        _run(_python_module("nequip.scripts.package", "build", str(mdir / "best.ckpt"),
-                            str(mdir / "model.nequip.zip")), f"nequip-package of member {k}", mdir / "nequip.log")
+        _run(
+            _python_module("nequip.scripts.package", "build", str(mdir / "best.ckpt"), str(mdir / "model.nequip.zip")),
+            f"nequip-package of member {k}",
+            mdir / "nequip.log",
+        )
         record["package"] = "model.nequip.zip"
     write_json_atomic(done, record)
     return record
@@ -204,8 +229,7 @@ def finished_members(root: Path) -> List[Dict]:
     """done.json records of all finished members under ``root``, by member index."""
     import json
 
-    return sorted((json.loads(p.read_text()) for p in Path(root).glob("member_*/done.json")),
-                  key=lambda r: r["member"])
+    return sorted((json.loads(p.read_text()) for p in Path(root).glob("member_*/done.json")), key=lambda r: r["member"])
 
 
 def write_manifest(root: Path, cfg: Config, data: DatasetFiles, type_names: List[str]) -> Dict:

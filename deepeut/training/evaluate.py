@@ -53,14 +53,17 @@ def in_kcal(metrics: Dict[str, float]) -> Dict[str, float]:
     return {k: (ev_to_kcal_per_mol(v) if k != "n" else v) for k, v in metrics.items()}
 
 
-def model_errors(e_ref: np.ndarray, e_pred: np.ndarray, f_ref: np.ndarray, f_pred: np.ndarray,
-                 symbols: Sequence[str]) -> Dict:
+def model_errors(
+    e_ref: np.ndarray, e_pred: np.ndarray, f_ref: np.ndarray, f_pred: np.ndarray, symbols: Sequence[str]
+) -> Dict:
     """All errors of one model: per-atom energies (eV/atom) and force components (eV/Å)."""
     energy, forces = error_metrics(e_ref, e_pred), error_metrics(f_ref, f_pred)
     per_el = per_element_force_metrics(f_ref, f_pred, symbols)
     return {
-        "per_atom_energy_eV": energy, "per_atom_energy_kcal_mol": in_kcal(energy),
-        "forces_eV_A": forces, "forces_kcal_mol_A": in_kcal(forces),
+        "per_atom_energy_eV": energy,
+        "per_atom_energy_kcal_mol": in_kcal(energy),
+        "forces_eV_A": forces,
+        "forces_kcal_mol_A": in_kcal(forces),
         "forces_by_element_eV_A": per_el,
         "forces_by_element_kcal_mol_A": {el: in_kcal(m) for el, m in per_el.items()},
     }
@@ -73,27 +76,39 @@ def evaluate_frames(ensemble, frames: List, batch_size=None) -> Dict:
     e_ref = np.array([a.get_potential_energy() for a in frames]) / n_atoms
     f_ref = np.concatenate([a.get_forces() for a in frames])
     symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
-    models = {f"member_{m}": (pred.energies[m] / n_atoms, np.concatenate([f[m] for f in pred.forces]))
-              for m in range(len(ensemble))}
+    models = {
+        f"member_{m}": (pred.energies[m] / n_atoms, np.concatenate([f[m] for f in pred.forces]))
+        for m in range(len(ensemble))
+    }
     models["ensemble_mean"] = (pred.mean_energies / n_atoms, np.concatenate(pred.mean_forces))
     errors = {name: model_errors(e_ref, e, f_ref, f, symbols) for name, (e, f) in models.items()}
-    return {"errors": errors, "e_ref": e_ref, "f_ref": f_ref, "symbols": symbols,
-            "e_pred": models["ensemble_mean"][0], "f_pred": models["ensemble_mean"][1]}
+    return {
+        "errors": errors,
+        "e_ref": e_ref,
+        "f_ref": f_ref,
+        "symbols": symbols,
+        "e_pred": models["ensemble_mean"][0],
+        "f_pred": models["ensemble_mean"][1],
+    }
 
 
 def errors_table(errors: Dict) -> str:
     """Energy MAE and force RMSE/MAE per model, overall and per element, in kcal/mol (and meV)."""
     elements = sorted(next(iter(errors.values()))["forces_by_element_kcal_mol_A"])
-    head = (f"{'model':<15}{'E/atom MAE':>12}{'E/atom MAE':>12}{'F RMSE':>12}{'F MAE':>12}"
-            + "".join(f"{'F RMSE ' + el:>10}" for el in elements))
-    units = (f"{'':<15}{'kcal/mol':>12}{'meV':>12}{'kcal/mol/Å':>12}{'kcal/mol/Å':>12}"
-             + "".join(f"{'':>10}" for el in elements))
+    head = f"{'model':<15}{'E/atom MAE':>12}{'E/atom MAE':>12}{'F RMSE':>12}{'F MAE':>12}" + "".join(
+        f"{'F RMSE ' + el:>10}" for el in elements
+    )
+    units = f"{'':<15}{'kcal/mol':>12}{'meV':>12}{'kcal/mol/Å':>12}{'kcal/mol/Å':>12}" + "".join(
+        f"{'':>10}" for el in elements
+    )
     lines = [head, units.rstrip(), "-" * len(head)]
     for name, e in errors.items():
         k = e["forces_kcal_mol_A"]
-        lines.append(f"{name:<15}{e['per_atom_energy_kcal_mol']['mae']:>12.4f}{1000 * e['per_atom_energy_eV']['mae']:>12.3f}"
-                     f"{k['rmse']:>12.3f}{k['mae']:>12.3f}"
-                     + "".join(f"{e['forces_by_element_kcal_mol_A'][el]['rmse']:>10.3f}" for el in elements))
+        lines.append(
+            f"{name:<15}{e['per_atom_energy_kcal_mol']['mae']:>12.4f}{1000 * e['per_atom_energy_eV']['mae']:>12.3f}"
+            f"{k['rmse']:>12.3f}{k['mae']:>12.3f}"
+            + "".join(f"{e['forces_by_element_kcal_mol_A'][el]['rmse']:>10.3f}" for el in elements)
+        )
     lines.append("force errors in kcal/mol/Å (1 eV/Å = 23.06 kcal/mol/Å); the paper's bar: force RMSE < 1")
     return "\n".join(lines)
 
@@ -106,9 +121,10 @@ def plot_fig3(path: Path, e_ref, e_pred, f_ref, f_pred, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    panels = [(axes[0], e_ref, e_pred, "per-atom energy (eV/atom)", 1000.0, "meV/atom"),
-              (axes[1], f_ref.ravel(), f_pred.ravel(), "force component (eV/Å)", ev_to_kcal_per_mol(1.0),
-               "kcal/mol/Å")]
+    panels = [
+        (axes[0], e_ref, e_pred, "per-atom energy (eV/atom)", 1000.0, "meV/atom"),
+        (axes[1], f_ref.ravel(), f_pred.ravel(), "force component (eV/Å)", ev_to_kcal_per_mol(1.0), "kcal/mol/Å"),
+    ]
     for ax, ref, pred, label, scale, unit in panels:
         hb = ax.hexbin(ref, pred, gridsize=60, bins="log", cmap="viridis", mincnt=1)
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
@@ -162,8 +178,10 @@ def test_file_of(manifest: Dict, cfg: Config, out: Path) -> Path:
     origin = str(dataset.get("origin", ""))
     if origin.startswith("demo:"):
         return from_demo(origin.split(":", 1)[1], out / "data").test
-    raise EnsembleError(f"the ensemble's test set ({dataset.get('test') or 'not recorded'}) is not here; pass "
-                        "data.store=<a dataset store> to evaluate on its test split")
+    raise EnsembleError(
+        f"the ensemble's test set ({dataset.get('test') or 'not recorded'}) is not here; pass "
+        "data.store=<a dataset store> to evaluate on its test split"
+    )
 
 
 def evaluate(cfg: Config, out: Path) -> Dict:
@@ -180,16 +198,31 @@ def evaluate(cfg: Config, out: Path) -> Dict:
     log.info("evaluating %d members on %d test structures from %s", len(ensemble), len(frames), test_file)
     res = evaluate_frames(ensemble, frames)
     title = f"{cfg.system.name.upper()}: {len(ensemble)}-member ensemble on {len(frames)} test structures"
-    report = {"system": cfg.system.name, "ensemble": str(src), "test_file": str(test_file), "n_frames": len(frames),
-              "n_atoms": int(res["f_ref"].shape[0]), "dataset_manifest_hash": manifest["dataset"]["manifest_hash"],
-              "models": res["errors"]}
+    report = {
+        "system": cfg.system.name,
+        "ensemble": str(src),
+        "test_file": str(test_file),
+        "n_frames": len(frames),
+        "n_atoms": int(res["f_ref"].shape[0]),
+        "dataset_manifest_hash": manifest["dataset"]["manifest_hash"],
+        "models": res["errors"],
+    }
     write_json_atomic(out / "evaluation.json", report)
     table = errors_table(res["errors"])
     write_text_atomic(out / "evaluation.txt", title + "\n" + table + "\n")
-    np.savez_compressed(out / "predictions.npz", e_ref_eV_atom=res["e_ref"], e_pred_eV_atom=res["e_pred"],
-                        f_ref_eV_A=res["f_ref"], f_pred_eV_A=res["f_pred"], symbols=res["symbols"])
+    np.savez_compressed(
+        out / "predictions.npz",
+        e_ref_eV_atom=res["e_ref"],
+        e_pred_eV_atom=res["e_pred"],
+        f_ref_eV_A=res["f_ref"],
+        f_pred_eV_A=res["f_pred"],
+        symbols=res["symbols"],
+    )
     plot_fig3(out / "fig3_errors.png", res["e_ref"], res["e_pred"], res["f_ref"], res["f_pred"], title)
     plot_figS2(out / "figS2_force_errors_by_element.png", res["f_ref"], res["f_pred"], res["symbols"], title)
     print(title + "\n" + table)
     log_results(cfg, out, "evaluation", {"models": res["errors"]}, table)
-    return {"objective": res["errors"]["ensemble_mean"]["forces_eV_A"]["rmse"], "evaluation": str(out / "evaluation.json")}
+    return {
+        "objective": res["errors"]["ensemble_mean"]["forces_eV_A"]["rmse"],
+        "evaluation": str(out / "evaluation.json"),
+    }

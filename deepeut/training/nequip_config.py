@@ -17,8 +17,11 @@ from deepeut.training.model import allegro_kwargs
 #: nequip's validation metric that picks best.ckpt and drives early stopping (eV/atom + eV/Å)
 MONITOR = "val0_epoch/weighted_sum"
 #: data statistics nequip computes on each member's training split (resolver keys)
-_STATS = {"avg_num_neighbors": "num_neighbors_mean", "per_type_energy_scales": "per_type_forces_rms",
-          "per_type_energy_shifts": "per_atom_energy_mean"}
+_STATS = {
+    "avg_num_neighbors": "num_neighbors_mean",
+    "per_type_energy_scales": "per_type_forces_rms",
+    "per_type_energy_shifts": "per_atom_energy_mean",
+}
 
 
 def lightning_accelerator(device: str, devices: int) -> Dict[str, Any]:
@@ -40,8 +43,9 @@ def model_section(model: ModelConfig, type_names: Sequence[str], seed: int) -> D
     return {"_target_": "allegro.model.AllegroModel", **kw}
 
 
-def data_section(train_file: Path, test_file: Path, type_names: Sequence[str], r_max: float, seed: int,
-                 train: TrainConfig) -> Dict[str, Any]:
+def data_section(
+    train_file: Path, test_file: Path, type_names: Sequence[str], r_max: float, seed: int, train: TrainConfig
+) -> Dict[str, Any]:
     """nequip ``ASEDataModule``: the member's own random train/validation split of the training pool."""
     loader = {"_target_": "torch.utils.data.DataLoader", "num_workers": train.num_workers}
     return {
@@ -50,42 +54,70 @@ def data_section(train_file: Path, test_file: Path, type_names: Sequence[str], r
         "split_dataset": {"file_path": str(train_file), "train": 1.0 - train.val_fraction, "val": train.val_fraction},
         "test_file_path": str(test_file),
         "transforms": [
-            {"_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
-             "model_type_names": list(type_names),
-             "chemical_species_to_atom_type_map": {t: t for t in type_names}},
+            {
+                "_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
+                "model_type_names": list(type_names),
+                "chemical_species_to_atom_type_map": {t: t for t in type_names},
+            },
             {"_target_": "nequip.data.transforms.NeighborListTransform", "r_max": r_max},
         ],
         "train_dataloader": {**loader, "batch_size": train.batch_size, "shuffle": True},
         "val_dataloader": {**loader, "batch_size": train.val_batch_size},
         "test_dataloader": {**loader, "batch_size": train.val_batch_size},
-        "stats_manager": {"_target_": "nequip.data.CommonDataStatisticsManager",
-                          "dataloader_kwargs": {"batch_size": train.val_batch_size},
-                          "type_names": list(type_names)},
+        "stats_manager": {
+            "_target_": "nequip.data.CommonDataStatisticsManager",
+            "dataloader_kwargs": {"batch_size": train.val_batch_size},
+            "type_names": list(type_names),
+        },
     }
 
 
-def logger_section(logger: LoggerConfig, member_dir: Path, run_name: str, group: str,
-                   tracked: Dict[str, Any]) -> Any:
+def logger_section(logger: LoggerConfig, member_dir: Path, run_name: str, group: str, tracked: Dict[str, Any]) -> Any:
     """Lightning logger for per-epoch metrics: CSV in ``<member>/metrics/``, or W&B (offline by default)."""
     if logger.name == "none" or logger.mode == "disabled":
         return False
     if logger.name == "csv":
-        return {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(member_dir), "name": "metrics",
-                "version": ""}
-    return {"_target_": "lightning.pytorch.loggers.WandbLogger", "project": logger.project, "entity": logger.entity,
-            "name": run_name, "group": group, "tags": list(logger.tags), "save_dir": str(member_dir),
-            "offline": logger.mode == "offline", "config": tracked, "_convert_": "all"}
+        return {
+            "_target_": "lightning.pytorch.loggers.CSVLogger",
+            "save_dir": str(member_dir),
+            "name": "metrics",
+            "version": "",
+        }
+    return {
+        "_target_": "lightning.pytorch.loggers.WandbLogger",
+        "project": logger.project,
+        "entity": logger.entity,
+        "name": run_name,
+        "group": group,
+        "tags": list(logger.tags),
+        "save_dir": str(member_dir),
+        "offline": logger.mode == "offline",
+        "config": tracked,
+        "_convert_": "all",
+    }
 
 
 def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, Any]]:
     """best.ckpt (lowest validation metric) and last.ckpt (every epoch, for resuming); optional early stop."""
     callbacks: List[Dict[str, Any]] = [
-        {"_target_": "lightning.pytorch.callbacks.ModelCheckpoint", "dirpath": str(member_dir), "filename": "best",
-         "save_last": True, "monitor": MONITOR, "mode": "min"},
+        {
+            "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "dirpath": str(member_dir),
+            "filename": "best",
+            "save_last": True,
+            "monitor": MONITOR,
+            "mode": "min",
+        },
     ]
     if train.early_stopping_patience:
-        callbacks.append({"_target_": "lightning.pytorch.callbacks.EarlyStopping", "monitor": MONITOR,
-                          "patience": train.early_stopping_patience, "mode": "min"})
+        callbacks.append(
+            {
+                "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+                "monitor": MONITOR,
+                "patience": train.early_stopping_patience,
+                "mode": "min",
+            }
+        )
     return callbacks
 
 
@@ -102,15 +134,34 @@ def warm_start_model(member_dir: Path) -> Dict:
     raise TrainingError(f"train.init_from: {member_dir} has neither best.ckpt nor model.nequip.zip")
 
 
-def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfig, member: int,
-                  train_file: Path, test_file: Path, member_dir: Path, type_names: Sequence[str], device: str,
-                  n_train_frames: int, group: str, tracked: Dict[str, Any]) -> Dict[str, Any]:
+def member_config(
+    *,
+    model: ModelConfig,
+    train: TrainConfig,
+    logger: LoggerConfig,
+    member: int,
+    train_file: Path,
+    test_file: Path,
+    member_dir: Path,
+    type_names: Sequence[str],
+    device: str,
+    n_train_frames: int,
+    group: str,
+    tracked: Dict[str, Any],
+) -> Dict[str, Any]:
     """The complete nequip-train config of ensemble member ``member`` (seed ``train.seed + member``); with
     ``train.init_from`` the model starts from that ensemble's member weights (nequip's ModelFromCheckpoint)."""
     seed = train.seed + member
-    metric = {"_target_": "nequip.train.EnergyForceMetrics",
-              "coeffs": {"per_atom_energy_rmse": 1.0, "forces_rmse": 1.0, "per_atom_energy_mae": None,
-                         "forces_mae": None, "total_energy_rmse": None}}
+    metric = {
+        "_target_": "nequip.train.EnergyForceMetrics",
+        "coeffs": {
+            "per_atom_energy_rmse": 1.0,
+            "forces_rmse": 1.0,
+            "per_atom_energy_mae": None,
+            "forces_mae": None,
+            "total_energy_rmse": None,
+        },
+    }
     steps_per_epoch = max(1, int(n_train_frames * (1 - train.val_fraction)) // train.batch_size)
     return {
         "run": ["train", "test"],
@@ -128,13 +179,17 @@ def member_config(*, model: ModelConfig, train: TrainConfig, logger: LoggerConfi
         "training_module": {
             "_target_": "nequip.train.NequIPLightningModule",
             # Eq. 5: w_E * MSE(per-atom energy) + w_F * MSE(forces)
-            "loss": {"_target_": "nequip.train.EnergyForceLoss", "per_atom_energy": True,
-                     "coeffs": {"total_energy": train.energy_weight, "forces": train.force_weight}},
+            "loss": {
+                "_target_": "nequip.train.EnergyForceLoss",
+                "per_atom_energy": True,
+                "coeffs": {"total_energy": train.energy_weight, "forces": train.force_weight},
+            },
             "val_metrics": metric,
             "test_metrics": metric,
             "optimizer": {"_target_": "torch.optim.Adam", "lr": train.lr},
-            "model": model_section(model, type_names, seed) if not train.init_from else
-            warm_start_model(Path(train.init_from) / f"member_{member}"),
+            "model": model_section(model, type_names, seed)
+            if not train.init_from
+            else warm_start_model(Path(train.init_from) / f"member_{member}"),
         },
         "global_options": {"allow_tf32": False},
     }

@@ -71,8 +71,10 @@ def resolve_ensemble(ensemble: Optional[str], out: Path, system=None) -> Path:
     else:
         path = Path(ensemble) if ensemble else Path(out).parent / "train"
         if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
-            raise ConfigError(f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
-                              "pass ensemble=<a stage=train output folder>")
+            raise ConfigError(
+                f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
+                "pass ensemble=<a stage=train output folder>"
+            )
     if hasattr(system, "species"):
         check_ensemble_system(path, system)
     return path
@@ -86,12 +88,16 @@ def check_ensemble_system(path: str | Path, system) -> None:
     mpath = manifest_path(path)
     m = json.loads(mpath.read_text())
     if m.get("system") and m["system"] != system.name:
-        raise EnsembleError(f"{mpath}: this ensemble was trained for system={m['system']}, not system={system.name}; "
-                            f"pass ensemble= a {system.name} ensemble (or ensemble=embedded)")
+        raise EnsembleError(
+            f"{mpath}: this ensemble was trained for system={m['system']}, not system={system.name}; "
+            f"pass ensemble= a {system.name} ensemble (or ensemble=embedded)"
+        )
     missing = sorted(set(system_elements(system.species)) - set(m.get("type_names") or []))
     if m.get("type_names") and missing:
-        raise EnsembleError(f"{mpath}: the model has no atom type for {', '.join(missing)} of system={system.name} "
-                            f"(its types: {' '.join(m['type_names'])})")
+        raise EnsembleError(
+            f"{mpath}: the model has no atom type for {', '.join(missing)} of system={system.name} "
+            f"(its types: {' '.join(m['type_names'])})"
+        )
 
 
 def ensemble_digest(path: str | Path) -> str:
@@ -112,8 +118,10 @@ def check_member(index: Optional[int], n_members: int) -> None:
     from deepeut.config.schema import ConfigError
 
     if index is not None and not 0 <= index < n_members:
-        raise ConfigError(f"md.ensemble_member: {index} is not a member of the ensemble (it has {n_members}: "
-                          f"0–{n_members - 1}, or null for the committee mean)")
+        raise ConfigError(
+            f"md.ensemble_member: {index} is not a member of the ensemble (it has {n_members}: "
+            f"0–{n_members - 1}, or null for the committee mean)"
+        )
 
 
 def member_model_files(path: str | Path) -> List[Path]:
@@ -139,8 +147,15 @@ class Ensemble:
         device: torch device string (``cpu``, ``cuda``, ``cuda:1``)
     """
 
-    def __init__(self, models: Sequence, type_names: Sequence[str], r_max: float, device: str = "cpu",
-                 files: Optional[Sequence[Path]] = None, skin_A: float = 0.0):
+    def __init__(
+        self,
+        models: Sequence,
+        type_names: Sequence[str],
+        r_max: float,
+        device: str = "cpu",
+        files: Optional[Sequence[Path]] = None,
+        skin_A: float = 0.0,
+    ):
         from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
 
         from deepeut.md.neighbors import SkinNeighborList
@@ -151,8 +166,9 @@ class Ensemble:
         self.device = device
         self.files = list(files or [])
         self.transforms: List[Callable] = [
-            ChemicalSpeciesToAtomTypeMapper(model_type_names=self.type_names,
-                                            chemical_species_to_atom_type_map={t: t for t in self.type_names}),
+            ChemicalSpeciesToAtomTypeMapper(
+                model_type_names=self.type_names, chemical_species_to_atom_type_map={t: t for t in self.type_names}
+            ),
             SkinNeighborList(self.r_max, skin_A) if skin_A > 0 else NeighborListTransform(r_max=self.r_max),
         ]
         self.skin_A = skin_A
@@ -161,8 +177,9 @@ class Ensemble:
         return len(self.models)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None,
-             skin_A: float = 0.0) -> "Ensemble":
+    def load(
+        cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None, skin_A: float = 0.0
+    ) -> "Ensemble":
         """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
         ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.md.neighbors), else rebuilt every call."""
         from nequip.model.saved_models.load_utils import load_saved_model
@@ -179,14 +196,21 @@ class Ensemble:
                 model = load_saved_model(str(f), compile_mode="eager")
             except Exception as exc:  # a truncated zip, a foreign file, a checkpoint of another nequip version
                 msg = (str(exc).strip().splitlines() or [""])[0]
-                raise EnsembleError(f"{f}: cannot load this model ({type(exc).__name__}: {msg}); the file is "
-                                    "corrupted or not a nequip model: retrain the member or pass another ensemble") \
-                    from None
+                raise EnsembleError(
+                    f"{f}: cannot load this model ({type(exc).__name__}: {msg}); the file is "
+                    "corrupted or not a nequip model: retrain the member or pass another ensemble"
+                ) from None
             model.eval()
             models.append(model)
         meta = models[0].metadata
-        return cls(models, meta[graph_model.TYPE_NAMES_KEY].split(" "), float(meta[graph_model.R_MAX_KEY]), device,
-                   files, skin_A)
+        return cls(
+            models,
+            meta[graph_model.TYPE_NAMES_KEY].split(" "),
+            float(meta[graph_model.R_MAX_KEY]),
+            device,
+            files,
+            skin_A,
+        )
 
     def graphs(self, frames: Sequence) -> Dict:
         """One batched nequip graph of ``frames`` (ase.Atoms) with neighbour lists, on the device."""
@@ -211,13 +235,15 @@ class Ensemble:
         forces: List[np.ndarray] = []
         starts = range(0, len(frames), batch_size)
         for start in tqdm(starts, desc="ensemble predictions", unit="batch", disable=not progress):
-            chunk = frames[start:start + batch_size]
+            chunk = frames[start : start + batch_size]
             graph = self.graphs(chunk)
             counts = [len(a) for a in chunk]
             chunk_forces = np.zeros((len(self.models), sum(counts), 3))
             for m, model in enumerate(self.models):
                 out = model(dict(graph))
-                energies[m, start:start + len(chunk)] = out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu().numpy().ravel()
+                energies[m, start : start + len(chunk)] = (
+                    out[AtomicDataDict.TOTAL_ENERGY_KEY].detach().cpu().numpy().ravel()
+                )
                 chunk_forces[m] = out[AtomicDataDict.FORCE_KEY].detach().cpu().numpy()
             forces.extend(np.split(chunk_forces, np.cumsum(counts)[:-1], axis=1))
         return Predictions(energies, forces)
@@ -240,8 +266,13 @@ class EnsembleCalculator(Calculator):
         super().__init__(**kwargs)
         self.ensemble = ensemble
         self.member = member
-        self._single = Ensemble([ensemble.models[member]], ensemble.type_names, ensemble.r_max, ensemble.device,
-                                skin_A=ensemble.skin_A) if member is not None else None
+        self._single = (
+            Ensemble(
+                [ensemble.models[member]], ensemble.type_names, ensemble.r_max, ensemble.device, skin_A=ensemble.skin_A
+            )
+            if member is not None
+            else None
+        )
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -22,8 +22,10 @@ def _check_same_dataset(out: Path, digest: str) -> None:
     if path.exists():
         old = json.loads(path.read_text())["dataset"]["manifest_hash"]
         if old != digest:
-            raise TrainingError(f"{out} holds members trained on dataset {old}, but the data is now {digest}; "
-                                "train into a new output_dir")
+            raise TrainingError(
+                f"{out} holds members trained on dataset {old}, but the data is now {digest}; "
+                "train into a new output_dir"
+            )
 
 
 def members_table(members) -> str:
@@ -32,9 +34,11 @@ def members_table(members) -> str:
     lines = [head, "-" * len(head)]
     for m in members:
         t = m["test_metrics"]
-        lines.append(f"{m['member']:>6}{m['seed']:>6}{1000 * t.get('per_atom_energy_mae', float('nan')):>16.2f}"
-                     f"{t.get('forces_rmse', float('nan')):>13.3f}{t.get('forces_mae', float('nan')):>12.3f}"
-                     f"{m['train_wall_s']:>8.0f}")
+        lines.append(
+            f"{m['member']:>6}{m['seed']:>6}{1000 * t.get('per_atom_energy_mae', float('nan')):>16.2f}"
+            f"{t.get('forces_rmse', float('nan')):>13.3f}{t.get('forces_mae', float('nan')):>12.3f}"
+            f"{m['train_wall_s']:>8.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -46,15 +50,28 @@ def train(cfg: Config, out: Path) -> Dict:
     group = f"{cfg.system.name}-{cfg.model.name}-{data.manifest_hash[:8]}"
     tracked = {"deepeut": asdict(cfg), "dataset_manifest_hash": data.manifest_hash, "dataset_origin": data.origin}
     members = cfg.train.members if cfg.train.members is not None else list(range(cfg.train.ensemble_size))
-    log.info("training members %s of %d on %s (%d train+val, %d test structures, manifest %s)", members,
-             cfg.train.ensemble_size, data.origin, data.n_train, data.n_test, data.manifest_hash)
+    log.info(
+        "training members %s of %d on %s (%d train+val, %d test structures, manifest %s)",
+        members,
+        cfg.train.ensemble_size,
+        data.origin,
+        data.n_train,
+        data.n_test,
+        data.manifest_hash,
+    )
     for k in members:
         train_member(k, cfg, data, out, type_names, group, tracked)
     manifest = write_manifest(out, cfg, data, type_names)
     table = members_table(manifest["members"])
     print(table)
     if not manifest["complete"]:
-        log.info("%d of %d members finished; the others train in their own runs (train.members)",
-                 len(manifest["members"]), cfg.train.ensemble_size)
-    return {"objective": objective(manifest["members"]), "ensemble": str(out / MANIFEST),
-            "complete": manifest["complete"]}
+        log.info(
+            "%d of %d members finished; the others train in their own runs (train.members)",
+            len(manifest["members"]),
+            cfg.train.ensemble_size,
+        )
+    return {
+        "objective": objective(manifest["members"]),
+        "ensemble": str(out / MANIFEST),
+        "complete": manifest["complete"],
+    }

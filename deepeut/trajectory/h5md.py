@@ -28,10 +28,17 @@ from typing import Dict, Iterator, Optional, Sequence
 import numpy as np
 
 #: observables written every saved frame, with units
-OBSERVABLES = {"potential_energy": "eV", "kinetic_energy": "eV", "total_energy": "eV", "conserved_energy": "eV",
-               "temperature": "K", "max_force": "eV Å-1",
-               # the committee's per-atom force uncertainty (Eq. 6) over the frame's atoms; NaN when one member drives
-               "max_force_uncertainty": "eV Å-1", "mean_force_uncertainty": "eV Å-1"}
+OBSERVABLES = {
+    "potential_energy": "eV",
+    "kinetic_energy": "eV",
+    "total_energy": "eV",
+    "conserved_energy": "eV",
+    "temperature": "K",
+    "max_force": "eV Å-1",
+    # the committee's per-atom force uncertainty (Eq. 6) over the frame's atoms; NaN when one member drives
+    "max_force_uncertainty": "eV Å-1",
+    "mean_force_uncertainty": "eV Å-1",
+}
 
 
 def ase_velocity_to_A_ps() -> float:
@@ -46,8 +53,16 @@ def _time_series(group, name: str, shape: tuple, dtype, unit: str, chunks: tuple
     g.create_dataset("step", shape=(0,), maxshape=(None,), dtype="i8", chunks=(1024,))
     t = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
     t.attrs["unit"] = "ps"
-    v = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=chunks,
-                         compression="gzip", compression_opts=4, shuffle=True)
+    v = g.create_dataset(
+        "value",
+        shape=(0, *shape),
+        maxshape=(None, *shape),
+        dtype=dtype,
+        chunks=chunks,
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+    )
     v.attrs["unit"] = unit
     return g
 
@@ -63,8 +78,10 @@ def _reopen_for_append(path: Path):
     try:
         return h5py.File(path, "r+")
     except OSError as exc:
-        raise TrajectoryUnreadable(f"{path} cannot be reopened to continue ({str(exc).split(' (')[0]}); "
-                                   "delete it and the checkpoint.pkl beside it to restart this replica") from None
+        raise TrajectoryUnreadable(
+            f"{path} cannot be reopened to continue ({str(exc).split(' (')[0]}); "
+            "delete it and the checkpoint.pkl beside it to restart this replica"
+        ) from None
 
 
 class H5MDWriter:
@@ -78,9 +95,17 @@ class H5MDWriter:
         parameters: run parameters stored as attributes (numbers/strings)
     """
 
-    def __init__(self, path: str | Path, numbers: np.ndarray, masses: np.ndarray, cell: np.ndarray,
-                 molecule: Optional[np.ndarray] = None, labels: Optional[Sequence[str]] = None,
-                 parameters: Optional[Dict] = None, resume_frames: Optional[int] = None):
+    def __init__(
+        self,
+        path: str | Path,
+        numbers: np.ndarray,
+        masses: np.ndarray,
+        cell: np.ndarray,
+        molecule: Optional[np.ndarray] = None,
+        labels: Optional[Sequence[str]] = None,
+        parameters: Optional[Dict] = None,
+        resume_frames: Optional[int] = None,
+    ):
         import h5py
 
         self.path = Path(path)
@@ -160,12 +185,19 @@ class H5MDWriter:
     def n_frames(self) -> int:
         return int(self.f["particles/all/position/step"].shape[0]) + len(self._buffer)
 
-    def append(self, step: int, time_ps: float, positions: np.ndarray, velocities_A_ps: np.ndarray,
-               observables: Dict[str, float]) -> None:
+    def append(
+        self,
+        step: int,
+        time_ps: float,
+        positions: np.ndarray,
+        velocities_A_ps: np.ndarray,
+        observables: Dict[str, float],
+    ) -> None:
         """Add one frame (positions Å, velocities Å/ps, observables in the units of :data:`OBSERVABLES`; one a
         writer does not have, e.g. the committee uncertainty of a classical run, is NaN)."""
-        values = [np.asarray(positions), np.asarray(velocities_A_ps)] + \
-            [observables.get(k, np.nan) for k in OBSERVABLES]
+        values = [np.asarray(positions), np.asarray(velocities_A_ps)] + [
+            observables.get(k, np.nan) for k in OBSERVABLES
+        ]
         self._buffer.append((step, time_ps, values))
         if len(self._buffer) >= self.BUFFER_FRAMES:
             self._write_buffer()
@@ -181,8 +213,8 @@ class H5MDWriter:
         for k, g in enumerate(self._series()):
             for key in ("step", "time", "value"):
                 g[key].resize(i + n, axis=0)
-            g["step"][i:i + n], g["time"][i:i + n] = steps, times
-            g["value"][i:i + n] = np.stack([b[2][k] for b in self._buffer])
+            g["step"][i : i + n], g["time"][i : i + n] = steps, times
+            g["value"][i : i + n] = np.stack([b[2][k] for b in self._buffer])
         self._buffer = []
 
     def commit(self) -> int:
@@ -318,7 +350,12 @@ class H5MDTrajectory:
         """Frame ``frame`` as ase.Atoms (velocities set)."""
         from ase import Atoms
 
-        a = Atoms(numbers=self.numbers, positions=self.positions(slice(frame, frame + 1))[0], cell=self.cell,
-                  pbc=True, masses=self.masses)
+        a = Atoms(
+            numbers=self.numbers,
+            positions=self.positions(slice(frame, frame + 1))[0],
+            cell=self.cell,
+            pbc=True,
+            masses=self.masses,
+        )
         a.set_velocities(self.velocities(slice(frame, frame + 1))[0] / ase_velocity_to_A_ps())
         return a

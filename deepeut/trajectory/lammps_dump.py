@@ -50,8 +50,11 @@ def frame_offsets(path: Path) -> np.ndarray:
 def parse_header(lines: Sequence[str], path: Path) -> Dict:
     """Step, time (or None), atom count, cell (3×3, Å), origin and column names of one frame's header lines."""
     try:
-        items = {ln.split(":", 1)[1].split()[0] if ":" in ln else "": k for k, ln in enumerate(lines)
-                 if ln.startswith("ITEM:")}
+        items = {
+            ln.split(":", 1)[1].split()[0] if ":" in ln else "": k
+            for k, ln in enumerate(lines)
+            if ln.startswith("ITEM:")
+        }
         step = int(lines[items["TIMESTEP"] + 1])
         time = float(lines[items["TIME"] + 1]) if "TIME" in items else None
         n = int(lines[items["NUMBER"] + 1])
@@ -68,8 +71,15 @@ def parse_header(lines: Sequence[str], path: Path) -> Dict:
         hi -= [max(0.0, xy, xz, xy + xz), max(0.0, yz), 0.0]
     lx, ly, lz = hi - lo
     cell = np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
-    return {"step": step, "time": time, "n_atoms": n, "cell": cell, "origin": lo, "columns": columns,
-            "header_lines": items["ATOMS"] + 1}
+    return {
+        "step": step,
+        "time": time,
+        "n_atoms": n,
+        "cell": cell,
+        "origin": lo,
+        "columns": columns,
+        "header_lines": items["ATOMS"] + 1,
+    }
 
 
 class LammpsDump:
@@ -108,18 +118,27 @@ class LammpsDump:
         if "id" not in cols:
             raise DumpError(f"{self.path}: the dump needs an 'id' column (columns: {' '.join(cols)})")
         if "element" not in cols:
-            raise DumpError(f"{self.path}: the dump needs an 'element' column (dump_modify ... element ...); "
-                            f"columns: {' '.join(cols)}")
+            raise DumpError(
+                f"{self.path}: the dump needs an 'element' column (dump_modify ... element ...); "
+                f"columns: {' '.join(cols)}"
+            )
         self.position_columns = next((p for p in POSITION_SETS if all(c in cols for c in p)), None)
         if self.position_columns is None:
-            raise DumpError(f"{self.path}: no position columns (x y z, xu yu zu, xs ys zs or xsu ysu zsu); "
-                            f"columns: {' '.join(cols)}")
+            raise DumpError(
+                f"{self.path}: no position columns (x y z, xu yu zu, xs ys zs or xsu ysu zsu); "
+                f"columns: {' '.join(cols)}"
+            )
         self.scaled = self.position_columns[0].startswith("xs")
         wrapped = self.position_columns[0] in ("x", "xs")
         self.image_columns = IMAGE_FLAGS if wrapped and all(c in cols for c in IMAGE_FLAGS) else None
         self.has_velocities = all(c in cols for c in ("vx", "vy", "vz"))
-        numeric = ["id", *self.position_columns, *(self.image_columns or ()),
-                   *(("vx", "vy", "vz") if self.has_velocities else ()), *(("mol",) if "mol" in cols else ())]
+        numeric = [
+            "id",
+            *self.position_columns,
+            *(self.image_columns or ()),
+            *(("vx", "vy", "vz") if self.has_velocities else ()),
+            *(("mol",) if "mol" in cols else ()),
+        ]
         self._usecols = [cols.index(c) for c in numeric]
         self._col = {c: k for k, c in enumerate(numeric)}
 
@@ -127,8 +146,7 @@ class LammpsDump:
         """A run killed while writing leaves a cut last frame: it is dropped (and said so by ``cut_frames``)."""
         self.cut_frames = 0
         last = self._frame_text(len(self.offsets) - 1).rstrip("\n").split("\n")
-        if len(last) < self.header["header_lines"] + self.n_atoms or \
-                len(last[-1].split()) != len(self.columns):
+        if len(last) < self.header["header_lines"] + self.n_atoms or len(last[-1].split()) != len(self.columns):
             self.offsets, self.ends = self.offsets[:-1], self.ends[:-1]
             self.cut_frames = 1
         if len(self.offsets) == 0:
@@ -223,7 +241,7 @@ class LammpsDump:
 
     # -- per-atom constants ------------------------------------------------------------------------------------
     def _first_frame_words(self) -> np.ndarray:
-        lines = self._frame_text(0).split("\n")[self.header["header_lines"]:][:self.n_atoms]
+        lines = self._frame_text(0).split("\n")[self.header["header_lines"] :][: self.n_atoms]
         return np.array([ln.split() for ln in lines], dtype=object)
 
     def _elements(self):
@@ -257,8 +275,10 @@ class LammpsDump:
         per_step = (t1 - self.header["time"]) / dstep
         if any(np.isclose(per_step * f, self.timestep_fs, rtol=1e-3) for f in (1.0, 1000.0)):
             return ""
-        return (f"the dump's own time field gives {per_step:g} time units per step (fs with units real, ps with "
-                f"units metal), not analysis.timestep_fs = {self.timestep_fs:g} fs")
+        return (
+            f"the dump's own time field gives {per_step:g} time units per step (fs with units real, ps with "
+            f"units metal), not analysis.timestep_fs = {self.timestep_fs:g} fs"
+        )
 
     def close(self) -> None:
         if not self._file.closed:

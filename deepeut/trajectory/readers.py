@@ -71,11 +71,17 @@ def read_extxyz_trajectory(path: str | Path, timestep_fs: float) -> ArrayTraject
     from deepeut.trajectory.h5md import ase_velocity_to_A_ps
 
     frames = read(path, ":")
-    vel = np.array([a.get_velocities() for a in frames]) * ase_velocity_to_A_ps() \
-        if frames[0].has("momenta") else None
+    vel = np.array([a.get_velocities() for a in frames]) * ase_velocity_to_A_ps() if frames[0].has("momenta") else None
     mol = frames[0].arrays.get("molecule")
-    return ArrayTrajectory(np.arange(len(frames)) * timestep_fs / 1000.0, np.array([a.positions for a in frames]),
-                           vel, frames[0].numbers, frames[0].get_masses(), frames[0].cell.array, mol)
+    return ArrayTrajectory(
+        np.arange(len(frames)) * timestep_fs / 1000.0,
+        np.array([a.positions for a in frames]),
+        vel,
+        frames[0].numbers,
+        frames[0].get_masses(),
+        frames[0].cell.array,
+        mol,
+    )
 
 
 def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: str = "A/ps", chunk_mb: float = 32.0):
@@ -90,8 +96,11 @@ def read_dump_trajectory(path: str | Path, timestep_fs: float, velocity_unit: st
         dump.close()
         raise ConfigError(f"analysis.timestep_fs: {Path(path).name}: {problem}")
     if dump.cut_frames:
-        log.warning("%s: its last frame is cut (a run killed while writing?) and is left out; %d whole frames remain",
-                    path, dump.n_frames)
+        log.warning(
+            "%s: its last frame is cut (a run killed while writing?) and is left out; %d whole frames remain",
+            path,
+            dump.n_frames,
+        )
     return dump
 
 
@@ -119,19 +128,27 @@ def open_trajectory(path: str | Path, timestep_fs: Optional[float] = None, **dum
     else:
         raise TrajectoryUnreadable(f"{path}: unknown trajectory format (h5/h5md, lammpstrj/dump, extxyz/xyz)")
     if reader is not H5MDTrajectory and timestep_fs is None:
-        raise ConfigError(f"analysis.timestep_fs: {path.name} does not store times; give the MD timestep in fs "
-                          "(LAMMPS: time = step × timestep) or the frame spacing (extxyz)")
+        raise ConfigError(
+            f"analysis.timestep_fs: {path.name} does not store times; give the MD timestep in fs "
+            "(LAMMPS: time = step × timestep) or the frame spacing (extxyz)"
+        )
     try:
-        traj = reader(path) if reader is H5MDTrajectory else \
-            reader(path, timestep_fs, **dump_options) if reader is read_dump_trajectory else reader(path, timestep_fs)
+        traj = (
+            reader(path)
+            if reader is H5MDTrajectory
+            else reader(path, timestep_fs, **dump_options)
+            if reader is read_dump_trajectory
+            else reader(path, timestep_fs)
+        )
     except (TrajectoryUnreadable, ConfigError):
         raise
     except DumpError as exc:
         raise TrajectoryUnreadable(str(exc)) from None
     except Exception as exc:  # h5py, ASE and the dump parser raise many kinds on a cut or foreign file
         msg = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise TrajectoryUnreadable(f"{path}: cannot be read ({type(exc).__name__}: {msg}); is the file complete?") \
-            from None
+        raise TrajectoryUnreadable(
+            f"{path}: cannot be read ({type(exc).__name__}: {msg}); is the file complete?"
+        ) from None
     return check_trajectory(traj, path)
 
 

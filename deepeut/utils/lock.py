@@ -30,8 +30,10 @@ def _holder(path: Path) -> str:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return "another process"
-    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')} (started {info.get('started', '?')}: "
-            f"{info.get('command', '?')})")
+    return (
+        f"pid {info.get('pid', '?')} on {info.get('host', '?')} (started {info.get('started', '?')}: "
+        f"{info.get('command', '?')})"
+    )
 
 
 def _try_lock(fd: int) -> bool:
@@ -57,13 +59,23 @@ def folder_lock(folder: str | os.PathLike, wait_s: float = 0.0, poll_s: float = 
         deadline = None if wait_s < 0 else time.monotonic() + wait_s
         while not _try_lock(fd):
             if deadline is not None and time.monotonic() >= deadline:
-                raise FolderBusy(f"{folder} is in use by {_holder(path)}; wait for it to finish (its results are "
-                                 "then reused), or run with another pipeline.cache_dir")
+                raise FolderBusy(
+                    f"{folder} is in use by {_holder(path)}; wait for it to finish (its results are "
+                    "then reused), or run with another pipeline.cache_dir"
+                )
             time.sleep(poll_s)
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 "command": " ".join(sys.argv)[:300]}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "command": " ".join(sys.argv)[:300],
+                }
+            ).encode(),
+        )
         os.fsync(fd)
         yield path
     finally:

@@ -14,8 +14,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 #: the 13 bin offsets of a half shell (lexicographically positive), plus (0, 0, 0) handled separately
-_HALF_SHELL = np.array([o for o in np.ndindex(3, 3, 3)
-                        if tuple(np.array(o) - 1) > (0, 0, 0)], dtype=int) - 1
+_HALF_SHELL = np.array([o for o in np.ndindex(3, 3, 3) if tuple(np.array(o) - 1) > (0, 0, 0)], dtype=int) - 1
 
 
 def plane_distances(cell: np.ndarray) -> np.ndarray:
@@ -27,8 +26,10 @@ def plane_distances(cell: np.ndarray) -> np.ndarray:
 
 def _check(cell: np.ndarray, cutoff: float) -> None:
     if cutoff > 0.5 * plane_distances(cell).min():
-        raise ValueError(f"cutoff {cutoff:.2f} Å exceeds half the smallest box width "
-                         f"({0.5 * plane_distances(cell).min():.2f} Å): minimum image is ambiguous")
+        raise ValueError(
+            f"cutoff {cutoff:.2f} Å exceeds half the smallest box width "
+            f"({0.5 * plane_distances(cell).min():.2f} Å): minimum image is ambiguous"
+        )
 
 
 def _brute_pairs(frac: np.ndarray, cell: np.ndarray, cutoff: float) -> Tuple[np.ndarray, ...]:
@@ -107,8 +108,9 @@ def neighbor_pairs(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> Tu
 CONTACT_LIMITS_A = {"Li-O": 1.7, "H-O": 1.4}
 
 
-def closest_contacts(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: np.ndarray,
-                     cutoff_A: float = 3.0) -> Dict[str, float]:
+def closest_contacts(
+    positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, molecule: np.ndarray, cutoff_A: float = 3.0
+) -> Dict[str, float]:
     """Closest distance (Å) between atoms of different molecules, per element pair "A-B" (alphabetical), over
     the pairs within ``cutoff_A``."""
     from ase.data import chemical_symbols
@@ -124,5 +126,8 @@ def closest_contacts(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarra
 
 def contact_violations(contacts: Dict[str, float], limits: Dict[str, float] = CONTACT_LIMITS_A) -> List[str]:
     """'Li-O at 1.52 Å < 1.7 Å' for every element pair closer than its limit."""
-    return [f"{pair} at {contacts[pair]:.2f} Å < {lim} Å" for pair, lim in limits.items()
-            if contacts.get(pair, np.inf) < lim]
+    return [
+        f"{pair} at {contacts[pair]:.2f} Å < {lim} Å"
+        for pair, lim in limits.items()
+        if contacts.get(pair, np.inf) < lim
+    ]

@@ -16,16 +16,30 @@ from typing import Dict, Sequence
 
 PACKAGE = Path(__file__).resolve().parents[1]
 #: libraries whose version decides numbers deepeut writes
-LIBRARIES = ("numpy", "scipy", "torch", "nequip", "nequip-allegro", "ase", "tblite", "openmm", "rdkit", "h5py",
-             "freud-analysis", "vesin", "torch-sim-atomistic")
+LIBRARIES = (
+    "numpy",
+    "scipy",
+    "torch",
+    "nequip",
+    "nequip-allegro",
+    "ase",
+    "tblite",
+    "openmm",
+    "rdkit",
+    "h5py",
+    "freud-analysis",
+    "vesin",
+    "torch-sim-atomistic",
+)
 
 
 @functools.lru_cache(maxsize=None)
 def code_digest(packages: Sequence[str] = ()) -> str:
     """16 hex digits of the SHA-256 over the source files of the given sub-packages of deepeut (all when empty),
     plus the shared ground floor (config, utils, trajectory, data)."""
-    roots = [PACKAGE / p for p in (tuple(packages) or ("",))] + \
-        [PACKAGE / p for p in ("config", "utils", "trajectory", "data")]
+    roots = [PACKAGE / p for p in (tuple(packages) or ("",))] + [
+        PACKAGE / p for p in ("config", "utils", "trajectory", "data")
+    ]
     h = hashlib.sha256()
     for f in sorted({f for r in roots for f in r.rglob("*.py")}):
         h.update(str(f.relative_to(PACKAGE)).encode())
@@ -51,10 +65,15 @@ def git_commit() -> str:
     """The checkout's commit (with '+dirty' when files differ), or '' outside a git checkout."""
     try:
         root = PACKAGE.parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return commit + ("+dirty" if commit and dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -62,5 +81,9 @@ def git_commit() -> str:
 
 def provenance(packages: Sequence[str] = ()) -> Dict:
     """Code digest, commit, library versions and hardware, for a stage record."""
-    return {"code_digest": code_digest(tuple(packages)), "commit": git_commit(), "libraries": library_versions(),
-            "hardware": {"machine": platform.machine(), "cpus": os.cpu_count(), "platform": sys.platform}}
+    return {
+        "code_digest": code_digest(tuple(packages)),
+        "commit": git_commit(),
+        "libraries": library_versions(),
+        "hardware": {"machine": platform.machine(), "cpus": os.cpu_count(), "platform": sys.platform},
+    }

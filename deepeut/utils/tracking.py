@@ -44,9 +44,17 @@ def log_results(cfg: Config, out: Path, name: str, results: Dict[str, Any], tabl
     import wandb
     from dataclasses import asdict
 
-    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, dir=str(out), tags=list(cfg.logger.tags),
-                     name=f"{cfg.system.name}-{name}", job_type=name, config=asdict(cfg), mode=cfg.logger.mode,
-                     reinit="finish_previous")
+    run = wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        dir=str(out),
+        tags=list(cfg.logger.tags),
+        name=f"{cfg.system.name}-{name}",
+        job_type=name,
+        config=asdict(cfg),
+        mode=cfg.logger.mode,
+        reinit="finish_previous",
+    )
     run.summary.update(flat)
     if table:
         run.log({f"{name}_table": wandb.Html(f"<pre>{table}</pre>")})

@@ -29,6 +29,7 @@ from deepeut.utils.units import kcal_per_mol_to_ev
 
 log = logging.getLogger(__name__)
 
+
 def driver_member(driver: str):
     return None if driver == "committee" else int(driver)
 
@@ -58,8 +59,14 @@ def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
     from deepeut.trajectory.h5md import H5MDTrajectory
 
     with H5MDTrajectory(traj_path) as tr:
-        return temperature_window_failure(tr.times_ps, tr.observable("temperature"), md.temperature_K, tr.n_atoms,
-                                          v.temperature_window_ps, v.temperature_sigmas)
+        return temperature_window_failure(
+            tr.times_ps,
+            tr.observable("temperature"),
+            md.temperature_K,
+            tr.n_atoms,
+            v.temperature_window_ps,
+            v.temperature_sigmas,
+        )
 
 
 def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
@@ -85,14 +92,20 @@ def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
     from deepeut.md.task import md
 
     v = cfg.validate
-    md_cfg = dataclasses.replace(cfg.md, duration_ps=v.duration_ps, replicas=v.replicas, starts=starts,
-                                 ensemble_member=driver_member(driver), on_unstable="truncate", equilibration_ps=0.0)
+    md_cfg = dataclasses.replace(
+        cfg.md,
+        duration_ps=v.duration_ps,
+        replicas=v.replicas,
+        starts=starts,
+        ensemble_member=driver_member(driver),
+        on_unstable="truncate",
+        equilibration_ps=0.0,
+    )
     md(dataclasses.replace(cfg, md=md_cfg), out)
     runs = []
     for r in range(v.replicas):
         s = json.loads((out / f"replica_{r}" / "md.json").read_text())
-        contact = first_contact_failure(out / f"replica_{r}" / "trajectory.h5", v.min_contact_A,
-                                        v.contact_every_frames)
+        contact = first_contact_failure(out / f"replica_{r}" / "trajectory.h5", v.min_contact_A, v.contact_every_frames)
         stop = s.get("stopped_early")
         fails = [(stop["time_ps"], stop["reason"])] if stop else []
         if contact["time_ps"] is not None:
@@ -104,14 +117,25 @@ def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
         # stable: up to the last frame known good (a molecule check runs every md.check_molecules_every frames,
         # so a failure found at t_fail may have happened after the last kept frame)
         stable = min(s["duration_ps"], t_fail) if t_fail is not None else s["duration_ps"]
-        runs.append({"ps_run": s["duration_ps"], "stable_ps": stable, "failed_at_ps": t_fail, "reason": reason,
-                     "temperature_mean_K": s["temperature_mean_K"], "temperature_sem_K": s["temperature_sem_K"],
-                     "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
-                     "closest_A": contact["closest_A"],
-                     "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5")})
-    return {"driver": driver, "runs": runs,
-            "stable_ps": min(r["stable_ps"] for r in runs),
-            "failed": any(r["failed_at_ps"] is not None for r in runs)}
+        runs.append(
+            {
+                "ps_run": s["duration_ps"],
+                "stable_ps": stable,
+                "failed_at_ps": t_fail,
+                "reason": reason,
+                "temperature_mean_K": s["temperature_mean_K"],
+                "temperature_sem_K": s["temperature_sem_K"],
+                "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
+                "closest_A": contact["closest_A"],
+                "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5"),
+            }
+        )
+    return {
+        "driver": driver,
+        "runs": runs,
+        "stable_ps": min(r["stable_ps"] for r in runs),
+        "failed": any(r["failed_at_ps"] is not None for r in runs),
+    }
 
 
 def held_out_frames(cfg: Config, folders: List[Path], n: int) -> List:
@@ -142,8 +166,7 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
 
     store = DatasetStore(out / "labels")
     items = [LabelItem(a, "test", {"kind": "validation", "frame": k}) for k, a in enumerate(frames)]
-    report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor,
-                              cfg.labeler.failure_budget)
+    report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor, cfg.labeler.failure_budget)
     labeled = store.read("test")
     store.close()
     ens = Ensemble.load(ensemble_path, device=cfg.device)
@@ -159,14 +182,28 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
     except Exception as exc:  # too few points for α: reported, not fatal
         q, cov = float("nan"), float("nan")
         log.warning("conformal coverage not computed: %s", exc)
-    per_model = {name: {"forces_rmse_eV_A": e["forces_eV_A"]["rmse"],
-                        "forces_rmse_kcal_mol_A": e["forces_kcal_mol_A"]["rmse"],
-                        "forces_rmse_by_element_eV_A": {el: kcal_per_mol_to_ev(v["rmse"])
-                                                        for el, v in e["forces_by_element_kcal_mol_A"].items()}}
-                 for name, e in res["errors"].items()}
-    return {"n_frames": len(labeled), "labeling": report.as_dict(), "models": per_model,
-            "conformal": {"alpha": cfg.validate.alpha, "q_hat": q, "coverage": cov,
-                          "n_calibration_frames": half, "n_test_frames": len(labeled) - half}}
+    per_model = {
+        name: {
+            "forces_rmse_eV_A": e["forces_eV_A"]["rmse"],
+            "forces_rmse_kcal_mol_A": e["forces_kcal_mol_A"]["rmse"],
+            "forces_rmse_by_element_eV_A": {
+                el: kcal_per_mol_to_ev(v["rmse"]) for el, v in e["forces_by_element_kcal_mol_A"].items()
+            },
+        }
+        for name, e in res["errors"].items()
+    }
+    return {
+        "n_frames": len(labeled),
+        "labeling": report.as_dict(),
+        "models": per_model,
+        "conformal": {
+            "alpha": cfg.validate.alpha,
+            "q_hat": q,
+            "coverage": cov,
+            "n_calibration_frames": half,
+            "n_test_frames": len(labeled) - half,
+        },
+    }
 
 
 def display_path(path) -> str:
@@ -186,27 +223,36 @@ def v_duration(summary: Dict) -> float:
 
 
 def validation_text(summary: Dict) -> str:
-    lines = [f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
-             f"{summary['temperature_K']:g} K, from classical liquids)",
-             f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'failed at':>10}{'<T> (K)':>9}{'Li-O min':>10}"
-             f"{'H-O min':>9}{'Li-O peak':>10}{'CN Li-O':>9}  failure"]
+    lines = [
+        f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
+        f"{summary['temperature_K']:g} K, from classical liquids)",
+        f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'failed at':>10}{'<T> (K)':>9}{'Li-O min':>10}"
+        f"{'H-O min':>9}{'Li-O peak':>10}{'CN Li-O':>9}  failure",
+    ]
     for d in summary["drivers"]:
         for r in d["runs"]:
             failed = "" if r["failed_at_ps"] is None else f"{r['failed_at_ps']:.3g}"
-            lines.append(f"{d['driver']:<10}{r['stable_ps']:>12.3g}{v_duration(summary):>9.3g}{failed:>10}"
-                         f"{r['temperature_mean_K'] or float('nan'):>9.1f}"
-                         f"{r['closest_A'].get('Li-O', float('nan')):>10.2f}{r['closest_A'].get('H-O', float('nan')):>9.2f}"
-                         f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'][:100] or 'none'}")
+            lines.append(
+                f"{d['driver']:<10}{r['stable_ps']:>12.3g}{v_duration(summary):>9.3g}{failed:>10}"
+                f"{r['temperature_mean_K'] or float('nan'):>9.1f}"
+                f"{r['closest_A'].get('Li-O', float('nan')):>10.2f}{r['closest_A'].get('H-O', float('nan')):>9.2f}"
+                f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'][:100] or 'none'}"
+            )
     sc = summary.get("scores")
     if sc:
-        lines += ["", f"force RMSE on {sc['n_frames']} fresh {summary['labeler']} labels of frames from these runs "
-                      "(eV/Å; kcal/mol/Å in brackets)"]
+        lines += [
+            "",
+            f"force RMSE on {sc['n_frames']} fresh {summary['labeler']} labels of frames from these runs "
+            "(eV/Å; kcal/mol/Å in brackets)",
+        ]
         for name, m in sc["models"].items():
             els = " ".join(f"{el} {v:.3f}" for el, v in m["forces_rmse_by_element_eV_A"].items())
             lines.append(f"  {name:<14} {m['forces_rmse_eV_A']:.3f} ({m['forces_rmse_kcal_mol_A']:.2f})   {els}")
         c = sc["conformal"]
-        lines.append(f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {c['n_test_frames']} "
-                     f"frames (q̂ = {c['q_hat']:.2f} from {c['n_calibration_frames']})")
+        lines.append(
+            f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {c['n_test_frames']} "
+            f"frames (q̂ = {c['q_hat']:.2f} from {c['n_calibration_frames']})"
+        )
     return "\n".join(lines)
 
 
@@ -224,11 +270,19 @@ def validate(cfg: Config, out: Path) -> Dict:
     drivers = [run_driver(cfg, d, starts, out / f"driver_{d}") for d in v.drivers]
     frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
     scores_ = score_frames(cfg, ensemble, frames, out) if frames else None
-    summary = {"system": cfg.system.name, "scale": cfg.scale.name, "ensemble": display_path(ensemble),
-               "ensemble_origin": origin, "temperature_K": cfg.md.temperature_K, "labeler": cfg.labeler.name,
-               "duration_ps": v.duration_ps, "drivers": drivers, "scores": scores_,
-               "min_contact_A": v.min_contact_A,
-               "units": {"time": "ps", "length": "Angstrom", "force": "eV/Angstrom", "temperature": "K"}}
+    summary = {
+        "system": cfg.system.name,
+        "scale": cfg.scale.name,
+        "ensemble": display_path(ensemble),
+        "ensemble_origin": origin,
+        "temperature_K": cfg.md.temperature_K,
+        "labeler": cfg.labeler.name,
+        "duration_ps": v.duration_ps,
+        "drivers": drivers,
+        "scores": scores_,
+        "min_contact_A": v.min_contact_A,
+        "units": {"time": "ps", "length": "Angstrom", "force": "eV/Angstrom", "temperature": "K"},
+    }
     write_json_atomic(out / "validation.json", json_safe(summary))
     try:  # the record travels with the ensemble, so that reports using it can show it
         write_json_atomic(Path(ensemble) / f"validation_{cfg.scale.name}.json", json_safe(summary))
@@ -237,5 +291,4 @@ def validate(cfg: Config, out: Path) -> Dict:
     text = validation_text(json_safe(summary))
     write_text_atomic(out / "validation.txt", text + "\n")
     print(text, flush=True)
-    return {"validation": str(out / "validation.json"),
-            "stable_ps": {d["driver"]: d["stable_ps"] for d in drivers}}
+    return {"validation": str(out / "validation.json"), "stable_ps": {d["driver"]: d["stable_ps"] for d in drivers}}

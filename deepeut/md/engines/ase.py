@@ -18,8 +18,9 @@ def finished_summary(rdir: Path, duration_ps: float, timestep_fs: float):
     if not path.exists():
         return None
     s = json.loads(path.read_text())
-    return s if s.get("duration_ps", 0.0) >= duration_ps - 0.5 * timestep_fs / 1000.0 or s.get("stopped_early") \
-        else None
+    return (
+        s if s.get("duration_ps", 0.0) >= duration_ps - 0.5 * timestep_fs / 1000.0 or s.get("stopped_early") else None
+    )
 
 
 class AseEngine(Engine):
@@ -40,8 +41,9 @@ class AseEngine(Engine):
                 continue
             setup.calculator = calc
             try:
-                summaries.append(run_replica(setup, md, rdir,
-                                             params=h5md_parameters(md, self.name, setup.seed, potential.driver)))
+                summaries.append(
+                    run_replica(setup, md, rdir, params=h5md_parameters(md, self.name, setup.seed, potential.driver))
+                )
             except SimulationExploded as exc:
                 raise SimulationExploded(f"replica {r}, {exc} (frame saved in {rdir}; checkpoint kept)") from None
         return summaries

@@ -39,15 +39,30 @@ def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: 
     cap = ENGINES[engine]
     out = []
     if thermostat not in cap.thermostats:
-        out.append(("md.thermostat", f"md.engine={engine} has no '{thermostat}' thermostat (it has "
-                                     f"{', '.join(sorted(cap.thermostats))}); choose one of those or md.engine=ase"))
+        out.append(
+            (
+                "md.thermostat",
+                f"md.engine={engine} has no '{thermostat}' thermostat (it has "
+                f"{', '.join(sorted(cap.thermostats))}); choose one of those or md.engine=ase",
+            )
+        )
     if ensemble_member is None and not cap.committee_mean:
-        out.append(("md.ensemble_member", f"md.engine={engine} cannot drive MD with the committee mean "
-                                          "(md.ensemble_member=null): set md.ensemble_member=0 (one member) or use "
-                                          "md.engine=ase or torchsim"))
+        out.append(
+            (
+                "md.ensemble_member",
+                f"md.engine={engine} cannot drive MD with the committee mean "
+                "(md.ensemble_member=null): set md.ensemble_member=0 (one member) or use "
+                "md.engine=ase or torchsim",
+            )
+        )
     if on_unstable == "truncate" and not cap.truncate:
-        out.append(("md.on_unstable", f"md.engine={engine} cannot truncate an unstable run (md.on_unstable="
-                                      "truncate): set md.on_unstable=stop or use md.engine=ase or torchsim"))
+        out.append(
+            (
+                "md.on_unstable",
+                f"md.engine={engine} cannot truncate an unstable run (md.on_unstable="
+                "truncate): set md.on_unstable=stop or use md.engine=ase or torchsim",
+            )
+        )
     return out
 
 
@@ -77,11 +92,13 @@ class Potential:
 
         members = None if self.member is None else [self.member]
         return Ensemble.load(self.path, device=self.device, members=members, skin_A=self.skin_A).calculator(
-            member=0 if members else None)
+            member=0 if members else None
+        )
 
 
-def resolve_potential(ensemble: str, member: Optional[int], out: Path, system, device: str,
-                      skin_A: float = 0.0) -> Potential:
+def resolve_potential(
+    ensemble: str, member: Optional[int], out: Path, system, device: str, skin_A: float = 0.0
+) -> Potential:
     """The ensemble of ``ensemble`` (a folder, ``embedded`` or empty for the newest in outputs/, see
     deepeut.training.potential.resolve_ensemble) with the member checked against its size."""
     from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
@@ -93,9 +110,17 @@ def resolve_potential(ensemble: str, member: Optional[int], out: Path, system, d
 
 def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:
     """The run parameters every engine stores in its H5MD file (the analysis skips ``equilibration_ps``)."""
-    return {"engine": engine, "timestep_fs": md.timestep_fs, "temperature_K": md.temperature_K,
-            "thermostat": md.thermostat, "thermostat_tau_ps": md.thermostat_tau_ps, "chain_length": md.chain_length,
-            "seed": seed, "equilibration_ps": md.equilibration_ps, "driver": driver}
+    return {
+        "engine": engine,
+        "timestep_fs": md.timestep_fs,
+        "temperature_K": md.temperature_K,
+        "thermostat": md.thermostat,
+        "thermostat_tau_ps": md.thermostat_tau_ps,
+        "chain_length": md.chain_length,
+        "seed": seed,
+        "equilibration_ps": md.equilibration_ps,
+        "driver": driver,
+    }
 
 
 class Engine:
@@ -108,9 +133,11 @@ class Engine:
         raise NotImplementedError
 
 
-_IMPLEMENTATIONS = {"ase": "deepeut.md.engines.ase:AseEngine",
-                    "torchsim": "deepeut.md.engines.torchsim:TorchSimEngine",
-                    "lammps": "deepeut.md.engines.lammps:LammpsEngine"}
+_IMPLEMENTATIONS = {
+    "ase": "deepeut.md.engines.ase:AseEngine",
+    "torchsim": "deepeut.md.engines.torchsim:TorchSimEngine",
+    "lammps": "deepeut.md.engines.lammps:LammpsEngine",
+}
 
 
 def get_engine(name: str) -> Engine:

@@ -34,8 +34,7 @@ class LammpsEngine(Engine):
     name = "lammps"
 
     def run(self, setups: List, md, potential: Potential, out: Path) -> List[Dict]:
-        from deepeut.md.lammps import (DUMP, dump_to_h5md, input_script, pair_allegro_lines, slurm_script,
-                                       write_data)
+        from deepeut.md.lammps import DUMP, dump_to_h5md, input_script, pair_allegro_lines, slurm_script, write_data
         from deepeut.md.runner import summarise
         from deepeut.training.potential import manifest_path
         from deepeut.utils.io import write_text_atomic
@@ -47,23 +46,40 @@ class LammpsEngine(Engine):
         for r, setup in enumerate(setups):
             rdir = out / f"replica_{r}"
             write_data(rdir / "system.data", setup.atoms, setup.molecule, type_names)
-            script = input_script(md, type_names, pair_allegro_lines(str(model.resolve()), type_names), setup.seed,
-                                  new_velocities=not setup.use_start_velocities)
+            script = input_script(
+                md,
+                type_names,
+                pair_allegro_lines(str(model.resolve()), type_names),
+                setup.seed,
+                new_velocities=not setup.use_start_velocities,
+            )
             write_text_atomic(rdir / "in.lammps", script)
             write_text_atomic(rdir / "run.slurm", slurm_script(md))
             if lmp is None:
                 summaries.append({"inputs": str(rdir), "ran": False, "model": str(model)})
                 continue
             if not model.exists():
-                raise FileNotFoundError(f"{model}: compile the model first: python -m deepeut.training.compile "
-                                        f"{potential.path} --target pair_allegro --device {potential.device}")
+                raise FileNotFoundError(
+                    f"{model}: compile the model first: python -m deepeut.training.compile "
+                    f"{potential.path} --target pair_allegro --device {potential.device}"
+                )
             subprocess.run([lmp, "-in", "in.lammps"], cwd=rdir, check=True)
-            dump_to_h5md(rdir / DUMP, rdir / "trajectory.h5", md.timestep_fs, setup.atoms.get_masses(),
-                         setup.atoms.numbers, setup.molecule, setup.labels,
-                         h5md_parameters(md, self.name, setup.seed, potential.driver))
+            dump_to_h5md(
+                rdir / DUMP,
+                rdir / "trajectory.h5",
+                md.timestep_fs,
+                setup.atoms.get_masses(),
+                setup.atoms.numbers,
+                setup.molecule,
+                setup.labels,
+                h5md_parameters(md, self.name, setup.seed, potential.driver),
+            )
             summaries.append({**summarise(rdir / "trajectory.h5", md, 0.0, 0), "ran": True})
         if lmp is None:
-            log.info("no '%s' on PATH: LAMMPS inputs written to %s; run them with sbatch run.slurm (after compiling "
-                     "the model: python -m deepeut.training.compile <ensemble> --target pair_allegro)",
-                     md.lammps_command, out)
+            log.info(
+                "no '%s' on PATH: LAMMPS inputs written to %s; run them with sbatch run.slurm (after compiling "
+                "the model: python -m deepeut.training.compile <ensemble> --target pair_allegro)",
+                md.lammps_command,
+                out,
+            )
         return summaries

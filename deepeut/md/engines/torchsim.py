@@ -84,8 +84,11 @@ class BatchedNoseHooverChain:
 
     def energy(self):
         """Thermostat energy per system (eV): Σ p²/2Q + N_f kT η_0 + kT Σ_j≥1 η_j."""
-        return (self.p_eta**2 / (2 * self.Q)).sum(1) + self.dof * self.kT * self.eta[:, 0] + \
-            self.kT * self.eta[:, 1:].sum(1)
+        return (
+            (self.p_eta**2 / (2 * self.Q)).sum(1)
+            + self.dof * self.kT * self.eta[:, 0]
+            + self.kT * self.eta[:, 1:].sum(1)
+        )
 
     def state(self) -> Dict:
         return {"eta": self.eta.cpu(), "p_eta": self.p_eta.cpu()}
@@ -119,8 +122,11 @@ class CommitteeMean:
         outs = [m(state) for m in self.members]
         forces = torch.stack([o["forces"] for o in outs])
         dev = forces - forces.mean(dim=0, keepdim=True)
-        return {"energy": torch.stack([o["energy"] for o in outs]).mean(dim=0), "forces": forces.mean(dim=0),
-                "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs)))}
+        return {
+            "energy": torch.stack([o["energy"] for o in outs]).mean(dim=0),
+            "forces": forces.mean(dim=0),
+            "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs))),
+        }
 
 
 def torchsim_model(potential: Potential):
@@ -130,8 +136,9 @@ def torchsim_model(potential: Potential):
     files = potential.model_files
 
     def load(f):
-        return NequIPTorchSimCalc._from_saved_model(str(f), device=potential.device,
-                                                    chemical_species_to_atom_type_map=True)
+        return NequIPTorchSimCalc._from_saved_model(
+            str(f), device=potential.device, chemical_species_to_atom_type_map=True
+        )
 
     if potential.member is not None:
         return load(files[potential.member])
@@ -166,8 +173,9 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
 
     vel_A_ps = np.concatenate([s.atoms.get_velocities() * ase_velocity_to_A_ps() for s in setups])
     # U.velocity converts Å/ps to torch-sim's Å / sqrt(amu Å²/eV)
-    state.momenta = torch.as_tensor(vel_A_ps, dtype=torch.float64, device=device) * float(U.velocity) * \
-        state.masses[:, None]
+    state.momenta = (
+        torch.as_tensor(vel_A_ps, dtype=torch.float64, device=device) * float(U.velocity) * state.masses[:, None]
+    )
     model = torchsim_model(potential)
     kT = md.temperature_K * float(U.temperature)
     dt = md.timestep_fs / 1000.0 * float(U.time)
@@ -182,10 +190,19 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
     result = model(state)
     state.energy, state.forces = result["energy"], result["forces"]
     state_uncertainty = result.get("force_uncertainty")  # per atom, committee only
-    writers = [H5MDWriter(out / f"replica_{r}" / "trajectory.h5", s.atoms.numbers, s.atoms.get_masses(),
-                          s.atoms.cell.array, s.molecule, s.labels,
-                          h5md_parameters(md, "torchsim", s.seed, potential.driver), resume_frames=ckpt["n_frames"][r] if ckpt else None)
-               for r, s in enumerate(setups)]
+    writers = [
+        H5MDWriter(
+            out / f"replica_{r}" / "trajectory.h5",
+            s.atoms.numbers,
+            s.atoms.get_masses(),
+            s.atoms.cell.array,
+            s.molecule,
+            s.labels,
+            h5md_parameters(md, "torchsim", s.seed, potential.driver),
+            resume_frames=ckpt["n_frames"][r] if ckpt else None,
+        )
+        for r, s in enumerate(setups)
+    ]
     bounds = np.cumsum([0] + n_atoms)
     every, nsteps = save_interval(md), total_steps(md)
 
@@ -201,20 +218,49 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
             sl = slice(bounds[r], bounds[r + 1])
             temp = 2 * float(ke[r]) / (3 * n_atoms[r] * float(U.temperature))
             try:
-                fmax = check_frame(forces[sl], temp, pos[sl], s.atoms.numbers, s.atoms.cell.array, md, s.recognizer,
-                                   s.expected_counts, w.n_frames, step)
+                fmax = check_frame(
+                    forces[sl],
+                    temp,
+                    pos[sl],
+                    s.atoms.numbers,
+                    s.atoms.cell.array,
+                    md,
+                    s.recognizer,
+                    s.expected_counts,
+                    w.n_frames,
+                    step,
+                )
             except SimulationExploded as exc:
                 raise ReplicaExploded(r, step, f"replica {r}, {exc}") from None
-            w.append(step, step * md.timestep_fs / 1000.0, pos[sl], vel[sl],
-                     {"potential_energy": epot[r], "kinetic_energy": float(ke[r]), "total_energy": epot[r] + float(ke[r]),
-                      "conserved_energy": epot[r] + float(ke[r]) + thermo[r], "temperature": temp, "max_force": fmax,
-                      **uncertainty_observables(u[sl] if u is not None else None)})
+            w.append(
+                step,
+                step * md.timestep_fs / 1000.0,
+                pos[sl],
+                vel[sl],
+                {
+                    "potential_energy": epot[r],
+                    "kinetic_energy": float(ke[r]),
+                    "total_energy": epot[r] + float(ke[r]),
+                    "conserved_energy": epot[r] + float(ke[r]) + thermo[r],
+                    "temperature": temp,
+                    "max_force": fmax,
+                    **uncertainty_observables(u[sl] if u is not None else None),
+                },
+            )
 
     def checkpoint(step: int) -> None:
         n_frames = [w.commit() for w in writers]
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"positions": state.positions.cpu(), "momenta": state.momenta.cpu(), "step": step,
-                        "chain": chain.state(), "n_frames": n_frames}, tmp)
+            torch.save(
+                {
+                    "positions": state.positions.cpu(),
+                    "momenta": state.momenta.cpu(),
+                    "step": step,
+                    "chain": chain.state(),
+                    "n_frames": n_frames,
+                },
+                tmp,
+            )
 
     from tqdm.auto import tqdm
 
@@ -276,8 +322,19 @@ def truncate_batch(writers, frames_before, exc: ReplicaExploded, md) -> Dict[int
     for r, (w, n) in enumerate(zip(writers, frames_before)):
         kept = w.keep_first(n)
         failed = r == exc.replica
-        out[r] = {"step": exc.step, "time_ps": time_ps, "frames_kept": kept, "failed": failed, "frame": "",
-                  "reason": str(exc) if failed else f"the batch stopped with replica {exc.replica}: {exc}"}
-    log.warning("torch-sim batch stopped at %.3f ps (%s); every replica keeps its %s frames before it "
-                "(md.on_unstable=truncate)", time_ps, exc, frames_before)
+        out[r] = {
+            "step": exc.step,
+            "time_ps": time_ps,
+            "frames_kept": kept,
+            "failed": failed,
+            "frame": "",
+            "reason": str(exc) if failed else f"the batch stopped with replica {exc.replica}: {exc}",
+        }
+    log.warning(
+        "torch-sim batch stopped at %.3f ps (%s); every replica keeps its %s frames before it "
+        "(md.on_unstable=truncate)",
+        time_ps,
+        exc,
+        frames_before,
+    )
     return out
