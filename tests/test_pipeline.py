@@ -303,3 +303,15 @@ def test_stage_key_follows_the_code_the_libraries_and_every_md_setting_of_the_lo
     assert cache.stage_key(cfg, "al", {}) != key
     monkeypatch.setattr("deepeut.utils.provenance.library_versions", lambda: {"torch": "9.9"})
     assert cache.stage_key(cfg, "al", {}) != key
+
+
+def test_the_laptop_scale_is_never_refused_for_its_estimate():
+    """A busy CPU can make the timed estimate of the README's default job many times too long: scale=tiny runs
+    anyway; a production-scale CPU run over the limit is refused naming the key."""
+    from deepeut.config import ConfigError
+    from deepeut.pipeline.plan import PlanStep, check_budget
+
+    steps = [PlanStep("md", "a long run", 10 * 3600.0)]
+    check_budget(load_config("md=production", "pipeline.max_estimate_h=3"), steps)
+    with pytest.raises(ConfigError, match="pipeline.max_estimate_h"):
+        check_budget(load_config("md=production", "scale=production", "pipeline.max_estimate_h=3"), steps)
