@@ -3,7 +3,7 @@
 NoseHooverChainNVT loop with nequip's own ASE calculator, same model and box, one run; then the cost of the
 committee mean against one member (ASE calculator and torch-sim model) on ``--device``.
 
-    .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400] [--device cuda]
+    .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400] [--device cuda] [--scale train]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--calls", type=int, default=20, help="force calls timed for the committee comparison")
+    ap.add_argument("--scale", default="tiny", help="box size: tiny (88-128 atoms), small, train (352-512), production")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from ase import units
@@ -39,6 +40,7 @@ def main() -> None:
         compose(
             [
                 f"ensemble={args.ensemble}",
+                f"scale={args.scale}",
                 f"md.duration_ps={args.steps * 0.5 / 1000}",
                 "md.save_every_fs=10",
                 "logger=none",
@@ -86,6 +88,7 @@ def main() -> None:
         f"{100 * (t_ours / t_bare - 1):+.0f} % (H5MD, checkpoints, molecule checks, progress)"
     )
     committee_cost(args, atoms)
+    neighbour_list_cost(args, atoms)
 
 
 def committee_cost(args, atoms) -> None:
@@ -124,6 +127,36 @@ def committee_cost(args, atoms) -> None:
         f"  committee / one member: {rows[1][1] / rows[0][1]:.2f}× (ASE), {rows[1][2] / rows[0][2]:.2f}× (torch-sim); "
         "target ≤ 2.5×"
     )
+
+
+def neighbour_list_cost(args, atoms) -> None:
+    """ms per graph build (neighbour list + nequip graph) along a short trajectory of small moves: rebuilt at
+    every call (nequip's matscipy list) vs deepeut's Verlet skin (vesin, 1 Å), beside one model call."""
+    import numpy as np
+
+    from deepeut.training.potential import Ensemble
+
+    rows = []
+    for name, skin in (("rebuilt every call", 0.0), ("Verlet skin 1 Å", 1.0)):
+        ens = Ensemble.load(args.ensemble, device=args.device, members=[0], skin_A=skin)
+        a = atoms.copy()
+        rng = np.random.default_rng(0)
+        ens.graphs([a])  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(args.calls):
+            a.positions += rng.normal(scale=0.01, size=a.positions.shape)
+            ens.graphs([a])
+        rows.append((name, 1000 * (time.perf_counter() - t0) / args.calls))
+    ens = Ensemble.load(args.ensemble, device=args.device, members=[0])
+    graph = ens.graphs([atoms])
+    ens.models[0](dict(graph))
+    t0 = time.perf_counter()
+    for _ in range(args.calls):
+        ens.models[0](dict(graph))
+    model_ms = 1000 * (time.perf_counter() - t0) / args.calls
+    print(f"graph build, {len(atoms)} atoms, {args.device}: ms per call (one model call: {model_ms:.1f} ms)")
+    for name, ms in rows:
+        print(f"  {name:<20} {ms:8.2f} ms   {100 * ms / model_ms:5.1f} % of a model call")
 
 
 if __name__ == "__main__":
