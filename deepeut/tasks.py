@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Dict
 
 from deepeut.config.schema import Config, ConfigError
+from deepeut.errors import StageError
 
 #: stage name → "module:function" (imported lazily so that config errors surface in well under a second)
 STAGES: Dict[str, str] = {
@@ -30,42 +31,8 @@ STAGES: Dict[str, str] = {
 }
 
 
-def _run_errors() -> tuple:
-    from deepeut.data.store import StoreError
-    from deepeut.labeling.base import LabelingError
-    from deepeut.systems.box import BoxError
-    from deepeut.systems.topology import TopologyError
-    from deepeut.active_learning.conformal import CalibrationError
-    from deepeut.active_learning.loop import ActiveLearningError
-    from deepeut.md.dynamics import CorruptCheckpoint
-    from deepeut.trajectory.h5md import TrajectoryUnreadable
-    from deepeut.md.safety import SimulationExploded
-    from deepeut.training.ensemble import TrainingError
-    from deepeut.training.potential import EnsembleError
-    from deepeut.utils.lock import FolderBusy
-    from deepeut.classical.parameters import ClassicalError
-    from deepeut.trajectory.lammps_dump import DumpError
-
-    return (
-        LabelingError,
-        BoxError,
-        StoreError,
-        TopologyError,
-        TrainingError,
-        EnsembleError,
-        SimulationExploded,
-        ActiveLearningError,
-        CalibrationError,
-        CorruptCheckpoint,
-        TrajectoryUnreadable,
-        FolderBusy,
-        ClassicalError,
-        DumpError,
-    )
-
-
-#: errors that end a stage with one clear line (and exit code 1) instead of a traceback
-RUN_ERRORS = _run_errors()
+#: errors that end a stage with one clear line (and exit code 1) instead of a traceback (deepeut.errors)
+RUN_ERRORS = (StageError,)
 
 
 def stage_function(name: str) -> Callable[[Config, Path], Dict]:

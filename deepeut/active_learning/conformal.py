@@ -27,9 +27,10 @@ from typing import Sequence
 import numpy as np
 
 from deepeut.training.potential import force_uncertainty  # noqa: F401  (Eq. 6, defined once, re-exported)
+from deepeut.errors import StageError
 
 
-class CalibrationError(ValueError):
+class CalibrationError(StageError, ValueError):
     """Too few calibration points for the requested α, or unusable scores."""
 
 

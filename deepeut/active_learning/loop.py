@@ -34,13 +34,14 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic, write_text_atomic
+from deepeut.errors import StageError
 
 log = logging.getLogger(__name__)
 
 STEPS = ["train", "explore", "uncertainty", "calibrate", "select", "label"]
 
 
-class ActiveLearningError(RuntimeError):
+class ActiveLearningError(StageError):
     """The loop cannot continue (e.g. exploration produced no frames); the message says why."""
 
 

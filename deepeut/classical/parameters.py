@@ -25,13 +25,14 @@ import numpy as np
 
 from deepeut.config.classical import ClassicalConfig
 from deepeut.config.schema import SpeciesConfig
+from deepeut.errors import StageError
 
 SHIPPED = Path(__file__).resolve().parent / "params"
 #: elements GAFF2 types (antechamber refuses others)
 GAFF2_ELEMENTS = {"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"}
 
 
-class ClassicalError(RuntimeError):
+class ClassicalError(StageError):
     """A classical-stage step failed for a reason it names (a species, a setting, a file)."""
 
 

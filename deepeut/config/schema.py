@@ -14,9 +14,10 @@ from omegaconf import MISSING
 
 from deepeut.config.classical import ClassicalConfig
 from deepeut.config.validate import ValidateConfig
+from deepeut.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value is out of range or inconsistent; the message names the key."""
 
 

@@ -13,11 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Dict
+from deepeut.errors import StageError
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 
-class DemoDataMissing(FileNotFoundError):
+class DemoDataMissing(StageError, FileNotFoundError):
     pass
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from deepeut.data.label import Label
 from deepeut.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from deepeut.errors import StageError
 
 SPLITS = ("train", "test", "calibration")
 COLUMNS = {
@@ -59,7 +60,7 @@ def manifest_hash(rows: List[Dict]) -> str:
     return h.hexdigest()[:16]
 
 
-class StoreError(RuntimeError):
+class StoreError(StageError):
     """The dataset store is missing, inconsistent, or asked for something it does not hold."""
 
 

@@ -15,11 +15,12 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from deepeut.data.label import Label, settings_hash
+from deepeut.errors import StageError
 
 log = logging.getLogger(__name__)
 
 
-class LabelingError(RuntimeError):
+class LabelingError(StageError):
     """A structure could not be labeled; the message says why."""
 
 

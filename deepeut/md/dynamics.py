@@ -15,6 +15,7 @@ import numpy as np
 from ase import units
 
 from deepeut.utils.io import atomic_path
+from deepeut.errors import StageError
 
 
 def init_velocities(atoms, temperature_K: float, seed: int) -> None:
@@ -95,7 +96,7 @@ def save_checkpoint(path: Path, dyn, extra: Optional[Dict[str, Any]] = None) -> 
             pickle.dump({"state": get_state(dyn), "extra": extra or {}}, f)
 
 
-class CorruptCheckpoint(RuntimeError):
+class CorruptCheckpoint(StageError):
     """An MD checkpoint cannot be read; the message says how to restart."""
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from deepeut.errors import StageError
 
 
-class SimulationExploded(RuntimeError):
+class SimulationExploded(StageError):
     """The MD run produced an unphysical state; the message says which check failed and where."""
 
 

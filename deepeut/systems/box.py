@@ -17,9 +17,10 @@ from deepeut.systems.species import SpeciesTemplate, build_templates
 from deepeut.systems.topology import Topology
 from deepeut.utils.neighbors import neighbor_pairs, plane_distances
 from deepeut.utils.units import cubic_edge_A, density_g_cm3
+from deepeut.errors import StageError
 
 
-class BoxError(RuntimeError):
+class BoxError(StageError):
     """A built box fails a check (composition, neutrality, density, overlaps) or packmol failed."""
 
 

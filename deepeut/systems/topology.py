@@ -26,11 +26,12 @@ from typing import Dict, List
 import numpy as np
 
 from deepeut.utils.io import write_json_atomic
+from deepeut.errors import StageError
 
 SCHEMA = "deepeut.topology/1"
 
 
-class TopologyError(ValueError):
+class TopologyError(StageError, ValueError):
     """A topology file is malformed or does not fit the structure it is used with."""
 
 

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional
 from deepeut.config.schema import Config
 from deepeut.data.source import DatasetFiles
 from deepeut.utils.io import write_json_atomic, write_text_atomic
+from deepeut.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ MANIFEST = "ensemble.json"
 SCHEMA = "deepeut.ensemble/1"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(StageError):
     """A member's nequip-train or nequip-package process failed; the message points at its log."""
 
 

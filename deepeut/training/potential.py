@@ -16,9 +16,10 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 from deepeut.training.ensemble import MANIFEST
+from deepeut.errors import StageError
 
 
-class EnsembleError(RuntimeError):
+class EnsembleError(StageError):
     """No usable ensemble at the given path."""
 
 

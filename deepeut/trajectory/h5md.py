@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
+from deepeut.errors import StageError
 
 #: observables written every saved frame, with units
 OBSERVABLES = {
@@ -67,7 +68,7 @@ def _time_series(group, name: str, shape: tuple, dtype, unit: str, chunks: tuple
     return g
 
 
-class TrajectoryUnreadable(RuntimeError):
+class TrajectoryUnreadable(StageError):
     """A trajectory to continue cannot be reopened; the message names the file and how to restart."""
 
 

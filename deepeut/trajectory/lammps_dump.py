@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from deepeut.errors import StageError
 
 VELOCITY_FACTORS = {"A/ps": 1.0, "A/fs": 1000.0}  # to Å/ps
 POSITION_SETS = (("xu", "yu", "zu"), ("x", "y", "z"), ("xsu", "ysu", "zsu"), ("xs", "ys", "zs"))
 IMAGE_FLAGS = ("ix", "iy", "iz")
 
 
-class DumpError(ValueError):
+class DumpError(StageError, ValueError):
     """The dump cannot be read as asked; the message names the file and what is wrong."""
 
 

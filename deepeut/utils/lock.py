@@ -17,11 +17,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from deepeut.errors import StageError
 
 LOCK = ".lock"
 
 
-class FolderBusy(RuntimeError):
+class FolderBusy(StageError):
     """Another live process holds the folder's lock."""
 
 
