@@ -57,7 +57,7 @@ class ClassicalConfig:
     param_cache: str = "outputs/classical_params"
 
     def __post_init__(self) -> None:
-        from deepeut.config.schema import _require
+        from deepeut.config.base import _require
 
         _require(self.ionic_charge_scale > 0, "classical.ionic_charge_scale", "must be > 0")
         _require(

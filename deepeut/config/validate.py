@@ -30,7 +30,7 @@ class ValidateConfig:
     temperature_sigmas: float = 2.0
 
     def __post_init__(self) -> None:
-        from deepeut.config.schema import _require
+        from deepeut.config.base import _require
 
         _require(
             len(self.drivers) >= 1 and all(d == "committee" or d.isdigit() for d in self.drivers),

@@ -1,0 +1,69 @@
+"""Config group al: the active-learning loop (the paper's Methods B)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from omegaconf import MISSING
+
+from deepeut.config.base import _require
+
+
+@dataclass
+class ALConfig:
+    """Active learning (conf/al/*.yaml): the paper's loop of Methods B. Thresholds in kcal/mol/Å (paper)."""
+
+    name: str = MISSING
+    alpha: float = 0.1  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
+    level: str = "atom"  # conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
+    #: conformal quantile: exact (split-conformal order statistic, default) | paper (the paper's AmpTorch formula
+    #: with N = calibration structures); see deepeut/active_learning/conformal.py
+    quantile: str = "exact"
+    threshold_kcal_mol_A: float = 3.0  # select frames with max ũ above this
+    #: when set, the threshold is this factor × the iteration ensemble's mean member test force RMSE (the paper's
+    #: 3 kcal/mol/Å is ~3× its own RMSE); threshold_kcal_mol_A is then unused
+    threshold_rmse_factor: Optional[float] = None
+    stop_below: int = 50  # stop when fewer frames than this are selected after screening
+    #: when set, stop when the frames selected after screening are fewer than this fraction of the explored
+    #: frames (calibration frames excluded); stop_below is then unused
+    stop_below_fraction: Optional[float] = None
+    max_iterations: int = 5
+    explore_runs: int = 10  # MD runs per iteration from different initial boxes
+    explore_ps: float = 50.0  # per run (paper: 50-100 ps)
+    explore_temperature_K: float = 400.0
+    explore_save_every_fs: float = 50.0  # the paper: every 100 steps of 0.5 fs
+    #: stop an exploration run at the first saved frame with a broken or fused molecule (its frames so far are
+    #: kept): the frames after a break are all rejected by the screening, so running on wastes the run's time
+    explore_stop_on_broken: bool = False
+    n_calibration: int = 20  # exploration frames labeled for the conformal calibration
+    retrain: str = "scratch"  # scratch | warm (members start from the previous iteration's weights)
+    max_selected: Optional[int] = None  # cap on frames labeled per iteration
+    min_gap_frames: int = 2  # diversity: chosen frames of one run are at least this many frames apart
+    #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
+    min_distance_A: Dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    #: a trained ensemble (stage=train folder) that iteration 0 uses instead of training its own (stage=pipeline
+    #: passes its train stage here); it must have been trained on the loop's initial data
+    initial_ensemble: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
+        _require(self.level in ("atom", "structure"), "al.level", "one of atom, structure")
+        _require(self.quantile in ("exact", "paper"), "al.quantile", "one of exact, paper")
+        _require(self.retrain in ("scratch", "warm"), "al.retrain", "one of scratch, warm")
+        _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
+        _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
+        _require(self.max_iterations >= 1, "al.max_iterations", "must be >= 1")
+        _require(
+            self.threshold_rmse_factor is None or self.threshold_rmse_factor > 0,
+            "al.threshold_rmse_factor",
+            "must be > 0 (or null for the absolute threshold_kcal_mol_A)",
+        )
+        _require(
+            self.stop_below_fraction is None or 0 < self.stop_below_fraction < 1,
+            "al.stop_below_fraction",
+            "must be in (0, 1) (or null for the count stop_below)",
+        )
+        for k in self.min_distance_A:
+            _require(len(k.split("-")) == 2, "al.min_distance_A", f"key '{k}' is not an element pair like H-O")

@@ -1,0 +1,26 @@
+"""What every config module shares: the error a bad value raises and the checks of its messages."""
+
+from __future__ import annotations
+
+from deepeut.errors import InputError
+
+
+class ConfigError(InputError):
+    """A config value is out of range or inconsistent; the message names the key."""
+
+
+def _require(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _check_dynamics(prefix: str, temperature_K: float, timestep_fs: float, duration_ps: float, tau_ps: float) -> None:
+    """Checks shared by every MD-like config (md.*, reference.*)."""
+    _require(temperature_K > 0, f"{prefix}.temperature_K", f"must be > 0 K, got {temperature_K}")
+    _require(
+        0 < timestep_fs <= 5.0,
+        f"{prefix}.timestep_fs",
+        f"must be in (0, 5] fs, got {timestep_fs}: molecules with hydrogens need ~0.5 fs",
+    )
+    _require(duration_ps > 0, f"{prefix}.duration_ps", "must be > 0 ps")
+    _require(tau_ps > 0, f"{prefix}.thermostat_tau_ps", "must be > 0 ps")

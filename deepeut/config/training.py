@@ -1,0 +1,103 @@
+"""Config groups model and train: the Allegro architecture and the training recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+from deepeut.config.base import _require
+
+
+@dataclass
+class ModelConfig:
+    """Allegro hyperparameters (conf/model/*.yaml), mapped onto ``allegro.model.AllegroModel`` (allegro 0.8).
+
+    ``*_nonlinearity: null`` means a linear MLP. Widths of MLP hidden layers are one number per MLP in
+    allegro 0.8 (the paper's widening two-body MLP cannot be expressed exactly; see model/allegro_paper.yaml).
+    """
+
+    name: str = MISSING
+    r_max: float = 6.0  # Å, radial cutoff
+    l_max: int = 2  # maximal rotation order of the spherical harmonics
+    parity: bool = True  # even and odd parity features
+    num_layers: int = 2  # Allegro interaction layers
+    num_scalar_features: int = 64  # latent scalar width
+    num_tensor_features: int = 8  # equivariant feature multiplicity
+    num_bessels: int = 8
+    bessel_trainable: bool = True
+    polynomial_cutoff_p: int = 6
+    radial_chemical_embed_dim: Optional[int] = None  # default: num_scalar_features
+    scalar_embed_mlp_hidden_layers_depth: int = 1  # two-body MLP
+    scalar_embed_mlp_hidden_layers_width: int = 64
+    scalar_embed_mlp_nonlinearity: Optional[str] = "silu"
+    allegro_mlp_hidden_layers_depth: int = 1  # latent MLP
+    allegro_mlp_hidden_layers_width: int = 64
+    allegro_mlp_nonlinearity: Optional[str] = "silu"
+    readout_mlp_hidden_layers_depth: int = 1  # pair-energy MLP
+    readout_mlp_hidden_layers_width: int = 32
+    readout_mlp_nonlinearity: Optional[str] = None
+    tp_path_channel_coupling: bool = True
+    model_dtype: str = "float32"
+    #: add nequip's ZBL screened nuclear repulsion (a pair prior for close contacts the data never shows; the
+    #: element of each type is its type name)
+    zbl: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.r_max > 0, "model.r_max", "must be > 0 Å")
+        _require(self.l_max >= 0, "model.l_max", "must be >= 0")
+        _require(self.num_layers >= 1, "model.num_layers", "must be >= 1")
+        _require(self.model_dtype in ("float32", "float64"), "model.model_dtype", "one of float32, float64")
+        for key in ("scalar_embed_mlp_nonlinearity", "allegro_mlp_nonlinearity", "readout_mlp_nonlinearity"):
+            val = getattr(self, key)
+            _require(val in (None, "silu", "mish", "gelu"), f"model.{key}", f"'{val}' is not silu, mish, gelu or null")
+
+
+@dataclass
+class TrainConfig:
+    """Training of the Allegro ensemble through ``nequip-train`` (conf/train/*.yaml).
+
+    Loss (Eq. 5): ``energy_weight`` × per-atom energy MSE (eV²/atom²) + ``force_weight`` × force MSE (eV²/Å²).
+    Members differ in the weight-initialisation seed and in the train/validation split (seed ``seed + k``).
+    """
+
+    name: str = MISSING
+    ensemble_size: int = 3
+    #: which members this run trains (null: all). A multirun ``train.members=[0],[1],[2]`` trains them side by side
+    members: Optional[List[int]] = None
+    seed: int = 1  # member k uses seed + k for its weights and its train/validation split
+    val_fraction: float = 0.1  # of the training pool, per member
+    lr: float = 1e-3  # Adam
+    batch_size: int = 1  # structures per step (paper: 1)
+    val_batch_size: int = 5
+    max_epochs: int = 200  # paper: at most 200
+    early_stopping_patience: Optional[int] = None  # epochs without validation improvement; null: off
+    energy_weight: float = 1.0  # per-atom energy MSE weight (Eq. 5)
+    force_weight: float = 1.0  # force MSE weight (Eq. 5)
+    #: Lightning Trainer: devices per member (GPUs when device=cuda), nodes and strategy (ddp for several GPUs)
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0  # DataLoader worker processes
+    package: bool = True  # nequip-package each finished member (model.nequip.zip)
+    #: warm start: a trained ensemble folder whose member k's best.ckpt initialises member k (null: from scratch)
+    init_from: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.ensemble_size >= 1, "train.ensemble_size", "must be >= 1")
+        _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
+        _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")
+        _require(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _require(
+            self.energy_weight >= 0 and self.force_weight >= 0 and self.energy_weight + self.force_weight > 0,
+            "train.energy_weight",
+            "loss weights must be >= 0 and not both 0",
+        )
+        for k in self.members or []:
+            _require(
+                0 <= k < self.ensemble_size,
+                "train.members",
+                f"member {k} is outside 0..{self.ensemble_size - 1} (train.ensemble_size={self.ensemble_size})",
+            )
