@@ -53,7 +53,7 @@ def main(cfg: DictConfig):
     except ConfigError as exc:
         _fail(str(exc))
     out = Path(conf.output_dir or HydraConfig.get().runtime.output_dir)
-    from deepeut.tasks import RUN_ERRORS, run_stage
+    from deepeut.stages import RUN_ERRORS, run_stage
 
     try:
         result = run_stage(conf, out)

@@ -32,7 +32,7 @@ def main() -> None:
 
     from deepeut.config import compose, validate
     from deepeut.md.dynamics import init_velocities
-    from deepeut.md.runner import ReplicaSetup, run_replica
+    from deepeut.md.replica import ReplicaSetup, run_replica
     from deepeut.md.task import md_calculator, start_structure
     from deepeut.training.potential import member_model_files
 

@@ -82,7 +82,7 @@ def test_stage_cache_runs_a_stage_once_under_its_lock_and_reuses_it(tmp_path):
 
 # --------------------------------------------------------------------------- training
 def test_resumed_training_keeps_the_metrics_of_earlier_runs(tmp_path):
-    from deepeut.training.ensemble import (
+    from deepeut.training.members import (
         keep_metrics_history,
         merge_metrics_history,
         read_metrics_csv,
@@ -106,7 +106,7 @@ def test_the_training_child_dies_with_its_parent(tmp_path):
     pidfile = tmp_path / "child.pid"
     child_code = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
     parent = (
-        "import sys\nfrom pathlib import Path\nfrom deepeut.training.ensemble import _run\n"
+        "import sys\nfrom pathlib import Path\nfrom deepeut.training.members import _run\n"
         "_run([sys.executable, '-c', sys.argv[1], sys.argv[2]], 'sleeper', Path(sys.argv[3]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", parent, child_code, str(pidfile), str(tmp_path / "log.txt")])
@@ -146,7 +146,7 @@ def test_a_run_too_short_for_correlations_lists_what_it_skipped():
 
 def test_truncation_keeps_every_frame_with_intact_molecules_after_the_last_check(tmp_path):
     from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
-    from deepeut.md.runner import ReplicaSetup, frames_intact_before
+    from deepeut.md.replica import ReplicaSetup, frames_intact_before
     from deepeut.systems import MoleculeRecognizer, build_templates
     from conftest import built_box
 

@@ -35,7 +35,7 @@ def write_system(conf: Path) -> None:
 
 
 def test_a_new_solvent_builds_and_its_analysis_sites_follow_the_label_conventions(tmp_path):
-    from deepeut.analysis.cache import sdf_references, sites_from
+    from deepeut.analysis.series import sdf_references, sites_from
     from deepeut.config import compose, validate
     from deepeut.systems import MoleculeRecognizer
 

@@ -28,7 +28,7 @@ def md_config(**over):
 
 
 def setup_for(atoms, calc, seed=3):
-    from deepeut.md.runner import ReplicaSetup
+    from deepeut.md.replica import ReplicaSetup
 
     return ReplicaSetup(atoms=atoms, calculator=calc, seed=seed)
 
@@ -56,7 +56,7 @@ def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_pa
     from deepeut.md.dynamics import init_velocities
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.md.lammps import DUMP, input_script
-    from deepeut.md.runner import mean_and_sem, run_replica
+    from deepeut.md.replica import mean_and_sem, run_replica
     from deepeut.trajectory.readers import open_trajectory
 
     atoms, calc = lj_argon()
@@ -95,7 +95,7 @@ def test_nose_hoover_chain_holds_the_target_temperature_in_ase_and_lammps(tmp_pa
 
 
 def test_langevin_also_thermostats(tmp_path):
-    from deepeut.md.runner import run_replica
+    from deepeut.md.replica import run_replica
 
     atoms, calc = lj_argon(2)
     md = md_config(
@@ -134,7 +134,7 @@ class _DiesAfter:
 
 def test_killed_run_resumes_to_the_same_trajectory(tmp_path):
     from deepeut.trajectory.h5md import H5MDTrajectory
-    from deepeut.md.runner import run_replica
+    from deepeut.md.replica import run_replica
 
     md = md_config(temperature_K=80.0, timestep_fs=5.0, duration_ps=1.5, save_every_fs=25.0, checkpoint_every_steps=40)
     atoms, calc = lj_argon(2)
@@ -158,7 +158,7 @@ def test_killed_run_resumes_to_the_same_trajectory(tmp_path):
 
 
 def test_exploding_run_is_stopped_and_the_frame_kept(tmp_path):
-    from deepeut.md.runner import run_replica
+    from deepeut.md.replica import run_replica
     from deepeut.md.safety import SimulationExploded
 
     atoms, calc = lj_argon(2)
@@ -179,7 +179,7 @@ class _GoesBadAfter(_DiesAfter):
 
 def test_unstable_run_truncates_to_the_frame_before_the_failure_when_asked(tmp_path):
     from deepeut.trajectory.h5md import H5MDTrajectory
-    from deepeut.md.runner import frames_checked_before, run_replica
+    from deepeut.md.replica import frames_checked_before, run_replica
 
     assert frames_checked_before(0, 10) == 0 and frames_checked_before(7, 0) == 7
     assert frames_checked_before(20, 10) == 11  # frame 20 failed its molecule check: frames 0..10 were checked
@@ -518,7 +518,7 @@ def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
 
 def test_ns_per_day_of_a_continued_run_counts_every_segment(tmp_path):
     from deepeut.md.dynamics import load_checkpoint
-    from deepeut.md.runner import run_replica
+    from deepeut.md.replica import run_replica
 
     atoms, calc = lj_argon(2)
     run_replica(

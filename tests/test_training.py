@@ -187,7 +187,7 @@ def test_wandb_logger_works_offline(tmp_path):
 
 def test_mismatched_dataset_refuses_to_mix(tmp_path):
     from deepeut.training.task import _check_same_dataset
-    from deepeut.training.ensemble import TrainingError
+    from deepeut.training.members import TrainingError
 
     (tmp_path / "ensemble.json").write_text(json.dumps({"dataset": {"manifest_hash": "aaaa"}}))
     with pytest.raises(TrainingError, match="new output_dir"):
@@ -232,7 +232,7 @@ def test_optuna_sweeper_example_is_valid_yaml(root):
 
 def test_warm_start_from_a_packed_member_or_a_checkpoint(tmp_path):
     from deepeut.training.embedded import MODELS_DIR
-    from deepeut.training.ensemble import TrainingError
+    from deepeut.training.members import TrainingError
     from deepeut.training.nequip_config import warm_start_model
 
     packed = warm_start_model(MODELS_DIR / "ura" / "member_1")  # committed ensembles carry packages only

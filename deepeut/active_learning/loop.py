@@ -363,7 +363,7 @@ def active_learning(cfg: Config, out: Path) -> Dict:
     """Run (or resume) the loop; returns the history."""
     from deepeut.active_learning.selection import count_reasons, stop_reason
     from deepeut.data.store import open_store
-    from deepeut.training.ensemble import finished_members, objective
+    from deepeut.training.members import finished_members, objective
 
     store_root = initial_store(cfg, out)
     state = load_state(out)

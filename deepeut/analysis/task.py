@@ -1,6 +1,6 @@
 """``stage=analysis``: every analysis of the paper on one or more trajectories (replicas), Tables I–III.
 
-Per trajectory ``replica_<r>/``: ``cache.h5`` (see deepeut.analysis.cache) and ``results.json`` (every curve and
+Per trajectory ``replica_<r>/``: ``cache.h5`` (see deepeut.analysis.series) and ``results.json`` (every curve and
 number). For the whole stage: ``tables.json`` and ``tables.txt`` (Tables I–III: ours as mean ± standard error over
 replicas, beside the paper's values and the experimental conductivity), ``curves/*.csv`` and PNG figures.
 Units: Å, ps, D in 10⁻¹¹ m²/s, lifetimes in ns, conductivities in S/m.
@@ -56,7 +56,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 def sites_for(cfg: Config, traj):
     """Molecule ids, species and Fig. 1 labels by molecule recognition on the first frame."""
-    from deepeut.analysis.cache import sites_from
+    from deepeut.analysis.series import sites_from
     from deepeut.systems import MoleculeRecognizer
 
     rec = MoleculeRecognizer.for_system(cfg.system)
@@ -88,7 +88,7 @@ def sites_for(cfg: Config, traj):
 
 def sdf_accumulators(sites, traj, half_width: float) -> Dict:
     """One SDF accumulator per reference species (amide, TFSI), observing the Li, TFSI and amide CoMs (Fig. 10)."""
-    from deepeut.analysis.cache import sdf_references
+    from deepeut.analysis.series import sdf_references
     from deepeut.analysis.sdf import SDFAccumulator
 
     observed = {s: sites.molecules_of(s) for s in ("Li", "TFSI", "amide")}
@@ -119,7 +119,7 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
     """Cache pass, then every enabled analysis of one trajectory; writes ``results.json``."""
     import h5py
 
-    from deepeut.analysis.cache import build_cache
+    from deepeut.analysis.series import build_cache
     from deepeut.analysis.rdf import RDFAccumulator
     from deepeut.trajectory.readers import open_trajectory
 
@@ -379,7 +379,7 @@ def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: floa
 
 def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r: int = 40, n_phi: int = 36) -> Dict:
     """g(r, φ): Li–TFSI CoM distance vs the TFSI's C–S–S–C torsion |φ| (Fig. 9), normalised to 1 for no correlation."""
-    from deepeut.analysis.cache import minimum_image
+    from deepeut.analysis.series import minimum_image
 
     hist = np.zeros((n_r, n_phi))
     n_frames = 0

@@ -1,6 +1,6 @@
 """``stage=md``: NVT replicas with the trained potential (``md.engine``: ase, torchsim or lammps).
 
-Writes ``replica_<r>/`` (see deepeut.md.runner for its files) and ``md.json`` with every replica's summary, the
+Writes ``replica_<r>/`` (see deepeut.md.replica for its files) and ``md.json`` with every replica's summary, the
 engine, and the potential that drove them (``ensemble``, ``driver``: committee mean or member k). A finished run
 whose ``md.duration_ps`` is raised continues from its checkpoints.
 """
@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from deepeut.config.schema import Config
-from deepeut.md.runner import ReplicaSetup
+from deepeut.md.replica import ReplicaSetup
 from deepeut.utils.io import json_safe, write_json_atomic
 
 log = logging.getLogger(__name__)

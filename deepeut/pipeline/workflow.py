@@ -36,7 +36,7 @@ from deepeut.pipeline.plan import (
     label_seconds,
     training_seconds,
 )
-from deepeut.training.ensemble import MANIFEST
+from deepeut.training.members import MANIFEST
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

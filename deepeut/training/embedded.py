@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from deepeut.training.ensemble import MANIFEST
+from deepeut.training.members import MANIFEST
 from deepeut.utils.io import atomic_path, write_json_atomic
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"

@@ -129,7 +129,7 @@ def warm_start_model(member_dir: Path) -> Dict:
         return {"_target_": "nequip.model.ModelFromCheckpoint", "checkpoint_path": str(ckpt.resolve())}
     if package.exists():
         return {"_target_": "nequip.model.ModelFromPackage", "package_path": str(package.resolve())}
-    from deepeut.training.ensemble import TrainingError
+    from deepeut.training.members import TrainingError
 
     raise TrainingError(f"train.init_from: {member_dir} has neither best.ckpt nor model.nequip.zip")
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from deepeut.training.ensemble import MANIFEST
+from deepeut.training.members import MANIFEST
 from deepeut.errors import StageError
 
 

@@ -11,7 +11,7 @@ from typing import Dict
 from deepeut.config.schema import Config
 from deepeut.data.source import training_data
 from deepeut.systems.species import system_elements
-from deepeut.training.ensemble import MANIFEST, TrainingError, objective, train_member, write_manifest
+from deepeut.training.members import MANIFEST, TrainingError, objective, train_member, write_manifest
 
 log = logging.getLogger(__name__)
 

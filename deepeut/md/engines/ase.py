@@ -1,4 +1,4 @@
-"""``md.engine=ase``: the replicas one after another, each with an ASE integrator (deepeut.md.runner)."""
+"""``md.engine=ase``: the replicas one after another, each with an ASE integrator (deepeut.md.replica)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class AseEngine(Engine):
     name = "ase"
 
     def run(self, setups: List, md, potential: Potential, out: Path) -> List[Dict]:
-        from deepeut.md.runner import run_replica
+        from deepeut.md.replica import run_replica
         from deepeut.md.safety import SimulationExploded
 
         calc = potential.ase_calculator()

@@ -6,9 +6,9 @@ cannot honour a setting refuses it in one line naming the key, instead of silent
 
 The MD stage (deepeut.md.task) owns everything around the engine: it resolves the potential once
 (:class:`Potential`: ensemble folder + member or committee), builds the start structures (one
-:class:`~deepeut.md.runner.ReplicaSetup` per replica), hands both to :meth:`Engine.run`, and writes ``md.json``.
+:class:`~deepeut.md.replica.ReplicaSetup` per replica), hands both to :meth:`Engine.run`, and writes ``md.json``.
 An engine writes ``replica_<r>/trajectory.h5`` with :func:`h5md_parameters` and returns one summary per replica
-(deepeut.md.runner.summarise); it never reads the ensemble config.
+(deepeut.md.replica.summarise); it never reads the ensemble config.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class LammpsEngine(Engine):
 
     def run(self, setups: List, md, potential: Potential, out: Path) -> List[Dict]:
         from deepeut.md.lammps import DUMP, dump_to_h5md, input_script, pair_allegro_lines, slurm_script, write_data
-        from deepeut.md.runner import summarise
+        from deepeut.md.replica import summarise
         from deepeut.training.potential import manifest_path
         from deepeut.utils.io import write_text_atomic
 

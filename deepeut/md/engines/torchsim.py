@@ -159,7 +159,7 @@ def run_batch(setups: List, md, potential: Potential, out: Path) -> List[Dict]:
 
     from deepeut.md.dynamics import init_velocities
     from deepeut.trajectory.h5md import H5MDWriter
-    from deepeut.md.runner import n_steps as total_steps, save_interval, summarise, uncertainty_observables
+    from deepeut.md.replica import n_steps as total_steps, save_interval, summarise, uncertainty_observables
     from deepeut.md.safety import SimulationExploded, check_frame
     from deepeut.utils.io import atomic_path, write_json_atomic
 
