@@ -70,7 +70,7 @@ class MDConfig:
             "md.on_unstable",
             f"'{self.on_unstable}' is not one of stop, truncate",
         )
-        from deepeut.md.engines import engine_problems
+        from deepeut.config.engines import engine_problems
 
         for key, msg in engine_problems(self.engine, self.thermostat, self.ensemble_member, self.on_unstable)[:1]:
             raise ConfigError(f"{key}: {msg}")

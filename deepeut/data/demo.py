@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Dict
+
+import numpy as np
 from deepeut.errors import StageError
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -55,33 +57,44 @@ def unpack(src: Path, store_dir: Path) -> int:
     """Restore a packed dataset (:func:`pack`) into the store at ``store_dir`` under its original keys, splits,
     sources and labeler provenance, so that a later labeling run skips these structures; returns how many were
     added (0 when all were there already)."""
-    import json
+    from ase.io import iread
 
     from deepeut.data.store import open_store
-    from deepeut.labeling.importer import read_labeled_extxyz
 
     store = open_store(store_dir)
     added = 0
     try:
         for path in (Path(src) / f"{split}.extxyz.gz" for split in ("train", "test", "calibration")):
-            if not path.exists():
-                continue
-            for atoms, label in read_labeled_extxyz(path):
-                info = atoms.info
-                label.labeler, label.method = (
-                    str(info.get("labeler", label.labeler)),
-                    str(info.get("method", label.method)),
-                )
-                label.version = str(info.get("labeler_version", label.version))
-                label.settings = json.loads(info.get("labeler_settings") or "{}")
-                label.recorded_settings_hash = info.get("settings_hash")
-                added += store.add(
-                    str(info["key"]), atoms, label, str(info["split"]), json.loads(info.get("source") or "{}")
-                )
+            if path.exists():
+                for atoms in iread(str(path), index=":", format="extxyz"):
+                    added += store.add(str(atoms.info["key"]), *stored_label(atoms))
         store.export()
     finally:
         store.close()
     return added
+
+
+def stored_label(atoms) -> tuple:
+    """(plain atoms, Label, split, source) of one frame of a packed store (energy eV, forces eV/Å, provenance in
+    its info), with the hash the labeling run recorded."""
+    import json
+
+    from deepeut.data.label import Label
+
+    info, res = atoms.info, atoms.calc.results if atoms.calc is not None else {}
+    label = Label(
+        energy=float(res.get("energy", info.get("energy"))),
+        forces=np.asarray(res.get("forces", atoms.arrays.get("forces")), float),
+        labeler=str(info.get("labeler", "")),
+        method=str(info.get("method", "")),
+        version=str(info.get("labeler_version") or "unknown"),
+        settings=json.loads(info.get("labeler_settings") or "{}"),
+        attempts=int(info.get("attempts", 1)),
+        recorded_settings_hash=info.get("settings_hash"),
+    )
+    plain = atoms.copy()
+    plain.calc = None
+    return plain, label, str(info["split"]), json.loads(info.get("source") or "{}")
 
 
 if __name__ == "__main__":  # python -m deepeut.data.demo pack|unpack <from> <to>

@@ -75,7 +75,7 @@ def label_to_atoms(atoms, label: Label, key: str, split: str, source: Dict):
         "split": split,
         "labeler": label.labeler,
         "method": label.method,
-        "labeler_version": label.version,
+        "labeler_version": label.version or "unknown",  # an empty value would swallow the next extxyz key
         "settings_hash": label.settings_hash,
         "labeler_settings": json.dumps(label.settings, sort_keys=True, default=str),
         "source": json.dumps(source, sort_keys=True),

@@ -1,8 +1,9 @@
 """The MD engine interface: what each engine supports, the potential it is handed, and what it must return.
 
-What an engine supports is checked when the config is validated (the first second of a run): an engine that
-cannot honour a setting refuses it in one line naming the key, instead of silently running something else
-(member 0 for the committee, a thermostat it does not have, equilibration in the tables).
+What an engine supports is declared in deepeut.config.engines and checked when the config is validated (the
+first second of a run): an engine that cannot honour a setting refuses it in one line naming the key, instead of
+silently running something else (member 0 for the committee, a thermostat it does not have, equilibration in
+the tables).
 
 The MD stage (deepeut.md.task) owns everything around the engine: it resolves the potential once
 (:class:`Potential`: ensemble folder + member or committee), builds the start structures (one
@@ -16,54 +17,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional
-
-
-@dataclass(frozen=True)
-class EngineCapabilities:
-    thermostats: FrozenSet[str]
-    committee_mean: bool  # md.ensemble_member=null: forces are the mean of the ensemble's members
-    truncate: bool  # md.on_unstable=truncate: keep the frames before a failed safety check
-    devices: FrozenSet[str]  # device prefixes
-
-
-ENGINES = {
-    "ase": EngineCapabilities(frozenset({"nose_hoover_chain", "langevin"}), True, True, frozenset({"cpu", "cuda"})),
-    "torchsim": EngineCapabilities(frozenset({"nose_hoover_chain"}), True, True, frozenset({"cpu", "cuda"})),
-    "lammps": EngineCapabilities(frozenset({"nose_hoover_chain"}), False, False, frozenset({"cpu", "cuda"})),
-}
-
-
-def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: str) -> list:
-    """(key, message) pairs for every setting ``engine`` cannot honour; empty when all is supported."""
-    cap = ENGINES[engine]
-    out = []
-    if thermostat not in cap.thermostats:
-        out.append(
-            (
-                "md.thermostat",
-                f"md.engine={engine} has no '{thermostat}' thermostat (it has "
-                f"{', '.join(sorted(cap.thermostats))}); choose one of those or md.engine=ase",
-            )
-        )
-    if ensemble_member is None and not cap.committee_mean:
-        out.append(
-            (
-                "md.ensemble_member",
-                f"md.engine={engine} cannot drive MD with the committee mean "
-                "(md.ensemble_member=null): set md.ensemble_member=0 (one member) or use "
-                "md.engine=ase or torchsim",
-            )
-        )
-    if on_unstable == "truncate" and not cap.truncate:
-        out.append(
-            (
-                "md.on_unstable",
-                f"md.engine={engine} cannot truncate an unstable run (md.on_unstable="
-                "truncate): set md.on_unstable=stop or use md.engine=ase or torchsim",
-            )
-        )
-    return out
+from typing import Dict, List, Optional
+from deepeut.config.engines import ENGINES, EngineCapabilities, engine_problems  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
