@@ -159,7 +159,7 @@ class Ensemble:
     ):
         from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
 
-        from deepeut.md.neighbors import SkinNeighborList
+        from deepeut.training.neighbors import SkinNeighborList
 
         self.models = [m.to(device) for m in models]
         self.type_names = list(type_names)
@@ -182,7 +182,7 @@ class Ensemble:
         cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None, skin_A: float = 0.0
     ) -> "Ensemble":
         """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
-        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.md.neighbors), else rebuilt every call."""
+        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), else rebuilt every call."""
         from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state
