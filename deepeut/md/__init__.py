@@ -1,2 +1,2 @@
 """Molecular dynamics (stage=md): the MD stage, its engines (ase, torchsim, lammps), the ASE replica driver,
-safety checks, neighbour lists with a skin and the LAMMPS input writer."""
+safety checks and the LAMMPS input writer."""
