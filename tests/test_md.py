@@ -392,7 +392,9 @@ def test_lammps_engine_writes_a_complete_job_without_a_binary(ensemble_dir, tmp_
     assert "run 4000" in script and "timestep 0.0005" in script  # 2 ps at 0.5 fs (scale=tiny)
     assert "-k on g 4 -sf kk" in (rdir / "run.slurm").read_text()
     assert (rdir / "system.data").read_text().count("\n") > 2 * 88
-    assert json.loads((tmp_path / "md.json").read_text())["ran"] is False
+    rec = json.loads((tmp_path / "md.json").read_text())
+    assert rec["engine"] == "lammps" and rec["driver"] == "member 0"
+    assert [r["ran"] for r in rec["replicas"]] == [False]
 
 
 def test_trajectory_readers_agree_across_formats(tmp_path):
