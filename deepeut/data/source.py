@@ -15,6 +15,7 @@ from typing import Dict, Optional
 
 from deepeut.data.store import StoreError, manifest_hash, open_store
 from deepeut.utils.io import atomic_path
+from deepeut.utils.io import display_path
 
 
 @dataclass
@@ -71,7 +72,7 @@ def from_store(store_dir: str | Path, dest: Path) -> DatasetFiles:
         copied["test"],
         copied["calibration"] if counts["calibration"] else None,
         digest,
-        f"store:{Path(store_dir).resolve()}",
+        f"store:{display_path(store_dir)}",
         counts["train"],
         counts["test"],
     )

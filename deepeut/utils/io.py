@@ -54,3 +54,15 @@ def json_safe(obj: Any) -> Any:
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
         return json_safe(obj.item())
     return obj
+
+
+def display_path(path) -> str:
+    """``path`` relative to the working directory when inside it (records shipped with an ensemble or a dataset
+    hold no machine paths), else as given."""
+    import os
+
+    p = Path(path).resolve()
+    try:
+        return os.path.relpath(p, Path.cwd()) if p.is_relative_to(Path.cwd().resolve()) else str(path)
+    except ValueError:
+        return str(path)

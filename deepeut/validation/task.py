@@ -26,6 +26,7 @@ import numpy as np
 from deepeut.config.schema import Config
 from deepeut.utils.io import json_safe, write_json_atomic, write_text_atomic
 from deepeut.utils.units import kcal_per_mol_to_ev
+from deepeut.utils.io import display_path
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +205,6 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
             "n_test_frames": len(labeled) - half,
         },
     }
-
-
-def display_path(path) -> str:
-    """``path`` relative to the working directory when inside it (records shipped with an ensemble hold no
-    machine paths), else as given."""
-    import os
-
-    p = Path(path).resolve()
-    try:
-        return os.path.relpath(p, Path.cwd()) if p.is_relative_to(Path.cwd().resolve()) else str(path)
-    except ValueError:
-        return str(path)
 
 
 def v_duration(summary: Dict) -> float:
