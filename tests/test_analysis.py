@@ -408,13 +408,9 @@ def test_short_contacts_are_flagged_with_the_validation_limits():
     assert short_contacts(res[:1], limits) == []
 
 
-def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
-    import json
-
-    from deepeut.report.document import Table
-    from deepeut.report.report import tables_sections
-
-    tabs = {
+def mixed_tables():
+    """Table II with an unconverged D (2 ps run), an uncomputed t+ and a converged τ_R."""
+    return {
         "II": {
             "D_Li": {
                 "ours": 748.0,
@@ -428,6 +424,15 @@ def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
             "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True},
         }
     }
+
+
+def test_report_keeps_unconverged_numbers_apart_from_the_papers(tmp_path):
+    import json
+
+    from deepeut.report.document import Table
+    from deepeut.report.report import tables_sections
+
+    tabs = mixed_tables()
     (tmp_path / "tables.json").write_text(json.dumps(tabs))
     blocks = tables_sections(tmp_path)[0].blocks
     compared, apart = [b for b in blocks if isinstance(b, Table)]
@@ -454,19 +459,7 @@ def test_text_tables_set_no_unconverged_number_beside_the_papers():
     from conftest import load_config
     from deepeut.analysis.task import tables_text
 
-    tabs = {
-        "II": {
-            "D_Li": {
-                "ours": 748.0,
-                "ci95": 80.0,
-                "paper": 1.07,
-                "unit": "1e-11 m^2/s",
-                "converged": False,
-                "status": "not converged: MSD not diffusive",
-            },
-            "tau_R": {"ours": 0.9, "ci95": 0.1, "paper": 1.53, "unit": "ns", "converged": True},
-        }
-    }
+    tabs = mixed_tables()
     lines = tables_text(load_config("system=ura"), tabs).splitlines()
     d_li = next(x for x in lines if x.startswith("D_Li"))
     assert "(748)" in d_li and "1.07" not in d_li and "[not converged: MSD not diffusive]" in d_li
