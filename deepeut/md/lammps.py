@@ -141,17 +141,16 @@ def dump_to_h5md(
 ) -> Path:
     """Convert a LAMMPS dump to deepeut's H5MD, streamed ``block`` frames at a time (observables other than time
     are NaN: they live in log.lammps)."""
-    from deepeut.trajectory.h5md import OBSERVABLES, H5MDWriter
+    from deepeut.trajectory.h5md import H5MDWriter
     from deepeut.trajectory.lammps_dump import LammpsDump
 
-    nan = {k: float("nan") for k in OBSERVABLES}
     with LammpsDump(dump, timestep_fs) as d, H5MDWriter(h5, numbers, masses, d.cell, molecule, labels, params) as w:
         for s in range(0, d.n_frames, block):
             sl = slice(s, min(s + block, d.n_frames))
             pos = d.positions(sl)
             vel = d.velocities(sl) if d.has_velocities else np.zeros_like(pos)
             for k, step in enumerate(d.steps[sl]):
-                w.append(int(step), d.times_ps[s + k], pos[k], vel[k], nan)
+                w.append(int(step), d.times_ps[s + k], pos[k], vel[k], {})  # observables: NaN
     return h5
 
 

@@ -107,10 +107,10 @@ class LammpsDump:
         self.times_ps = self.steps * timestep_fs / 1000.0
         self.timestep_fs = timestep_fs
         self._last = None
-        first = self._parse(slice(0, 1))
-        self._order0 = np.argsort(first[0][:, self._col["id"]])
+        first = self._parse(slice(0, 1))[0]
+        self._order0 = np.argsort(first[:, self._col["id"]])
         self.numbers, self.masses = self._elements()
-        self.molecule = self._molecules()
+        self.molecule = self._molecules(self._ordered(first))
         self.labels = None
 
     # -- layout ------------------------------------------------------------------------------------------------
@@ -257,11 +257,11 @@ class LammpsDump:
         numbers = np.array([atomic_numbers[e] for e in elements])
         return numbers, atomic_masses[numbers]
 
-    def _molecules(self) -> Optional[np.ndarray]:
+    def _molecules(self, first: np.ndarray) -> Optional[np.ndarray]:
+        """0-based molecule ids from the ``mol`` column of the first frame (``first``: id-ordered numeric table)."""
         if "mol" not in self.columns:
             return None
-        table = self._ordered(self._parse(slice(0, 1))[0])
-        mol = table[:, self._col["mol"]].astype(np.int64)
+        mol = first[:, self._col["mol"]].astype(np.int64)
         return np.unique(mol, return_inverse=True)[1]  # 0-based, consecutive
 
     def check_time_field(self) -> Optional[str]:
