@@ -12,11 +12,9 @@ from conftest import kill_when, load_config, run_cli, start_cli
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
 
-def test_member_configs_differ_in_seed_and_split(tmp_path):
-    from deepeut.training.nequip_config import member_config
-
-    cfg = load_config("train.val_fraction=0.2")
-    kw = dict(
+def member_kwargs(cfg, tmp_path) -> dict:
+    """The arguments of nequip_config.member_config other than the member index (a 45-frame training set)."""
+    return dict(
         model=cfg.model,
         train=cfg.train,
         logger=cfg.logger,
@@ -29,6 +27,12 @@ def test_member_configs_differ_in_seed_and_split(tmp_path):
         group="g",
         tracked={},
     )
+
+
+def test_member_configs_differ_in_seed_and_split(tmp_path):
+    from deepeut.training.nequip_config import member_config
+
+    kw = member_kwargs(load_config("train.val_fraction=0.2"), tmp_path)
     a, b = member_config(member=0, **kw), member_config(member=2, **kw)
     assert (a["data"]["seed"], b["data"]["seed"]) == (1, 3)
     assert (a["training_module"]["model"]["seed"], b["training_module"]["model"]["seed"]) == (1, 3)
@@ -45,21 +49,7 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
     """train.init_from: member k starts from ensemble_dir's member k (nequip's ModelFromCheckpoint) and trains."""
     from deepeut.training.nequip_config import member_config
 
-    cfg = load_config(f"train.init_from={ensemble_dir}")
-    c = member_config(
-        model=cfg.model,
-        train=cfg.train,
-        logger=cfg.logger,
-        member=1,
-        train_file=tmp_path / "a",
-        test_file=tmp_path / "b",
-        member_dir=tmp_path,
-        type_names=TYPES,
-        device="cpu",
-        n_train_frames=45,
-        group="g",
-        tracked={},
-    )
+    c = member_config(member=1, **member_kwargs(load_config(f"train.init_from={ensemble_dir}"), tmp_path))
     assert c["training_module"]["model"] == {
         "_target_": "nequip.model.ModelFromCheckpoint",
         "checkpoint_path": str((ensemble_dir / "member_1" / "best.ckpt").resolve()),
