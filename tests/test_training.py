@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import kill_when, load_config, run_cli, start_cli
+from conftest import ROOT, kill_when, load_config, run_cli, start_cli
 
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
@@ -66,6 +66,24 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
     warm = json.loads((tmp_path / "warm" / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
     cold = json.loads((ensemble_dir / "ensemble.json").read_text())["members"][0]["test_metrics"]["forces_rmse"]
     assert warm < cold * 1.1  # one more epoch from trained weights is not worse than starting over
+
+
+def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_without_a_logger(tmp_path):
+    """A campaign resumed on a fresh machine warm-starts from committed packages (model.nequip.zip only); the
+    manifest's test metrics come from the CSV metrics, which are written even with logger=none."""
+    res = run_cli(
+        "stage=train",
+        "train.ensemble_size=1",
+        "train.max_epochs=1",
+        "train.package=false",
+        "train.init_from=deepeut/models/ura",
+        "logger=none",
+        f"output_dir={tmp_path}",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    member = json.loads((tmp_path / "ensemble.json").read_text())["members"][0]
+    shipped = json.loads((ROOT / "deepeut/models/ura/ensemble.json").read_text())["members"][0]
+    assert member["test_metrics"]["forces_rmse"] < 1.5 * shipped["test_metrics"]["forces_rmse"]
 
 
 def test_device_maps_to_lightning_accelerator():

@@ -73,28 +73,32 @@ def data_section(
 
 
 def logger_section(logger: LoggerConfig, member_dir: Path, run_name: str, group: str, tracked: Dict[str, Any]) -> Any:
-    """Lightning logger for per-epoch metrics: CSV in ``<member>/metrics/``, or W&B (offline by default)."""
-    if logger.name == "none" or logger.mode == "disabled":
-        return False
-    if logger.name == "csv":
-        return {
+    """Lightning loggers for per-epoch metrics: always CSV in ``<member>/metrics/`` (the ensemble manifest's test
+    metrics are read from it, whatever the tracking), plus W&B (offline by default) with ``logger=wandb``."""
+    loggers: List[Dict[str, Any]] = [
+        {
             "_target_": "lightning.pytorch.loggers.CSVLogger",
             "save_dir": str(member_dir),
             "name": "metrics",
             "version": "",
         }
-    return {
-        "_target_": "lightning.pytorch.loggers.WandbLogger",
-        "project": logger.project,
-        "entity": logger.entity,
-        "name": run_name,
-        "group": group,
-        "tags": list(logger.tags),
-        "save_dir": str(member_dir),
-        "offline": logger.mode == "offline",
-        "config": tracked,
-        "_convert_": "all",
-    }
+    ]
+    if logger.name == "wandb" and logger.mode != "disabled":
+        loggers.append(
+            {
+                "_target_": "lightning.pytorch.loggers.WandbLogger",
+                "project": logger.project,
+                "entity": logger.entity,
+                "name": run_name,
+                "group": group,
+                "tags": list(logger.tags),
+                "save_dir": str(member_dir),
+                "offline": logger.mode == "offline",
+                "config": tracked,
+                "_convert_": "all",
+            }
+        )
+    return loggers
 
 
 def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, Any]]:
