@@ -2,10 +2,13 @@
 # The potentials campaign of one system (issue "Potentials that hold"), from scratch or resumed:
 #   1. data:     the committed xTB dataset deepeut/data/campaign/<system>/ is restored into the store; when it is
 #                missing (or FROM_SCRATCH=1) scripts/make_campaign_data.sh makes it (classical liquids + GFN2-xTB);
-#   2. train:    3 × allegro_small on it (train=campaign);
+#   2. train:    3 × allegro_small on it (train=campaign), unless the committed snapshot has an ensemble
+#                (deepeut/data/campaign/<system>/ensemble/, from an earlier session): then the loop warm-starts
+#                from it and nothing is trained from scratch again;
 #   3. al:       the active-learning loop (al=campaign) at scale=tiny from the classical liquids, warm-started
-#                retraining (AL_EPOCHS per member per iteration); the labeled store is packed back into
-#                deepeut/data/campaign/<system>/ after the loop (commit it);
+#                retraining (AL_EPOCHS per member per iteration); the store, the newest complete iteration's
+#                ensemble and the history are packed into deepeut/data/campaign/<system>/ after the loop (commit
+#                it; `SNAPSHOT_ONLY=1` packs a running loop's state without starting anything);
 #   4. validate: stage=validate of the final ensemble (VALIDATE_PS at scale=tiny);
 #   5. pack:     the validated ensemble becomes deepeut/models/<system>/ (PACK=1; commit it).
 # Every step resumes (kill at any point, rerun the same command).     SYSTEM=ura bash scripts/campaign.sh
@@ -15,6 +18,11 @@ s=${SYSTEM:-ura}
 root=outputs/campaign/$s
 py=.venv/bin/python
 packed=deepeut/data/campaign/$s
+snapshot() {
+  $py -m deepeut.active_learning.snapshot $root/al $packed --store $root/data \
+    --started-from "$(cat $root/initial_ensemble)"
+}
+if [ "${SNAPSHOT_ONLY:-0}" = 1 ]; then snapshot; exit 0; fi
 if [ "${FROM_SCRATCH:-0}" = 1 ] || [ ! -f $packed/train.extxyz.gz ]; then
   SYSTEM=$s bash scripts/make_campaign_data.sh
 else
@@ -24,14 +32,24 @@ fi
 $py run.py stage=classical system=$s scale=tiny classical.replicas=${TINY_BOXES:-6} \
   classical.samples_per_temperature=${TINY_SAMPLES:-6} output_dir=$root/classical_tiny
 starts=$(ls -d $root/classical_tiny/replica_*/box.extxyz | paste -sd, -)
-if [ ! -f $root/al/al_state.json ]; then  # once the loop has started, its iterations own the training
+# the AL loop's iteration 0 ensemble, chosen once per outputs folder: the committed snapshot, else a fresh training
+if [ ! -f $root/initial_ensemble ]; then
+  if [ "${FROM_SCRATCH:-0}" != 1 ] && [ -f $packed/ensemble/ensemble.json ]; then
+    mkdir -p $root/snapshot && cp -r $packed/ensemble/. $root/snapshot/
+    echo "$root/snapshot" > $root/initial_ensemble
+  else
+    echo "$root/train" > $root/initial_ensemble
+  fi
+fi
+initial=$(cat $root/initial_ensemble)
+if [ "$initial" = "$root/train" ] && [ ! -f $root/al/al_state.json ]; then  # then the loop owns the training
   $py run.py stage=train system=$s train=campaign data.store=$root/data output_dir=$root/train
 fi
-$py run.py stage=al system=$s scale=tiny al=campaign data.store=$root/data al.initial_ensemble=$root/train \
+$py run.py stage=al system=$s scale=tiny al=campaign data.store=$root/data al.initial_ensemble=$initial \
   "md.starts=[$starts]" train=campaign train.max_epochs=${AL_EPOCHS:-12} output_dir=$root/al
-$py -m deepeut.data.demo pack $root/data $packed
+snapshot
 final=$($py -c "import json,sys; print(json.load(open('$root/al/al_state.json'))['final_ensemble'])")
-$py run.py stage=validate system=$s scale=tiny ensemble=$final validate.duration_ps=${VALIDATE_PS:-10} \
+$py run.py stage=validate system=$s scale=tiny committee=$final validate.duration_ps=${VALIDATE_PS:-10} \
   "md.starts=[$starts]" output_dir=$root/validate
 if [ "${PACK:-0}" = 1 ]; then
   $py -m deepeut.training.embedded pack $final deepeut/models/$s

@@ -45,7 +45,12 @@ def pack(store_dir: Path, dest: Path) -> Dict[str, Path]:
         src = store_dir / f"{split}.extxyz"
         if split == "calibration" and (not src.exists() or src.stat().st_size == 0):
             continue
-        with open(src, "rb") as fin, gzip.open(dest / f"{split}.extxyz.gz", "wb", compresslevel=9) as fout:
+        # mtime 0: the same content packs to the same bytes (git sees no change when nothing was added)
+        with (
+            open(src, "rb") as fin,
+            open(dest / f"{split}.extxyz.gz", "wb") as raw,
+            gzip.GzipFile(f"{split}.extxyz", "wb", compresslevel=9, fileobj=raw, mtime=0) as fout,
+        ):
             shutil.copyfileobj(fin, fout)
         out[split] = dest / f"{split}.extxyz.gz"
     shutil.copy(store_dir / "manifest.jsonl", dest / "manifest.jsonl")

@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import Dict, Optional
 
 from deepeut.training.members import MANIFEST
 from deepeut.utils.io import atomic_path, write_json_atomic
@@ -32,16 +33,27 @@ def embedded_ensemble(system: str) -> Path:
     if not (path / MANIFEST).exists():
         raise EnsembleError(
             f"no embedded default ensemble for system '{system}' in {MODELS_DIR}; train one with "
-            f"{REGENERATE} (SYSTEMS={system}) or pass ensemble=<a stage=train folder>"
+            f"{REGENERATE} (SYSTEMS={system}) or pass committee=<a stage=train folder>"
         )
     return path
 
 
-def pack(src: Path, dest: Path) -> Path:
-    """Copy the members' packaged models and a manifest pointing at them from a finished stage=train folder."""
+def without_machine_path(text: str) -> str:
+    """A path (optionally after a ``kind:`` prefix) cut to its last two components: ``store:/a/b/c`` → ``store:b/c``."""
+    prefix, _, path = text.rpartition(":") if ":" in text else ("", "", text)
+    short = "/".join(Path(path).parts[-2:])
+    return f"{prefix}:{short}" if prefix else short
+
+
+def pack(src: Path, dest: Path, note: Optional[Dict] = None) -> Path:
+    """Copy the members' packaged models and a manifest pointing at them from a finished stage=train folder;
+    ``note`` replaces the manifest's ``embedded`` entry (how to regenerate it)."""
     manifest = json.loads((Path(src) / MANIFEST).read_text())
     if not manifest.get("complete"):
         raise SystemExit(f"{src}: the ensemble is not complete; finish training first")
+    unpackaged = [m["dir"] for m in manifest["members"] if not m.get("package")]
+    if unpackaged:
+        raise SystemExit(f"{src}: {', '.join(unpackaged)} not packaged (train.package=false); only packages travel")
     dest.mkdir(parents=True, exist_ok=True)
     for m in manifest["members"]:
         mdir = dest / m["dir"]
@@ -50,7 +62,10 @@ def pack(src: Path, dest: Path) -> Path:
             shutil.copyfile(Path(src) / m["dir"] / m["package"], tmp)
         m.pop("checkpoint", None)
     manifest["dataset"] = {k: v for k, v in manifest["dataset"].items() if k not in ("train", "test", "calibration")}
-    manifest["embedded"] = {"regenerate": REGENERATE, "trained_in": Path(src).name}  # no machine paths shipped
+    for section, key in (("dataset", "origin"), ("train", "init_from")):
+        if manifest.get(section, {}).get(key):
+            manifest[section][key] = without_machine_path(manifest[section][key])
+    manifest["embedded"] = note or {"regenerate": REGENERATE, "trained_in": Path(src).name}  # no machine paths
     write_json_atomic(dest / MANIFEST, manifest)
     return dest
 
