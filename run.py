@@ -39,8 +39,21 @@ def _validate_before_hydra(overrides) -> None:
     except MissingConfigException as exc:  # an unknown group option: system=water
         group, _, name = str(exc.missing_cfg_file).rpartition("/")
         _fail(f"{group}: '{name}' is not one of {', '.join(exc.options or [])}" if exc.options else str(exc))
-    except Exception:  # anything else (a Hydra syntax error, a missing group option) is reported by Hydra itself
-        pass
+    except Exception as exc:  # a value of the wrong type or choice names its key; other errors are Hydra's to report
+        line = value_error_line(exc)
+        if line:
+            _fail(line)
+
+
+def value_error_line(exc: BaseException):
+    """``key: message`` of an OmegaConf validation error (a float given as a word, a choice not in its enum) found
+    in ``exc``'s causes, else None."""
+    while exc is not None:
+        key = getattr(exc, "full_key", None)
+        if key:
+            return f"{key}: {str(getattr(exc, 'msg', exc)).splitlines()[0]}"
+        exc = exc.__cause__
+    return None
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

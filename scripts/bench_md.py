@@ -39,7 +39,7 @@ def main() -> None:
     cfg = validate(
         compose(
             [
-                f"ensemble={args.ensemble}",
+                f"committee={args.ensemble}",
                 f"scale={args.scale}",
                 f"md.duration_ps={args.steps * 0.5 / 1000}",
                 "md.save_every_fs=10",

@@ -107,7 +107,7 @@ def probe_disk_full(work: Path) -> Tuple[str, str, bool]:
             cli(
                 [
                     "stage=md",
-                    "ensemble=embedded",
+                    "committee=embedded",
                     "md.duration_ps=1",
                     "md.save_every_fs=0.5",
                     "md.checkpoint_every_steps=20",
@@ -184,18 +184,18 @@ PROBES = {
     "concurrent_main_jobs": probe_concurrent,
     "kill_classical": probe_kill(["stage=classical", "classical.npt_ps=20"], "replica_0/checkpoint.npz"),
     "kill_md": probe_kill(
-        ["stage=md", "ensemble=embedded", "md.duration_ps=0.2", "md.checkpoint_every_steps=20"],
+        ["stage=md", "committee=embedded", "md.duration_ps=0.2", "md.checkpoint_every_steps=20"],
         "replica_0/checkpoint.pkl",
     ),
     "kill_training": probe_kill(["stage=train", "train.max_epochs=3"], "member_0/last.ckpt"),
     "disk_full_md": probe_disk_full,
     "cut_h5md": probe_bad(["stage=analysis", "analysis.trajectories=[cut.h5]"], "cannot be read"),
-    "start_without_cell": probe_bad(["stage=md", "ensemble=embedded", "md.start=nocell.extxyz"], "no periodic cell"),
+    "start_without_cell": probe_bad(["stage=md", "committee=embedded", "md.start=nocell.extxyz"], "no periodic cell"),
     "ensemble_of_other_system": probe_bad(
-        ["stage=md", "system=nma", f"ensemble={ROOT / 'deepeut/models/ura'}"], "trained for system=ura"
+        ["stage=md", "system=nma", f"committee={ROOT / 'deepeut/models/ura'}"], "trained for system=ura"
     ),
     "config_typo": probe_bad(["md.temprature_K=300"], "Did you mean 'temperature_K'"),
-    "member_out_of_range": probe_bad(["stage=md", "ensemble=embedded", "md.ensemble_member=7"], "md.ensemble_member"),
+    "member_out_of_range": probe_bad(["stage=md", "committee=embedded", "md.ensemble_member=7"], "md.ensemble_member"),
     "dump_without_timestep": probe_bad(
         ["stage=analysis", "analysis.trajectories=[good.lammpstrj]"], "analysis.timestep_fs"
     ),

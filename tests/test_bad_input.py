@@ -44,7 +44,7 @@ def _start_box(tmp_path: Path, scale: float = 1.0) -> Path:
 
 def test_box_narrower_than_the_cutoff(ensemble_dir, tmp_path):
     start = _start_box(tmp_path, 0.55)  # ~5.7 Å, below r_max = 6 Å
-    r = run_cli("stage=md", f"ensemble={ensemble_dir}", f"md.start={start}", f"output_dir={tmp_path / 'out'}")
+    r = run_cli("stage=md", f"committee={ensemble_dir}", f"md.start={start}", f"output_dir={tmp_path / 'out'}")
     line = one_line(r, 1)
     assert line.startswith("deepeut: md stopped: md.start") and "not more than the model cutoff r_max = 6 Å" in line
     assert not list((tmp_path / "out").glob("replica_*"))
@@ -55,7 +55,7 @@ def test_start_structure_disagrees_with_its_topology(ensemble_dir, tmp_path):
     built_box("nma")[1].topology.write(tmp_path / "nma_topology.json")
     r = run_cli(
         "stage=md",
-        f"ensemble={ensemble_dir}",
+        f"committee={ensemble_dir}",
         f"md.start={start}",
         f"md.topology={tmp_path / 'nma_topology.json'}",
         f"output_dir={tmp_path / 'out'}",
@@ -83,7 +83,7 @@ def test_corrupted_model_file(ensemble_dir, tmp_path):
     shutil.copytree(ensemble_dir, broken)
     model = broken / "member_0" / "model.nequip.zip"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 3])
-    r = run_cli("stage=md", f"ensemble={broken}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
+    r = run_cli("stage=md", f"committee={broken}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
     line = one_line(r, 1)
     assert str(model) in line and "cannot load this model" in line
 
@@ -91,7 +91,7 @@ def test_corrupted_model_file(ensemble_dir, tmp_path):
 def test_corrupted_md_checkpoint(ensemble_dir, tmp_path):
     (tmp_path / "out" / "replica_0").mkdir(parents=True)
     (tmp_path / "out" / "replica_0" / "checkpoint.pkl").write_bytes(b"\x80\x04garbage")
-    r = run_cli("stage=md", f"ensemble={ensemble_dir}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
+    r = run_cli("stage=md", f"committee={ensemble_dir}", "md.duration_ps=0.01", f"output_dir={tmp_path / 'out'}")
     line = one_line(r, 1)
     assert "checkpoint.pkl is corrupted" in line and "delete it" in line
 
@@ -108,7 +108,7 @@ def test_corrupted_training_checkpoint(tmp_path):
 def test_evaluate_the_embedded_ensemble_on_its_shipped_test_set(tmp_path):
     import json
 
-    r = run_cli("stage=evaluate", "ensemble=embedded", f"output_dir={tmp_path / 'ev'}", cwd=tmp_path)
+    r = run_cli("stage=evaluate", "committee=embedded", f"output_dir={tmp_path / 'ev'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert ev["n_frames"] == 15 and 0 < ev["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] < 1.0

@@ -70,11 +70,24 @@ def test_cli_unknown_system_lists_options():
     assert "system" in r.stderr and "ura" in r.stderr and "nma" in r.stderr
 
 
-def test_cli_wrong_type_names_key():
-    r = run_cli("md.timestep_fs=fast")
-    assert r.returncode != 0 and "timestep_fs" in r.stderr
+def test_cli_wrong_type_or_choice_is_one_line_naming_the_key():
+    for override, needle in (("md.timestep_fs=fast", "md.timestep_fs:"), ("md.engine=gromacs", "md.engine:")):
+        r = run_cli(override)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+    assert "ase, torchsim, lammps" in run_cli("md.engine=gromacs").stderr  # the enum's choices
 
 
 def test_import_labeler_needs_a_path():
     with pytest.raises(ConfigError, match="labeler.imported.path"):
         load_config("labeler=import")
+
+
+def test_old_ensemble_key_still_names_the_committee():
+    """``ensemble=`` (the key's old name) is read as ``committee=``; giving both differently is refused."""
+    from deepeut.config import ConfigError
+
+    assert load_config("ensemble=embedded").committee == "embedded"
+    assert load_config("committee=embedded").committee == "embedded"
+    with pytest.raises(ConfigError, match="old name of committee"):
+        load_config("ensemble=a", "committee=b")

@@ -276,7 +276,7 @@ def test_md_stage_with_trained_model(ensemble_dir, tmp_path):
     # a 2-epoch model does not keep TFSI whole for long: molecule checks off here (tested on their own above)
     res = run_cli(
         "stage=md",
-        f"ensemble={ensemble_dir}",
+        f"committee={ensemble_dir}",
         "md.duration_ps=0.1",
         "md.save_every_fs=5",
         "md.check_molecules_every=0",
@@ -326,7 +326,7 @@ def test_torchsim_engine_matches_the_ase_engine(ensemble_dir, tmp_path):
     ASE engine give the same trajectory for replica 0, and both conserve the NHC extended energy."""
     from deepeut.trajectory.h5md import H5MDTrajectory
 
-    common = [f"ensemble={ensemble_dir}", "md.duration_ps=0.05", "md.save_every_fs=5", "md.check_molecules_every=0"]
+    common = [f"committee={ensemble_dir}", "md.duration_ps=0.05", "md.save_every_fs=5", "md.check_molecules_every=0"]
     res = run_cli("stage=md", "md.engine=torchsim", "md.replicas=2", *common, f"output_dir={tmp_path / 'ts'}")
     assert res.returncode == 0, res.stderr[-3000:]
     res = run_cli("stage=md", "md.engine=ase", *common, f"output_dir={tmp_path / 'ase'}")
@@ -382,7 +382,7 @@ def test_lammps_engine_writes_a_complete_job_without_a_binary(ensemble_dir, tmp_
         "stage=md",
         "md.engine=lammps",
         "md.lammps_command=lmp_not_here",
-        f"ensemble={ensemble_dir}",
+        f"committee={ensemble_dir}",
         f"output_dir={tmp_path}",
     )
     assert res.returncode == 0, res.stderr[-3000:]
@@ -497,7 +497,7 @@ def test_torchsim_records_equilibration_and_truncates_a_failed_batch(tmp_path):
 
     res = run_cli(
         "stage=md",
-        "ensemble=embedded",
+        "committee=embedded",
         "md.engine=torchsim",
         "md.replicas=2",
         "md.duration_ps=0.02",
@@ -547,7 +547,7 @@ def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_th
 
     common = [
         "stage=md",
-        "ensemble=embedded",
+        "committee=embedded",
         "md.ensemble_member=null",
         "md.save_every_fs=2.5",
         "md.check_molecules_every=0",

@@ -28,6 +28,112 @@ def test_stage_key_follows_what_decides_the_result():
     assert key("labeler.executor.n_workers=2", stage="al") == key(stage="al")
 
 
+def _config_leaves(obj, path=(), exempt=False):
+    """(path, value, exempt) of every leaf field of a config dataclass."""
+    from deepeut.config.base import key_exempt
+
+    for f in dataclasses.fields(obj):
+        value, here = getattr(obj, f.name), (*path, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _config_leaves(value, here, exempt or key_exempt(f))
+        else:
+            yield here, value, exempt or key_exempt(f)
+
+
+def _another(value):
+    from enum import Enum
+
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, Enum):
+        return next(m for m in type(value) if m is not value)
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, (list, tuple)):
+        return [*value, value[0] if value else "x"]
+    if isinstance(value, dict):
+        return {**value, "another": 1}
+    return f"{value}x"
+
+
+def test_stage_key_changes_with_every_value_a_stage_reads_and_with_no_other():
+    """Every leaf of every config section, changed one at a time: a pipeline stage's key changes exactly when the
+    stage reads the section (deepeut.stages.STAGES) and the field is not marked execution or input."""
+    import copy
+
+    from deepeut.stages import STAGES
+
+    cfg = load_config()
+    leaves = list(_config_leaves(cfg))
+    assert len(leaves) > 200
+    for stage in ("build", "classical", "reference", "train", "al", "md", "analysis"):
+        base = stage_key(cfg, stage, {})
+        for path, value, exempt in leaves:
+            changed = copy.deepcopy(cfg)
+            parent = changed
+            for name in path[:-1]:
+                parent = getattr(parent, name)
+            setattr(parent, path[-1], _another(value))
+            expected = path[0] in STAGES[stage].reads and not exempt
+            assert (stage_key(changed, stage, {}) != base) == expected, (stage, ".".join(path))
+        assert stage_key(cfg, stage, {"md": "a"}) != stage_key(cfg, stage, {"md": "b"})  # an input's content
+
+
+def test_start_structures_are_keyed_by_content_not_by_name(tmp_path):
+    from deepeut.pipeline.cache import structures_digest
+
+    a, b = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    a.write_text("one"), b.write_text("one")
+    assert structures_digest([a]) == structures_digest([b])
+    alone = structures_digest([a])
+    (tmp_path / "topology.json").write_text("{}")  # the topology beside the start is part of it
+    assert structures_digest([a]) != alone
+    b.write_text("two")
+    assert structures_digest([a]) != structures_digest([b])
+
+
+class _Tripwire:
+    """A config section a stage must not read: any attribute access fails the test, naming the field."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        raise AssertionError(f"the stage read {self._name}.{attr}, a section its cache key does not hold")
+
+
+def _only(cfg, reads):
+    """``cfg`` with every section outside ``reads`` (and the logger, which says how results are tracked) replaced
+    by a tripwire."""
+    import copy
+
+    out = copy.copy(cfg)
+    for f in dataclasses.fields(cfg):
+        if dataclasses.is_dataclass(getattr(cfg, f.name)) and f.name not in (*reads, "logger"):
+            setattr(out, f.name, _Tripwire(f.name))
+    return out
+
+
+def test_build_md_and_analysis_read_only_the_sections_their_keys_hold(tmp_path):
+    """The other direction of the key test: a stage that read a section its key lacks could reuse stale results."""
+    from deepeut.analysis.task import run_analysis
+    from deepeut.md.engines import Potential
+    from deepeut.md.task import run_md
+    from deepeut.stage_io import Structures, Trajectories
+    from deepeut.stages import STAGES
+    from deepeut.systems.task import build
+    from deepeut.training.embedded import embedded_ensemble
+
+    cfg = load_config("stage=md", "md.duration_ps=0.02", "md.save_every_fs=5", "logger=none")
+    build(_only(cfg, STAGES["build"].reads), tmp_path / "build")
+    potential = Potential(embedded_ensemble("ura"), 0)
+    starts = Structures.of([tmp_path / "build" / "box.extxyz"])
+    md = run_md(_only(cfg, STAGES["md"].reads), potential, tmp_path / "md", starts)
+    assert md.trajectories.paths[0].exists()
+    run_analysis(_only(cfg, STAGES["analysis"].reads), Trajectories.of(md.trajectories.paths), tmp_path / "an")
+    assert (tmp_path / "an" / "tables.json").exists()
+
+
 def test_stage_cache_reuses_finished_and_continues_unfinished(tmp_path):
     cfg = load_config()
     cache = StageCache(tmp_path, "ura")
@@ -108,7 +214,7 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
     assert path == MODELS_DIR / "nma" and "embedded" in origin
     empty = load_config("system=nma", "md=production", f"pipeline.search_outputs={tmp_path / 'none'}")
     assert find_ensemble(empty)[0] == MODELS_DIR / "nma"
-    assert find_ensemble(load_config("system=act", "ensemble=embedded"))[0] == MODELS_DIR / "act"
+    assert find_ensemble(load_config("system=act", "committee=embedded"))[0] == MODELS_DIR / "act"
 
 
 def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_used(tmp_path):
@@ -201,7 +307,7 @@ MAIN = [
 
 def test_main_job_survives_sigkill_in_md_and_analysis(ensemble_dir, tmp_path):
     cache = tmp_path / "cache"
-    args = [*MAIN, f"ensemble={ensemble_dir}", f"pipeline.cache_dir={cache}"]
+    args = [*MAIN, f"committee={ensemble_dir}", f"pipeline.cache_dir={cache}"]
     ckpt = lambda: any(p.exists() for p in cache.glob("md/*/replica_0/checkpoint.pkl"))  # noqa: E731
     assert kill_when(start_cli(*args, f"output_dir={tmp_path / 'run1'}"), ckpt), "MD never checkpointed"
     assert _stage_names(_done_mtimes(cache)) == {"classical"}  # the liquid was equilibrated, nothing else finished

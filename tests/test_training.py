@@ -49,7 +49,7 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
     """train.init_from: member k starts from ensemble_dir's member k (nequip's ModelFromCheckpoint) and trains."""
     from deepeut.training.nequip_config import member_config
 
-    c = member_config(member=1, **member_kwargs(load_config(f"train.init_from={ensemble_dir}"), tmp_path))
+    c = member_config(member=1, init_from=ensemble_dir, **member_kwargs(load_config(), tmp_path))
     assert c["training_module"]["model"] == {
         "_target_": "nequip.model.ModelFromCheckpoint",
         "checkpoint_path": str((ensemble_dir / "member_1" / "best.ckpt").resolve()),
@@ -77,6 +77,8 @@ def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_witho
         "train.max_epochs=1",
         "train.package=false",
         "train.init_from=deepeut/models/ura",
+        "train.lr_plateau_factor=0.5",  # nequip accepts the schedule (stepped after the epoch)
+        "train.lr_plateau_patience=0",
         "logger=none",
         f"output_dir={tmp_path}",
     )
@@ -84,6 +86,16 @@ def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_witho
     member = json.loads((tmp_path / "ensemble.json").read_text())["members"][0]
     shipped = json.loads((ROOT / "deepeut/models/ura/ensemble.json").read_text())["members"][0]
     assert member["test_metrics"]["forces_rmse"] < 1.5 * shipped["test_metrics"]["forces_rmse"]
+
+
+def test_plateau_schedule_is_off_for_the_paper_and_on_for_the_campaign(tmp_path):
+    from deepeut.training.nequip_config import member_config
+
+    assert "lr_scheduler" not in member_config(member=0, **member_kwargs(load_config(), tmp_path))["training_module"]
+    c = member_config(member=0, **member_kwargs(load_config("train=campaign"), tmp_path))["training_module"]
+    sched = c["lr_scheduler"]
+    assert sched["scheduler"]["_target_"].endswith("ReduceLROnPlateau") and sched["scheduler"]["factor"] == 0.5
+    assert sched["monitor"].startswith("val") and sched["interval"] == "epoch"
 
 
 def test_device_maps_to_lightning_accelerator():
@@ -137,7 +149,7 @@ def test_finished_members_are_not_retrained(ensemble_dir):
 def test_evaluate_per_element_rmse_sums_to_overall(ensemble_dir, tmp_path):
     from deepeut.training.evaluate import combine_rmse
 
-    res = run_cli("stage=evaluate", f"ensemble={ensemble_dir}", f"output_dir={tmp_path}")
+    res = run_cli("stage=evaluate", f"committee={ensemble_dir}", f"output_dir={tmp_path}")
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert set(report["models"]) == {"member_0", "member_1", "member_2", "ensemble_mean"}

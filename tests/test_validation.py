@@ -59,7 +59,7 @@ def test_validate_settings_fail_at_start_naming_the_key():
 def test_validate_stage_on_the_embedded_ensemble(tmp_path):
     r = run_cli(
         "stage=validate",
-        "ensemble=embedded",
+        "committee=embedded",
         "validate.duration_ps=0.05",
         "validate.n_label_frames=2",
         "validate.drivers=[committee]",

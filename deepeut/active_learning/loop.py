@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from deepeut.config.schema import Config
+from deepeut.stage_io import ALOutput, Dataset, EnsembleRef, Structures
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 from deepeut.errors import StageError
 
@@ -56,15 +57,16 @@ def save_state(out: Path, state: Dict) -> None:
     write_json_atomic(out / "al_state.json", state)
 
 
-def initial_store(cfg: Config, out: Path) -> Path:
-    """``data.store`` when given; else a store in ``out/data`` holding the shipped demo dataset (imported once)."""
+def initial_store(cfg: Config, dataset: Dataset, out: Path) -> Path:
+    """The store of ``dataset`` when it has one; else a store in ``out/data`` holding the shipped demo dataset
+    (imported once)."""
     from deepeut.data.demo import demo_files
     from deepeut.data.store import open_store
     from deepeut.data.label import structure_hash
     from deepeut.labeling.importer import read_labeled_extxyz
 
-    if cfg.data.store:
-        return Path(cfg.data.store)
+    if dataset.store is not None:
+        return Path(dataset.store)
     root = out / "data"
     store = open_store(root)
     if len(store) == 0:
@@ -83,22 +85,22 @@ def initial_store(cfg: Config, out: Path) -> Path:
     return root
 
 
-def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int) -> None:
-    """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members."""
-    from deepeut.training.task import train
+def step_train(
+    cfg: Config, it_dir: Path, store: Path, iteration: int, initial: Optional[EnsembleRef] = None
+) -> None:
+    """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members.
+    Iteration 0 links ``initial`` when given (an ensemble trained on the loop's initial data)."""
+    from deepeut.training.task import run_train
 
-    if iteration == 0 and cfg.al.initial_ensemble:  # trained already (stage=pipeline's train stage)
+    if iteration == 0 and initial is not None:
         it_dir.mkdir(parents=True, exist_ok=True)
         if not (it_dir / "train").exists():
-            (it_dir / "train").symlink_to(Path(cfg.al.initial_ensemble).resolve())
+            (it_dir / "train").symlink_to(Path(initial.path).resolve())
         return
     init = None
     if cfg.al.retrain == "warm" and iteration > 0:
-        init = str(it_dir.parent / f"iter_{iteration - 1}" / "train")
-    tcfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, store=str(store)), train=dataclasses.replace(cfg.train, init_from=init)
-    )
-    train(tcfg, it_dir / "train")
+        init = EnsembleRef(it_dir.parent / f"iter_{iteration - 1}" / "train")
+    run_train(cfg, Dataset(store), it_dir / "train", init)
 
 
 def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
@@ -119,15 +121,22 @@ def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
         checkpoint_every_steps=every,
     )
     build = dataclasses.replace(cfg.build, seed=cfg.build.seed + 100 * iteration)
-    return dataclasses.replace(cfg, md=md, build=build, ensemble=str(it_dir / "train"))
+    return dataclasses.replace(cfg, md=md, build=build)
 
 
-def step_explore(cfg: Config, it_dir: Path, iteration: int) -> None:
-    """Exploration MD through the MD stage (deepeut.md.task.md: ``md.engine``, member 0 of this iteration's
-    ensemble); a run that fails a safety check keeps its frames up to the failure (md.on_unstable=truncate)."""
-    from deepeut.md.task import md
+def step_explore(cfg: Config, it_dir: Path, iteration: int, starts: Structures) -> None:
+    """Exploration MD through the MD stage (deepeut.md.task.run_md: ``md.engine``, member 0 of this iteration's
+    ensemble) from ``starts`` (none: fresh boxes); a run that fails a safety check keeps its frames up to the
+    failure (md.on_unstable=truncate)."""
+    from deepeut.md.engines import resolve_potential
+    from deepeut.md.task import run_md
 
-    md(explore_config(cfg, it_dir, iteration), it_dir / "explore")
+    ecfg = explore_config(cfg, it_dir, iteration)
+    out = it_dir / "explore"
+    potential = resolve_potential(
+        str(it_dir / "train"), ecfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
+    )
+    run_md(ecfg, potential, out, starts)
 
 
 def exploration_frames(it_dir: Path):
@@ -246,6 +255,7 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
         "frames": [[frames[k][0], frames[k][1]] for k in pick],
         "coverage_test": cov,
         "n_test_frames": len(test),
+        "test_max_u_eV_A": [float(u.max()) for u in u_test],
         "labeling": label_report,
     }
     write_json_atomic(it_dir / "calibration.json", res)
@@ -287,9 +297,14 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
     data = np.load(it_dir / "uncertainty.npz", allow_pickle=True)
     frames = {(r, k): a for r, k, a in exploration_frames(it_dir)}
     energy = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), data["energy_eV"].tolist()))
-    calibration = json.loads((it_dir / "calibration.json").read_text()).get("frames", [])
+    cal = json.loads((it_dir / "calibration.json").read_text())
+    calibration = cal.get("frames", [])
     threshold, rule = selection_threshold(
-        cfg.al.threshold_kcal_mol_A, cfg.al.threshold_rmse_factor, test_force_rmse_eV_A
+        cfg.al.threshold_kcal_mol_A,
+        cfg.al.threshold_rmse_factor,
+        test_force_rmse_eV_A,
+        cfg.al.threshold_test_quantile,
+        [q * u for u in cal.get("test_max_u_eV_A", [])],
     )
     cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"], threshold, exclude=calibration)
     rec = MoleculeRecognizer.for_system(cfg.system)
@@ -360,12 +375,25 @@ def summary_table(history: List[Dict]) -> str:
 
 
 def active_learning(cfg: Config, out: Path) -> Dict:
-    """Run (or resume) the loop; returns the history."""
+    """``stage=al`` from the command line: the data of ``data.store`` (none: the shipped demo dataset), iteration
+    0's ensemble from ``al.initial_ensemble`` (none: trained), the starts from ``md.starts`` / ``md.start``."""
+    from deepeut.md.task import starts_from_config
+
+    dataset = Dataset(Path(cfg.data.store) if cfg.data.store else None)
+    initial = EnsembleRef(Path(cfg.al.initial_ensemble)) if cfg.al.initial_ensemble else None
+    return run_active_learning(cfg, dataset, initial, starts_from_config(cfg), out).to_json()
+
+
+def run_active_learning(
+    cfg: Config, dataset: Dataset, initial: Optional[EnsembleRef], starts: Structures, out: Path
+) -> ALOutput:
+    """Run (or resume) the loop on ``dataset`` from the ensemble ``initial`` (none: iteration 0 trains its own),
+    exploring from ``starts``; returns the history and the final ensemble."""
     from deepeut.active_learning.selection import count_reasons, stop_reason
     from deepeut.data.store import open_store
     from deepeut.training.members import finished_members, objective
 
-    store_root = initial_store(cfg, out)
+    store_root = initial_store(cfg, dataset, out)
     state = load_state(out)
     while not state.get("done"):
         k = state["iteration"]
@@ -378,7 +406,7 @@ def active_learning(cfg: Config, out: Path) -> Dict:
         log.info("active learning iteration %d: %s", k, step)
         t0 = time.perf_counter()
         if step == "train":
-            step_train(cfg, it_dir, store_root, k)
+            step_train(cfg, it_dir, store_root, k, initial)
             rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
             store = open_store(store_root)
             rec["dataset_size"] = len(store)
@@ -389,7 +417,7 @@ def active_learning(cfg: Config, out: Path) -> Dict:
                 save_state(out, state)
                 break
         elif step == "explore":
-            step_explore(cfg, it_dir, k)
+            step_explore(cfg, it_dir, k, starts)
         elif step == "uncertainty":
             step_uncertainty(cfg, it_dir)
         elif step == "calibrate":
@@ -450,4 +478,5 @@ def active_learning(cfg: Config, out: Path) -> Dict:
         },
         table,
     )
-    return {"history": state["history"], "stopped": state["stopped"], "ensemble": state.get("final_ensemble")}
+    final = state.get("final_ensemble")
+    return ALOutput(EnsembleRef(Path(final)) if final else None, state["history"], state["stopped"])

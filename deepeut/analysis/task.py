@@ -17,6 +17,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from deepeut.config.schema import Config, ConfigError
+from deepeut.stage_io import Trajectories
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,15 @@ UNITS = {
 }
 
 
-def trajectory_paths(cfg: Config, out: Path) -> List[Path]:
+def trajectories_from_config(cfg: Config, out: Path) -> Trajectories:
+    """The command line's trajectories: ``analysis.trajectories``, else ``md/replica_*/trajectory.h5`` beside the
+    stage folder."""
     if cfg.analysis.trajectories:
-        return [Path(p) for p in cfg.analysis.trajectories]
+        return Trajectories.of(cfg.analysis.trajectories)
     found = sorted((out.parent / "md").glob("replica_*/trajectory.h5"))
     if not found:
         raise ConfigError("analysis.trajectories: none given and no md/replica_*/trajectory.h5 beside this stage")
-    return found
+    return Trajectories.of(found)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -611,12 +614,17 @@ def tables_text(cfg: Config, tabs: Dict) -> str:
 
 
 def analysis(cfg: Config, out: Path) -> Dict:
-    """Analyse every trajectory (replica), then write Tables I–III and the figures."""
+    """``stage=analysis`` from the command line (:func:`trajectories_from_config`), then :func:`run_analysis`."""
+    return run_analysis(cfg, trajectories_from_config(cfg, out), out)
+
+
+def run_analysis(cfg: Config, trajectories: Trajectories, out: Path) -> Dict:
+    """Analyse every trajectory (replica), then write Tables I–III (``tables.json``, ``tables.txt``) and the
+    figures; returns the tables' path."""
     from deepeut.analysis.plots import write_figures
 
-    paths = trajectory_paths(cfg, out)
     results = []
-    for r, path in enumerate(paths):
+    for r, path in enumerate(trajectories.paths):
         rdir = out / f"replica_{r}"
         done = rdir / "results.json"
         if done.exists() and json.loads(done.read_text()).get("trajectory") == str(path):

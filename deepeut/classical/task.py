@@ -39,6 +39,7 @@ from deepeut.classical.protocol import (
     save_checkpoint,
 )
 from deepeut.config.classical import Constraints
+from deepeut.stage_io import ClassicalOutput, Structures
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
 from deepeut.utils.neighbors import closest_contacts, contact_violations
@@ -385,7 +386,13 @@ def replica_build(cfg: Config, r: int):
 
 
 def classical(cfg: Config, out: Path) -> Dict:
-    """Equilibrate ``classical.replicas`` independently packed boxes of ``cfg.system`` at ``cfg.scale``."""
+    """``stage=classical`` from the command line: :func:`run_classical` with ``classical.replicas`` boxes."""
+    return run_classical(cfg, cfg.classical.replicas, out).to_json()
+
+
+def run_classical(cfg: Config, n_replicas: int, out: Path) -> ClassicalOutput:
+    """Equilibrate ``n_replicas`` independently packed boxes of ``cfg.system`` at ``cfg.scale``; the liquids are
+    ``replica_<r>/box.extxyz`` (with ``topology.json`` beside)."""
     import json
 
     from deepeut.classical.system import cutoff_for_box
@@ -395,7 +402,7 @@ def classical(cfg: Config, out: Path) -> Dict:
     t0 = time.perf_counter()
     params = system_parameters(cfg.system.species, c)
     replicas = []
-    for r in range(c.replicas):
+    for r in range(n_replicas):
         rdir = out / f"replica_{r}"
         done = rdir / "replica.json"
         if done.exists():
@@ -437,10 +444,8 @@ def classical(cfg: Config, out: Path) -> Dict:
     }
     write_json_atomic(out / "classical.json", summary)
     print(classical_text(summary), flush=True)
-    return {
-        "classical": str(out / "classical.json"),
-        "boxes": [str(out / f"replica_{r}" / "box.extxyz") for r in range(c.replicas)],
-    }
+    liquids = Structures.of([out / f"replica_{r}" / "box.extxyz" for r in range(n_replicas)])
+    return ClassicalOutput(liquids, out / "classical.json")
 
 
 def classical_text(summary: Dict) -> str:

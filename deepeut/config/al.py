@@ -7,7 +7,8 @@ from typing import Dict, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _require
+from deepeut.config.base import INPUT, _choice, _require
+from deepeut.config.choices import ConformalLevel, ConformalQuantile, Retrain
 
 
 @dataclass
@@ -16,14 +17,19 @@ class ALConfig:
 
     name: str = MISSING
     alpha: float = 0.1  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
-    level: str = "atom"  # conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
+    #: conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
+    level: ConformalLevel = ConformalLevel.atom
     #: conformal quantile: exact (split-conformal order statistic, default) | paper (the paper's AmpTorch formula
     #: with N = calibration structures); see deepeut/active_learning/conformal.py
-    quantile: str = "exact"
+    quantile: ConformalQuantile = ConformalQuantile.exact
     threshold_kcal_mol_A: float = 3.0  # select frames with max ũ above this
     #: when set, the threshold is this factor × the iteration ensemble's mean member test force RMSE (the paper's
     #: 3 kcal/mol/Å is ~3× its own RMSE); threshold_kcal_mol_A is then unused
     threshold_rmse_factor: Optional[float] = None
+    #: when set, the threshold is this quantile (1.0: the largest) of max ũ over the store's held-out test frames:
+    #: a frame is selected when the calibrated committee is less sure of it than of (nearly) every labeled frame it
+    #: was tested on; threshold_kcal_mol_A and threshold_rmse_factor are then unused
+    threshold_test_quantile: Optional[float] = None
     stop_below: int = 50  # stop when fewer frames than this are selected after screening
     #: when set, stop when the frames selected after screening are fewer than this fraction of the explored
     #: frames (calibration frames excluded); stop_below is then unused
@@ -37,7 +43,7 @@ class ALConfig:
     #: kept): the frames after a break are all rejected by the screening, so running on wastes the run's time
     explore_stop_on_broken: bool = False
     n_calibration: int = 20  # exploration frames labeled for the conformal calibration
-    retrain: str = "scratch"  # scratch | warm (members start from the previous iteration's weights)
+    retrain: Retrain = Retrain.scratch  # scratch | warm (members start from the previous iteration's weights)
     max_selected: Optional[int] = None  # cap on frames labeled per iteration
     min_gap_frames: int = 2  # diversity: chosen frames of one run are at least this many frames apart
     #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
@@ -45,13 +51,13 @@ class ALConfig:
     seed: int = 0
     #: a trained ensemble (stage=train folder) that iteration 0 uses instead of training its own (stage=pipeline
     #: passes its train stage here); it must have been trained on the loop's initial data
-    initial_ensemble: Optional[str] = None
+    initial_ensemble: Optional[str] = field(default=None, metadata=INPUT)
 
     def __post_init__(self) -> None:
         _require(0 < self.alpha < 1, "al.alpha", "must be in (0, 1)")
-        _require(self.level in ("atom", "structure"), "al.level", "one of atom, structure")
-        _require(self.quantile in ("exact", "paper"), "al.quantile", "one of exact, paper")
-        _require(self.retrain in ("scratch", "warm"), "al.retrain", "one of scratch, warm")
+        _choice(self.level, ConformalLevel, "al.level")
+        _choice(self.quantile, ConformalQuantile, "al.quantile")
+        _choice(self.retrain, Retrain, "al.retrain")
         _require(self.explore_runs >= 1 and self.explore_ps > 0, "al.explore_runs", "needs >= 1 run of > 0 ps")
         _require(self.n_calibration >= 1, "al.n_calibration", "must be >= 1")
         _require(self.max_iterations >= 1, "al.max_iterations", "must be >= 1")
@@ -59,6 +65,16 @@ class ALConfig:
             self.threshold_rmse_factor is None or self.threshold_rmse_factor > 0,
             "al.threshold_rmse_factor",
             "must be > 0 (or null for the absolute threshold_kcal_mol_A)",
+        )
+        _require(
+            self.threshold_test_quantile is None or 0 < self.threshold_test_quantile <= 1,
+            "al.threshold_test_quantile",
+            "must be in (0, 1] (or null)",
+        )
+        _require(
+            self.threshold_test_quantile is None or self.threshold_rmse_factor is None,
+            "al.threshold_test_quantile",
+            "set either it or al.threshold_rmse_factor, not both",
         )
         _require(
             self.stop_below_fraction is None or 0 < self.stop_below_fraction < 1,

@@ -7,7 +7,8 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _require
+from deepeut.config.base import INPUT, _choice, _require
+from deepeut.config.choices import VelocityUnit
 
 
 @dataclass
@@ -16,9 +17,9 @@ class AnalysisConfig:
 
     name: str = MISSING
     #: trajectories (H5MD, LAMMPS dump, extxyz; several = replicas); default: the md stage's replicas beside
-    trajectories: List[str] = field(default_factory=list)
+    trajectories: List[str] = field(default_factory=list, metadata=INPUT)
     timestep_fs: Optional[float] = None  # MD timestep of LAMMPS dumps / frame spacing of extxyz files
-    dump_velocity_unit: str = "A/ps"  # LAMMPS dump velocities: A/ps (units metal) or A/fs (units real)
+    dump_velocity_unit: VelocityUnit = VelocityUnit["A/ps"]  # LAMMPS dump velocities (see VelocityUnit)
     read_chunk_mb: float = 32.0  # LAMMPS dumps are parsed at most this much text at a time (bounds memory)
     start_ps: Optional[float] = None  # skip this much (default: the run's md.equilibration_ps, else 0)
     stride: int = 1  # use every stride-th frame for the dynamics
@@ -53,5 +54,5 @@ class AnalysisConfig:
         _require(0 < self.max_lag_fraction <= 0.5, "analysis.max_lag_fraction", "must be in (0, 0.5]")
         _require(self.stride >= 1 and self.rdf_stride >= 1, "analysis.stride", "must be >= 1")
         _require(self.rdf_r_max_A > 0 and self.rdf_bins > 10, "analysis.rdf_r_max_A", "must be > 0 (and rdf_bins > 10)")
-        _require(self.dump_velocity_unit in ("A/ps", "A/fs"), "analysis.dump_velocity_unit", "one of A/ps, A/fs")
+        _choice(self.dump_velocity_unit, VelocityUnit, "analysis.dump_velocity_unit")
         _require(self.read_chunk_mb > 0, "analysis.read_chunk_mb", "must be > 0")

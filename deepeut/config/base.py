@@ -14,6 +14,11 @@ def _require(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _choice(value, choices, key: str) -> None:
+    """``value`` must be one of the enum ``choices`` (deepeut.config.choices); the message lists them."""
+    _require(value in set(choices), key, f"'{value}' is not one of {', '.join(choices)}")
+
+
 def _check_dynamics(prefix: str, temperature_K: float, timestep_fs: float, duration_ps: float, tau_ps: float) -> None:
     """Checks shared by every MD-like config (md.*, reference.*)."""
     _require(temperature_K > 0, f"{prefix}.temperature_K", f"must be > 0 K, got {temperature_K}")
@@ -24,3 +29,15 @@ def _check_dynamics(prefix: str, temperature_K: float, timestep_fs: float, durat
     )
     _require(duration_ps > 0, f"{prefix}.duration_ps", "must be > 0 ps")
     _require(tau_ps > 0, f"{prefix}.thermostat_tau_ps", "must be > 0 ps")
+
+
+#: field metadata: how a stage runs (hardware, parallelism, checkpoints), never what it computes
+EXECUTION = {"key": "execution"}
+#: field metadata: a file the command line hands to a stage; the pipeline passes it as a typed input
+#: (deepeut.stage_io) and keys it by content
+INPUT = {"key": "input"}
+
+
+def key_exempt(f) -> bool:
+    """A dataclass field that stays out of stage cache keys (marked :data:`EXECUTION` or :data:`INPUT`)."""
+    return f.metadata.get("key") in ("execution", "input")

@@ -8,6 +8,8 @@ from typing import List
 
 from omegaconf import MISSING
 
+from deepeut.config.base import EXECUTION, INPUT
+
 
 class Constraints(str, Enum):
     """Bond constraints of the classical MD: bonds to hydrogen (2 fs steps) or none (1 fs, for label frames)."""
@@ -47,14 +49,15 @@ class ClassicalConfig:
     checkpoint_every_ps: float = 5.0
     #: stop when the NPT density leaves ±this fraction of ``system.density_g_cm3`` (a barostat that runs away)
     max_density_deviation: float = 0.25  # of the mean density over 5 ps (88 atoms fluctuate by ~5 %)
-    replicas: int = 1  # independently packed boxes (packmol seeds build.seed + 7919 r)
+    #: independently packed boxes (packmol seeds build.seed + 7919 r); the pipeline passes how many it needs
+    replicas: int = field(default=1, metadata=INPUT)
     #: pre-sampling for reference labels: unconstrained NVT at each temperature, a frame every sample_every_ps
     sample_temperatures_K: List[float] = field(default_factory=lambda: [353.0, 400.0, 450.0])
     sample_every_ps: float = 2.0
     samples_per_temperature: int = 0  # 0: no pre-sampling
     sample_timestep_fs: float = 1.0
     #: where parameters made on this machine are kept (the shipped ones in deepeut/classical/params are read first)
-    param_cache: str = "outputs/classical_params"
+    param_cache: str = field(default="outputs/classical_params", metadata=EXECUTION)
 
     def __post_init__(self) -> None:
         from deepeut.config.base import _require

@@ -8,14 +8,15 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _check_dynamics, _require
+from deepeut.config.base import EXECUTION, INPUT, _check_dynamics, _choice, _require
+from deepeut.config.choices import ExecutorKind, ImportFormat, LabelerName, Thermostat, XTBMethod
 
 
 @dataclass
 class XTBSettings:
     """GFN-xTB through tblite (labeler=xtb)."""
 
-    method: str = "GFN2-xTB"  # GFN2-xTB | GFN1-xTB
+    method: XTBMethod = XTBMethod["GFN2-xTB"]
     electronic_temperature: float = 300.0  # K (Fermi smearing)
     accuracy: float = 1.0  # tblite numerical accuracy (smaller is tighter)
     max_iterations: int = 250  # SCF cycles
@@ -23,7 +24,7 @@ class XTBSettings:
     threads: int = 1  # OpenMP threads per task: parallelism comes from running tasks side by side
 
     def __post_init__(self) -> None:
-        _require(self.method in ("GFN2-xTB", "GFN1-xTB"), "labeler.xtb.method", "one of GFN2-xTB, GFN1-xTB")
+        _choice(self.method, XTBMethod, "labeler.xtb.method")
         _require(self.electronic_temperature > 0, "labeler.xtb.electronic_temperature", "must be > 0 K")
         _require(self.threads >= 1, "labeler.xtb.threads", "must be >= 1")
 
@@ -54,20 +55,20 @@ class ImportSettings:
     """Existing reference data (labeler=import)."""
 
     path: Optional[str] = None  # extxyz file, or a CP2K *-pos-1.xyz (forces from *-frc-1.xyz beside it)
-    format: str = "extxyz"  # extxyz | cp2k
+    format: ImportFormat = ImportFormat.extxyz
     energy_unit: str = "eV"  # eV | hartree | kcal/mol | kJ/mol | Ry
     force_unit: str = "eV/A"  # eV/A | hartree/bohr | kcal/mol/A | kJ/mol/A
     cp2k_input: Optional[str] = None  # CP2K input with the &CELL (default: the *.inp beside the trajectory)
 
     def __post_init__(self) -> None:
-        _require(self.format in ("extxyz", "cp2k"), "labeler.imported.format", "one of extxyz, cp2k")
+        _choice(self.format, ImportFormat, "labeler.imported.format")
 
 
 @dataclass
 class ExecutorConfig:
     """Where labeling tasks run."""
 
-    kind: str = "pool"  # serial | pool (local processes) | submitit (Slurm) | submitit_local
+    kind: ExecutorKind = ExecutorKind.pool  # serial | pool (local processes) | submitit (Slurm) | submitit_local
     n_workers: int = 1
     timeout_min: int = 60
     cpus_per_task: int = 1
@@ -75,11 +76,7 @@ class ExecutorConfig:
     slurm_partition: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _require(
-            self.kind in ("serial", "pool", "submitit", "submitit_local"),
-            "labeler.executor.kind",
-            f"'{self.kind}' is not one of serial, pool, submitit, submitit_local",
-        )
+        _choice(self.kind, ExecutorKind, "labeler.executor.kind")
         _require(self.n_workers >= 1, "labeler.executor.n_workers", "must be >= 1")
 
 
@@ -87,16 +84,16 @@ class ExecutorConfig:
 class LabelerConfig:
     """Reference method (conf/labeler/*.yaml): ``name`` picks which settings block is used."""
 
-    name: str = MISSING  # xtb | cp2k | import
+    name: LabelerName = MISSING  # xtb | cp2k | import
     xtb: XTBSettings = field(default_factory=XTBSettings)
     cp2k: CP2KSettings = field(default_factory=CP2KSettings)
     imported: ImportSettings = field(default_factory=ImportSettings)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig, metadata=EXECUTION)
     failure_budget: float = 0.1  # fraction of a run's labels allowed to fail before it stops
     max_net_force_eV_A: float = 0.05  # |Σ F| above this rejects a label
 
     def __post_init__(self) -> None:
-        _require(self.name in ("xtb", "cp2k", "import"), "labeler.name", "one of xtb, cp2k, import")
+        _choice(self.name, LabelerName, "labeler.name")
         _require(0 <= self.failure_budget <= 1, "labeler.failure_budget", "must be in [0, 1]")
         if self.name == "import":
             _require(bool(self.imported.path), "labeler.imported.path", "labeler=import needs a file to import")
@@ -106,11 +103,12 @@ class LabelerConfig:
 class ReferenceConfig:
     """stage=reference: MD driven by the labeler itself, then the paper's frame selection."""
 
-    box: Optional[str] = None  # start structure (extxyz); default: build one (stage build) in the run dir
+    #: start structure (extxyz); default: build one (stage build) in the run dir
+    box: Optional[str] = field(default=None, metadata=INPUT)
     temperature_K: float = 353.0
     timestep_fs: float = 0.5
     duration_ps: float = 0.1  # paper: 20 ps
-    thermostat: str = "nose_hoover_chain"  # nose_hoover_chain | langevin
+    thermostat: Thermostat = Thermostat.nose_hoover_chain
     thermostat_tau_ps: float = 0.05
     chain_length: int = 3
     n_train: int = 60  # frames from the first 75 % (increasing time lag); paper: 4500 (train + validation)
@@ -121,11 +119,7 @@ class ReferenceConfig:
 
     def __post_init__(self) -> None:
         _check_dynamics("reference", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
-        _require(
-            self.thermostat in ("nose_hoover_chain", "langevin"),
-            "reference.thermostat",
-            "one of nose_hoover_chain, langevin",
-        )
+        _choice(self.thermostat, Thermostat, "reference.thermostat")
         _require(0 < self.trainval_fraction < 1, "reference.trainval_fraction", "must be in (0, 1)")
 
 
@@ -133,6 +127,6 @@ class ReferenceConfig:
 class DataConfig:
     """Where the dataset store lives."""
 
-    store: Optional[str] = None  # default: <run dir>/data
-    source: Optional[str] = None  # stage=label: extxyz file of structures to label
+    store: Optional[str] = field(default=None, metadata=INPUT)  # default: <run dir>/data
+    source: Optional[str] = field(default=None, metadata=INPUT)  # stage=label: extxyz file of structures to label
     split: str = "train"  # stage=label: split of the labeled structures

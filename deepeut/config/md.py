@@ -7,7 +7,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import ConfigError, _check_dynamics, _require
+from deepeut.config.base import EXECUTION, INPUT, ConfigError, _check_dynamics, _choice, _require
+from deepeut.config.choices import Engine, OnUnstable, Thermostat
 
 
 @dataclass
@@ -19,57 +20,48 @@ class MDConfig:
     """
 
     name: str = MISSING
-    engine: str = "ase"  # ase (CPU default) | torchsim (batched replicas on a GPU) | lammps (pair_allegro)
+    engine: Engine = Engine.ase  # ase (CPU default) | torchsim (batched replicas on a GPU) | lammps (pair_allegro)
     temperature_K: float = 353.0
     timestep_fs: float = 0.5
     duration_ps: float = 10.0
     save_every_fs: float = 10.0  # positions, velocities and observables
-    thermostat: str = "nose_hoover_chain"  # nose_hoover_chain | langevin
+    thermostat: Thermostat = Thermostat.nose_hoover_chain  # nose_hoover_chain | langevin
     thermostat_tau_ps: float = 0.05  # Nosé–Hoover chain relaxation time (Langevin: 1/friction)
     chain_length: int = 3
     replicas: int = 1  # independent runs from different initial structures (build.seed + r) and velocity seeds
     seed: int = 0  # velocity seed of replica r: seed + r
-    start: Optional[str] = None  # extxyz or H5MD (last frame, with velocities); default: build a box per replica
+    #: extxyz or H5MD (last frame, with velocities); default: build a box per replica
+    start: Optional[str] = field(default=None, metadata=INPUT)
     #: one start per replica (cycled), e.g. the classical stage's equilibrated boxes; overrides ``start``
-    starts: List[str] = field(default_factory=list)
+    starts: List[str] = field(default_factory=list, metadata=INPUT)
     topology: Optional[str] = None  # topology.json of ``start`` (default: the one beside it, else recognised)
     #: which member drives the MD; null: the committee mean of all members (N_c× the cost; engines ase and
     #: torchsim: md.engine=lammps refuses it at start)
     ensemble_member: Optional[int] = 0
-    checkpoint_every_steps: int = 200
+    checkpoint_every_steps: int = field(default=200, metadata=EXECUTION)
     equilibration_ps: float = 0.0  # leading part of the run that the analysis skips
     max_force_eV_A: float = 30.0  # stop when any force exceeds this
     max_temperature_factor: float = 2.0  # stop when T > factor × temperature_K
     check_molecules_every: int = 10  # saved frames between molecule-recognition checks (0: never)
     #: Verlet skin (Å) of the model's neighbour list in MD (engine ase; vesin): the list is rebuilt only when an
     #: atom moved more than half of it; 0 rebuilds every step. The forces are the same either way.
-    neighbor_skin_A: float = 1.0
+    neighbor_skin_A: float = field(default=1.0, metadata=EXECUTION)
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
     #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)
-    on_unstable: str = "stop"
+    on_unstable: OnUnstable = OnUnstable.stop
     lammps_command: str = "lmp"  # LAMMPS binary with the Allegro pair style (engine=lammps)
 
     def __post_init__(self) -> None:
         _check_dynamics("md", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
-        _require(
-            self.engine in ("ase", "torchsim", "lammps"),
-            "md.engine",
-            f"'{self.engine}' is not one of ase, torchsim, lammps",
-        )
-        _require(
-            self.thermostat in ("nose_hoover_chain", "langevin"), "md.thermostat", "one of nose_hoover_chain, langevin"
-        )
+        _choice(self.engine, Engine, "md.engine")
+        _choice(self.thermostat, Thermostat, "md.thermostat")
         _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
         _require(self.neighbor_skin_A >= 0, "md.neighbor_skin_A", "must be >= 0 Å (0: rebuild every step)")
-        _require(
-            self.on_unstable in ("stop", "truncate"),
-            "md.on_unstable",
-            f"'{self.on_unstable}' is not one of stop, truncate",
-        )
+        _choice(self.on_unstable, OnUnstable, "md.on_unstable")
         from deepeut.config.engines import engine_problems
 
         for key, msg in engine_problems(self.engine, self.thermostat, self.ensemble_member, self.on_unstable)[:1]:

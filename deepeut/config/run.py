@@ -7,7 +7,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _require
+from deepeut.config.base import _choice, _require
+from deepeut.config.choices import LoggerMode, LoggerName
 
 
 @dataclass
@@ -21,15 +22,15 @@ class StageConfig:
 class LoggerConfig:
     """Experiment tracking (conf/logger/*.yaml): none | csv | wandb (offline unless ``mode: online``)."""
 
-    name: str = MISSING
-    mode: str = "offline"  # wandb: offline | online | disabled
+    name: LoggerName = MISSING
+    mode: LoggerMode = LoggerMode.offline  # wandb: offline | online | disabled
     project: str = "deepeut"  # wandb project
     entity: Optional[str] = None  # wandb team/user
     tags: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _require(self.name in ("none", "csv", "wandb"), "logger.name", f"'{self.name}' is not one of none, csv, wandb")
-        _require(self.mode in ("offline", "online", "disabled"), "logger.mode", "one of offline, online, disabled")
+        _choice(self.name, LoggerName, "logger.name")
+        _choice(self.mode, LoggerMode, "logger.mode")
 
 
 @dataclass

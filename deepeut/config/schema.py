@@ -9,6 +9,8 @@ composes the config (before any work starts); ``__post_init__`` checks values (r
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -16,7 +18,7 @@ from omegaconf import MISSING
 
 from deepeut.config.al import ALConfig
 from deepeut.config.analysis import AnalysisConfig
-from deepeut.config.base import ConfigError, _check_dynamics, _require
+from deepeut.config.base import INPUT, ConfigError, _check_dynamics, _require
 from deepeut.config.classical import ClassicalConfig
 from deepeut.config.labeling import (
     CP2KSettings,
@@ -87,12 +89,22 @@ class Config:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | cuda:N
     output_dir: Optional[str] = None  # default: the Hydra run directory
-    #: a trained ensemble (a stage=train output folder with ensemble.json) for evaluate, md and main;
-    #: ``embedded``: the default ensemble shipped for the system (deepeut/models/<system>);
-    #: default: evaluate/md use the train/ folder beside the stage's output, main finds one (see deepeut.pipeline)
-    ensemble: Optional[str] = None
+    #: the trained model committee (a stage=train output folder with ensemble.json) for evaluate, md, validate
+    #: and main; ``embedded``: the committee shipped for the system (deepeut/models/<system>); default: evaluate/md
+    #: use the train/ folder beside the stage's output, main and validate find one (see deepeut.pipeline)
+    committee: Optional[str] = field(default=None, metadata=INPUT)
+    #: the old name of ``committee`` (to a chemist an "ensemble" is NVT or NPT); still accepted, with a warning
+    ensemble: Optional[str] = field(default=None, metadata=INPUT)
 
     def __post_init__(self) -> None:
+        if self.ensemble is not None:
+            _require(
+                self.committee in (None, self.ensemble),
+                "ensemble",
+                "is the old name of committee; give committee= alone",
+            )
+            logging.getLogger("deepeut").warning("ensemble= is now committee= (the old name still works)")
+            self.committee, self.ensemble = self.ensemble, None
         _require(
             self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
             "device",

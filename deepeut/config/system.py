@@ -8,7 +8,8 @@ from typing import Dict, List
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _require
+from deepeut.config.base import _choice, _require
+from deepeut.config.choices import PackingForceField, SpeciesRole
 
 
 @dataclass
@@ -30,7 +31,7 @@ class SpeciesConfig:
 
     name: str = MISSING
     smiles: str = MISSING
-    role: str = MISSING  # cation | anion | solvent
+    role: SpeciesRole = MISSING  # cation | anion | solvent
     charge: int = 0  # e
     per_ion_pair: float = 1.0  # molecules per LiTFSI ion pair (the molar ratio)
     labels: List[LabelRule] = field(default_factory=list)
@@ -38,11 +39,7 @@ class SpeciesConfig:
     dihedral_targets: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require(
-            self.role in ("cation", "anion", "solvent"),
-            f"species {self.name}.role",
-            f"'{self.role}' is not one of cation, anion, solvent",
-        )
+        _choice(self.role, SpeciesRole, f"species {self.name}.role")
         _require(self.per_ion_pair > 0, f"species {self.name}.per_ion_pair", "must be > 0")
 
 
@@ -75,7 +72,7 @@ class ScaleConfig:
 
     name: str = MISSING
     n_ion_pairs: int = MISSING
-    #: default MD durations (ps) of the md configs at this scale: explore, equilibrate, production
+    #: default MD durations (ps) of the md configs at this scale: equilibrate, production (exploration: the al group)
     md_duration_ps: Dict[str, float] = field(default_factory=dict)
     #: default classical (GAFF2) durations (ps) at this scale: heat, npt, nvt
     classical_duration_ps: Dict[str, float] = field(default_factory=dict)
@@ -94,7 +91,7 @@ class BuildConfig:
     density_tolerance: float = 0.005  # check: relative deviation of the density
     max_attempts: int = 3  # packmol retries with new seeds before giving up
     #: conformer used for each species: RDKit ETKDG + MMFF (UFF when MMFF has no parameters)
-    force_field: str = "MMFF"
+    force_field: PackingForceField = PackingForceField.MMFF
 
     def __post_init__(self) -> None:
         _require(
@@ -102,4 +99,4 @@ class BuildConfig:
             "build.min_distance_A",
             "must be in (0, build.packmol_tolerance_A]",
         )
-        _require(self.force_field in ("MMFF", "UFF"), "build.force_field", "one of MMFF, UFF")
+        _choice(self.force_field, PackingForceField, "build.force_field")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _require
+from deepeut.config.base import EXECUTION, INPUT, _require
 
 
 @dataclass
@@ -65,10 +65,14 @@ class TrainConfig:
     name: str = MISSING
     ensemble_size: int = 3
     #: which members this run trains (null: all). A multirun ``train.members=[0],[1],[2]`` trains them side by side
-    members: Optional[List[int]] = None
+    members: Optional[List[int]] = field(default=None, metadata=EXECUTION)
     seed: int = 1  # member k uses seed + k for its weights and its train/validation split
     val_fraction: float = 0.1  # of the training pool, per member
     lr: float = 1e-3  # Adam
+    #: when set, multiply the learning rate by this after lr_plateau_patience epochs without a better validation
+    #: metric (ReduceLROnPlateau); null: constant (the paper)
+    lr_plateau_factor: Optional[float] = None
+    lr_plateau_patience: int = 3
     batch_size: int = 1  # structures per step (paper: 1)
     val_batch_size: int = 5
     max_epochs: int = 200  # paper: at most 200
@@ -76,17 +80,23 @@ class TrainConfig:
     energy_weight: float = 1.0  # per-atom energy MSE weight (Eq. 5)
     force_weight: float = 1.0  # force MSE weight (Eq. 5)
     #: Lightning Trainer: devices per member (GPUs when device=cuda), nodes and strategy (ddp for several GPUs)
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    num_workers: int = 0  # DataLoader worker processes
+    devices: int = field(default=1, metadata=EXECUTION)
+    num_nodes: int = field(default=1, metadata=EXECUTION)
+    strategy: str = field(default="auto", metadata=EXECUTION)
+    num_workers: int = field(default=0, metadata=EXECUTION)  # DataLoader worker processes
     package: bool = True  # nequip-package each finished member (model.nequip.zip)
     #: warm start: a trained ensemble folder whose member k's best.ckpt initialises member k (null: from scratch)
-    init_from: Optional[str] = None
+    init_from: Optional[str] = field(default=None, metadata=INPUT)
 
     def __post_init__(self) -> None:
         _require(self.ensemble_size >= 1, "train.ensemble_size", "must be >= 1")
         _require(self.lr > 0, "train.lr", "must be > 0")
+        _require(
+            self.lr_plateau_factor is None or 0 < self.lr_plateau_factor < 1,
+            "train.lr_plateau_factor",
+            "must be in (0, 1) (or null for a constant learning rate)",
+        )
+        _require(self.lr_plateau_patience >= 0, "train.lr_plateau_patience", "must be >= 0 epochs")
         _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
         _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")

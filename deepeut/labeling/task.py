@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from deepeut.config.schema import Config, ConfigError
 from deepeut.data.store import DatasetStore
 from deepeut.data.label import structure_hash
+from deepeut.stage_io import Dataset, DatasetOutput, Structures
 from deepeut.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -20,15 +21,14 @@ def store_path(cfg: Config, out: Path) -> Path:
     return Path(cfg.data.store) if cfg.data.store else out / "data"
 
 
-def start_box(cfg: Config, out: Path):
-    """The start structure: ``reference.box`` or a freshly built box (written to ``<out>/build``)."""
+def start_box(cfg: Config, start: Optional[Path], out: Path):
+    """The start structure: ``start`` or a freshly built box (written to ``<out>/build``)."""
     from ase.io import read
 
-    if cfg.reference.box:
-        path = Path(cfg.reference.box)
-        if not path.exists():
-            raise ConfigError(f"reference.box: {path} does not exist")
-        return read(path)
+    if start is not None:
+        if not Path(start).exists():
+            raise ConfigError(f"reference.box: {start} does not exist")
+        return read(start)
     from deepeut.systems.task import build
 
     box = out / "build" / "box.extxyz"
@@ -38,7 +38,15 @@ def start_box(cfg: Config, out: Path):
 
 
 def reference(cfg: Config, out: Path) -> Dict:
-    """Labeler-driven NVT MD (or imported reference data), frame selection, dataset store."""
+    """``stage=reference`` from the command line: start at ``reference.box`` (none: a freshly packed box), store in
+    ``data.store`` (none: ``<out>/data``), then :func:`run_reference`."""
+    start = Path(cfg.reference.box) if cfg.reference.box else None
+    return run_reference(cfg, start, Dataset(store_path(cfg, out)), out).to_json()
+
+
+def run_reference(cfg: Config, start: Optional[Path], dataset: Dataset, out: Path) -> DatasetOutput:
+    """Labeler-driven NVT MD from ``start`` (or imported reference data), frame selection, into the store of
+    ``dataset``."""
     from deepeut.labeling.reference import imported_labels, run_labeler_md, select_frames, trajectory_labels
     from deepeut.labeling.runner import labeler_spec, make_labeler
 
@@ -49,12 +57,12 @@ def reference(cfg: Config, out: Path) -> Dict:
         kind, labeler_hash = "import", "import:" + str(cfg.labeler.imported.path)
     else:
         labeler = make_labeler(labeler_spec(cfg.labeler))
-        atoms = start_box(cfg, out)
+        atoms = start_box(cfg, start, out)
         traj = run_labeler_md(atoms, labeler, ref, out / "reference_md")
         frames = list(trajectory_labels(traj, labeler))
         kind, labeler_hash = "reference_md", labeler.hash
     train_idx, test_idx = select_frames(len(frames), ref)
-    store = DatasetStore(store_path(cfg, out))
+    store = DatasetStore(dataset.store)
     added = {"train": 0, "test": 0}
     for split, idx in (("train", train_idx), ("test", test_idx)):
         for k in idx.tolist():
@@ -81,26 +89,33 @@ def reference(cfg: Config, out: Path) -> Dict:
         store.summary(),
     )
     store.close()
-    return summary
+    return DatasetOutput(dataset, summary)
 
 
 def label(cfg: Config, out: Path) -> Dict:
-    """Label the structures of ``data.source`` (extxyz) into the store, in parallel (``labeler.executor``)."""
-    from ase.io import read
-
-    from deepeut.labeling.runner import LabelItem, label_structures, labeler_spec
-
+    """``stage=label`` from the command line: the structures of ``data.source`` into the store of ``data.store``
+    (none: ``<out>/data``), then :func:`run_label`."""
     if not cfg.data.source:
         raise ConfigError("data.source: stage=label needs an extxyz file of structures to label")
     src = Path(cfg.data.source)
     if not src.exists():
         raise ConfigError(f"data.source: {src} does not exist")
-    structures = read(src, index=":")
+    return run_label(cfg, Structures.of([src]), Dataset(store_path(cfg, out)), out).to_json()
+
+
+def run_label(cfg: Config, sources: Structures, dataset: Dataset, out: Path) -> DatasetOutput:
+    """Label every structure of the ``sources`` files (extxyz) into the store of ``dataset`` as split
+    ``data.split``, in parallel (``labeler.executor``); labels already in the store are skipped."""
+    from ase.io import read
+
+    from deepeut.labeling.runner import LabelItem, label_structures, labeler_spec
+
     items = [
         LabelItem(atoms=a, split=cfg.data.split, source={"kind": "label", "path": str(src), "frame": k})
-        for k, a in enumerate(structures)
+        for src in sources.paths
+        for k, a in enumerate(read(src, index=":"))
     ]
-    store = DatasetStore(store_path(cfg, out))
+    store = DatasetStore(dataset.store)
     report = label_structures(items, labeler_spec(cfg.labeler), store, cfg.labeler.executor, cfg.labeler.failure_budget)
     store.export()
     write_json_atomic(out / "label.json", report.as_dict())
@@ -113,4 +128,4 @@ def label(cfg: Config, out: Path) -> Dict:
         store.summary(),
     )
     store.close()
-    return report.as_dict()
+    return DatasetOutput(dataset, report.as_dict())

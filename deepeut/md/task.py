@@ -16,6 +16,7 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.md.replica import ReplicaSetup
+from deepeut.stage_io import MDOutput, Structures, Trajectories
 from deepeut.utils.io import json_safe, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,23 @@ def model_r_max(cfg: Config, out: Path, ensemble: Optional[Path] = None) -> floa
     from deepeut.training.potential import EnsembleError, manifest_path, resolve_ensemble
 
     try:
-        path = manifest_path(ensemble or resolve_ensemble(cfg.ensemble, out, cfg.system))
+        path = manifest_path(ensemble or resolve_ensemble(cfg.committee, out, cfg.system))
         return float(json.loads(path.read_text())["r_max_A"])
     except (ConfigError, EnsembleError, KeyError, OSError, ValueError):
         return cfg.model.r_max
 
 
-def start_structure(cfg: Config, replica: int, rdir: Path, ensemble: Optional[Path] = None) -> ReplicaSetup:
-    """``md.starts[replica]`` (cycled), else ``md.start`` (all replicas start there), with new velocities unless
-    the file has unconstrained ones; else a new box per replica packed with seed ``build.seed + replica``.
-    Molecule ids and labels come from the topology.
+def starts_from_config(cfg: Config) -> Structures:
+    """The command line's start structures: ``md.starts``, else ``md.start`` (every replica starts there)."""
+    return Structures.of(cfg.md.starts or ([cfg.md.start] if cfg.md.start else []))
+
+
+def start_structure(
+    cfg: Config, replica: int, rdir: Path, ensemble: Optional[Path] = None, starts: Structures = Structures()
+) -> ReplicaSetup:
+    """``starts`` for this replica (cycled), with its velocities when the file has unconstrained ones and is this
+    replica's own (a cycled file gets new velocities); no starts: a new box per replica packed with seed
+    ``build.seed + replica``. Molecule ids and labels come from the topology.
     The box must be wider than the model cutoff (:func:`deepeut.systems.box.check_cutoff_fits`)."""
     from deepeut.systems.box import build_box
     from deepeut.systems.task import write_extxyz
@@ -81,8 +89,8 @@ def start_structure(cfg: Config, replica: int, rdir: Path, ensemble: Optional[Pa
     from deepeut.systems.box import check_cutoff_fits
 
     rec = MoleculeRecognizer.for_system(cfg.system)
-    start = cfg.md.starts[replica % len(cfg.md.starts)] if cfg.md.starts else cfg.md.start
-    if start:
+    start = starts.for_replica(replica)
+    if start is not None:
         atoms, has_vel, molecule, labels = read_start(start)
         check_cutoff_fits(atoms.cell.array, model_r_max(cfg, rdir.parent, ensemble), f"md.start {start}")
         topo_path = Path(cfg.md.topology) if cfg.md.topology else Path(start).with_name("topology.json")
@@ -94,7 +102,7 @@ def start_structure(cfg: Config, replica: int, rdir: Path, ensemble: Optional[Pa
         if molecule is None:
             molecule, labels = result.fragment, result.labels
         counts = result.counts()
-        use_vel = has_vel and (replica == 0 or bool(cfg.md.starts))
+        use_vel = has_vel and replica < len(starts.paths)
     else:
         box = build_box(
             cfg.system, cfg.scale.n_ion_pairs, dataclasses.replace(cfg.build, seed=cfg.build.seed + replica)
@@ -132,29 +140,31 @@ def md_calculator(cfg: Config, out: Path):
     from deepeut.md.engines import resolve_potential
 
     return resolve_potential(
-        cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
+        cfg.committee, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
     ).ase_calculator()
 
 
 def md(cfg: Config, out: Path) -> Dict:
-    """``stage=md``: resolve the potential once (``ensemble`` + ``md.ensemble_member``), then :func:`run_md`."""
+    """``stage=md`` from the command line: the potential (``ensemble`` + ``md.ensemble_member``) and the starts
+    (``md.starts`` / ``md.start``) from the config, then :func:`run_md`."""
     from deepeut.md.engines import resolve_potential
 
-    return run_md(
-        cfg,
-        resolve_potential(cfg.ensemble, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A),
-        out,
+    potential = resolve_potential(
+        cfg.committee, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
     )
+    return run_md(cfg, potential, out, starts_from_config(cfg)).to_json()
 
 
-def run_md(cfg: Config, potential, out: Path) -> Dict:
-    """The one MD stage of deepeut (stage=md, AL exploration, validation and the pipeline all come here): start
-    structures for ``md.replicas`` replicas, ``md.engine`` runs them with ``potential``, ``md.json`` collects
-    their summaries (with the potential that drove them)."""
+def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures()) -> MDOutput:
+    """The one MD stage of deepeut (stage=md, AL exploration, validation and the pipeline all come here):
+    ``md.replicas`` replicas from ``starts`` (none: fresh packed boxes), ``md.engine`` runs them with ``potential``
+    (deepeut.md.engines.Potential), ``md.json`` collects their summaries (with the potential that drove them)."""
     from deepeut.md.engines import get_engine
 
     engine = get_engine(cfg.md.engine)
-    setups = [start_structure(cfg, r, out / f"replica_{r}", potential.path) for r in range(cfg.md.replicas)]
+    setups = [
+        start_structure(cfg, r, out / f"replica_{r}", potential.path, starts) for r in range(cfg.md.replicas)
+    ]
     summaries = engine.run(setups, cfg.md, potential, out)
     for r, s in enumerate(summaries):
         if "temperature_mean_K" in s:
@@ -173,6 +183,7 @@ def run_md(cfg: Config, potential, out: Path) -> Dict:
         "driver": potential.driver,
         "ensemble": str(potential.path),
         "md": dataclasses.asdict(cfg.md),
+        "starts": [str(p) for p in starts.paths],
         "replicas": summaries,
     }
     write_json_atomic(out / "md.json", json_safe(report))
@@ -184,4 +195,5 @@ def run_md(cfg: Config, potential, out: Path) -> Dict:
         for k, s in enumerate(summaries)
         if s.get("stopped_early") and s["stopped_early"].get("failed", True)
     ]
-    return {"md": str(out / "md.json"), "replicas": len(summaries), "stopped_early": stopped}
+    trajectories = Trajectories.of([out / f"replica_{r}" / "trajectory.h5" for r in range(len(summaries))])
+    return MDOutput(trajectories, out / "md.json", stopped)

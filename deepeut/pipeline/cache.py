@@ -3,10 +3,11 @@
 A pipeline stage runs in ``<cache_dir>/<stage>/<system>-<key>/``. ``key`` is a SHA-256 (16 hex digits) of
 
 * the stage name and deepeut's version,
-* the config sections that decide the stage's result (:data:`SECTIONS`, minus how-to-run fields such as
-  ``train.devices``: :data:`EXECUTION_FIELDS`),
-* the keys (or content hashes) of its inputs: the upstream stages, the shipped dataset, an ensemble,
-* a content digest of the code that computes it (:data:`CODE`: the stage's packages and the ground floor) and
+* the config sections the stage reads (``deepeut.stages.STAGES[stage].reads``), without the fields the schema
+  marks as execution (how it runs: ``train.devices``, ...) or input (a file handed in: ``md.starts``, ...),
+* the keys (or content hashes) of its typed inputs: the upstream stages, the shipped dataset, an ensemble, start
+  structures (:func:`structures_digest`),
+* a content digest of the code that computes it (``STAGES[stage].code``: its packages and the ground floor) and
   the versions of the libraries that decide its numbers (deepeut.utils.provenance), so a fixed bug or a new
   library never reuses a stale result.
 
@@ -26,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
@@ -36,49 +37,31 @@ log = logging.getLogger(__name__)
 
 DONE = "stage.json"
 
-#: config sections that decide each stage's result
-SECTIONS: Dict[str, Sequence[str]] = {
-    "build": ("system", "scale", "build"),
-    "classical": ("system", "scale", "build", "classical"),
-    "reference": ("system", "scale", "build", "reference", "labeler"),
-    "train": ("system", "model", "train", "seed"),
-    "al": ("system", "scale", "build", "labeler", "model", "train", "al", "md", "seed"),
-    "md": ("system", "scale", "build", "md"),
-    "analysis": ("system", "analysis"),
-}
+def keyed_config(obj: Any) -> Any:
+    """A config section as plain data without its execution and input fields (``deepeut.config.base.key_exempt``:
+    how a stage runs, and files the stage receives as typed inputs keyed by their content)."""
+    from deepeut.config.base import key_exempt
 
-#: deepeut sub-packages whose code computes each stage (the ground floor is always included)
-CODE: Dict[str, Sequence[str]] = {
-    "build": ("systems",),
-    "classical": ("classical", "systems"),
-    "reference": ("labeling", "systems", "md"),
-    "train": ("training",),
-    "al": ("active_learning", "training", "labeling", "md", "systems"),
-    "md": ("md", "training", "systems"),
-    "analysis": ("analysis", "systems"),
-    "validate": ("validation", "md", "training", "labeling", "systems"),
-}
-
-#: fields that change how a stage runs (hardware, parallelism, logging), not what it computes
-EXECUTION_FIELDS = {
-    "train": ("devices", "num_nodes", "strategy", "num_workers", "members"),
-    "labeler": ("executor",),
-    "analysis": ("trajectories",),
-    "classical": ("param_cache",),
-    "al": ("initial_ensemble",),  # the train stage's key is an input instead
-    "md": ("checkpoint_every_steps", "neighbor_skin_A"),  # same frames either way
-}
-
-
-def _section(cfg: Config, dotted: str) -> Any:
-    obj: Any = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
     if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-        for name in EXECUTION_FIELDS.get(dotted, ()):
-            obj.pop(name, None)
+        return {f.name: keyed_config(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not key_exempt(f)}
+    if isinstance(obj, (list, tuple)):
+        return [keyed_config(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: keyed_config(v) for k, v in obj.items()}
     return obj
+
+
+def stage_config(cfg: Config, stage: str) -> Dict[str, Any]:
+    """The config sections the stage reads (deepeut.stages.STAGES), as they enter its key."""
+    from deepeut.stages import STAGES
+
+    return {s: keyed_config(getattr(cfg, s)) for s in STAGES[stage].reads}
+
+
+def stage_code(stage: str) -> Tuple[str, ...]:
+    from deepeut.stages import STAGES
+
+    return STAGES[stage].code
 
 
 def digest(obj: Any) -> str:
@@ -92,6 +75,16 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def structures_digest(paths) -> str:
+    """Content hash of start structures (and the ``topology.json`` beside each), in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        for f in (Path(p), Path(p).with_name("topology.json")):
+            if f.is_file():
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def stage_key(cfg: Config, stage: str, inputs: Dict[str, str]) -> str:
     from deepeut import __version__
     from deepeut.utils.provenance import code_digest, library_versions
@@ -101,9 +94,9 @@ def stage_key(cfg: Config, stage: str, inputs: Dict[str, str]) -> str:
             "stage": stage,
             "deepeut": __version__,
             "inputs": inputs,
-            "code": code_digest(tuple(CODE.get(stage, ()))),
+            "code": code_digest(stage_code(stage)),
             "libraries": library_versions(),
-            "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
+            "config": stage_config(cfg, stage),
         }
     )
 
@@ -176,8 +169,8 @@ class StageCache:
                 **rec.to_json(),
                 "inputs": inputs,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "config": {s: _section(cfg, s) for s in SECTIONS[stage]},
-                "provenance": provenance(tuple(CODE.get(stage, ()))),
+                "config": stage_config(cfg, stage),
+                "provenance": provenance(stage_code(stage)),
             },
         )
         return rec

@@ -2,7 +2,7 @@
 
 pipeline: build → reference labels (``pipeline.reference_labels``; default: the shipped xTB dataset) → train →
 active learning (``pipeline.active_learning``; iteration 0 reuses the train stage) → md → analysis → report.
-main: ensemble (``ensemble=``, else the newest complete one of the system under ``pipeline.search_outputs``,
+main: ensemble (``committee=``, else the newest complete one of the system under ``pipeline.search_outputs``,
 else the embedded default) → md → analysis → report.
 
 Each stage runs in the stage cache (deepeut.pipeline.cache) and is reused when finished; the run directory gets
@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from deepeut.config.schema import Config
-from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key
+from deepeut.pipeline.cache import StageCache, StageRecord, file_digest, stage_key, structures_digest
+from deepeut.stage_io import Dataset, EnsembleRef, Structures, Trajectories
 from deepeut.pipeline.plan import (
     PlanStep,
     al_seconds,
@@ -88,17 +89,17 @@ def validation_status(ensemble: Path, scale: str) -> Tuple[bool, str]:
 
 
 def find_ensemble(cfg: Config) -> Tuple[Path, str]:
-    """The ensemble the main job runs with, and why: ``ensemble=`` when given; else, among the complete ensembles of
+    """The ensemble the main job runs with, and why: ``committee=`` when given; else, among the complete ensembles of
     the system under ``pipeline.search_outputs`` and the embedded default, one validated at the run's scale without
     failure first, then the lowest mean member test force RMSE (the test sets differ between ensembles: the
     printed numbers say on how many frames)."""
     from deepeut.training.embedded import embedded_ensemble
     from deepeut.training.potential import resolve_ensemble
 
-    if cfg.ensemble == "embedded":
-        return embedded_ensemble(cfg.system.name), "the embedded default (ensemble=embedded)"
-    if cfg.ensemble:
-        return resolve_ensemble(cfg.ensemble, Path("."), cfg.system), "ensemble="
+    if cfg.committee == "embedded":
+        return embedded_ensemble(cfg.system.name), "the embedded default (committee=embedded)"
+    if cfg.committee:
+        return resolve_ensemble(cfg.committee, Path("."), cfg.system), "committee="
     default = embedded_ensemble(cfg.system.name)
     scored = []
     for path in [default / MANIFEST, *ensemble_manifests(Path(cfg.pipeline.search_outputs), cfg.system.name)]:
@@ -117,12 +118,13 @@ def find_ensemble(cfg: Config) -> Tuple[Path, str]:
 def seconds_per_md_step(cfg: Config, ensemble: Path, calls: int = 3) -> Optional[float]:
     """Median time of ``calls`` energy+force calls of the ensemble on a freshly built box, after one warm-up call
     (the first call compiles and allocates): one busy moment cannot flip a run between allowed and refused."""
-    from deepeut.md.task import md_calculator
+    from deepeut.md.engines import Potential
     from deepeut.systems.box import build_box
 
     try:
         atoms = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build).atoms
-        atoms.calc = md_calculator(replace(cfg, ensemble=str(ensemble)), Path("."))
+        potential = Potential(Path(ensemble), cfg.md.ensemble_member, cfg.device, cfg.md.neighbor_skin_A)
+        atoms.calc = potential.ase_calculator()
         atoms.get_forces()
         times = []
         for k in range(calls):
@@ -142,17 +144,19 @@ def uses_classical_starts(cfg: Config) -> bool:
     return cfg.pipeline.classical and not (cfg.md.start or cfg.md.starts)
 
 
-def classical_starts(cfg: Config, run: Callable, replicas: int) -> Tuple[Config, Dict[str, str]]:
-    """Equilibrate ``replicas`` classical boxes (stage=classical, cached) and start ``cfg.md`` from them; returns the
-    config and the input key to add. Unchanged when ``pipeline.classical`` is off or ``md.start`` is given."""
-    from deepeut.classical.task import classical
+def classical_starts(cfg: Config, run: Callable, replicas: int) -> Tuple[Structures, Dict[str, str]]:
+    """The start structures of ``cfg``'s MD: ``replicas`` classical liquids (stage=classical, cached) and the
+    input key they add; the command line's ``md.starts`` / ``md.start`` (keyed by content) when given or
+    ``pipeline.classical`` is off (none: fresh packed boxes, no key)."""
+    from deepeut.classical.task import run_classical
+    from deepeut.md.task import starts_from_config
 
     if not uses_classical_starts(cfg):
-        return cfg, {}
-    c_cfg = replace(cfg, classical=replace(cfg.classical, replicas=max(replicas, 1)))
-    rec = run("classical", c_cfg, {}, lambda d: classical(c_cfg, d))
-    starts = [str(rec.dir / f"replica_{r}" / "box.extxyz") for r in range(c_cfg.classical.replicas)]
-    return replace(cfg, md=replace(cfg.md, starts=starts)), {"classical": rec.key}
+        given = starts_from_config(cfg)
+        return given, ({"starts": structures_digest(given.paths)} if given else {})
+    n = max(replicas, 1)
+    rec = run("classical", cfg, {"replicas": str(n)}, lambda d: run_classical(cfg, n, d).to_json())
+    return Structures.of([rec.dir / f"replica_{r}" / "box.extxyz" for r in range(n)]), {"classical": rec.key}
 
 
 def classical_replicas(cfg: Config) -> int:
@@ -163,16 +167,24 @@ def classical_replicas(cfg: Config) -> int:
 def md_and_analysis(cfg: Config, ensemble: Path, run: Callable, classical: Optional[int] = None) -> None:
     """Production MD with ``ensemble`` (from ``classical`` classical liquids, default one per replica), then the
     analysis of its replicas."""
-    from deepeut.analysis.task import analysis
-    from deepeut.md.task import md
+    from deepeut.analysis.task import run_analysis
+    from deepeut.md.engines import resolve_potential
+    from deepeut.md.task import run_md
     from deepeut.training.potential import ensemble_digest
 
-    cfg, start_key = classical_starts(cfg, run, classical or cfg.md.replicas)
-    md_cfg = replace(cfg, ensemble=str(ensemble))
-    md_rec = run("md", md_cfg, {"ensemble": ensemble_digest(ensemble), **start_key}, lambda d: md(md_cfg, d))
-    trajs = sorted(str(p) for p in md_rec.dir.glob("replica_*/trajectory.h5"))
-    an_cfg = replace(cfg, analysis=replace(cfg.analysis, trajectories=trajs))
-    run("analysis", an_cfg, {"md": md_rec.key}, lambda d: analysis(an_cfg, d))
+    starts, start_key = classical_starts(cfg, run, classical or cfg.md.replicas)
+    m = cfg.md
+    potential = resolve_potential(
+        str(ensemble), m.ensemble_member, Path("."), cfg.system, cfg.device, m.neighbor_skin_A
+    )
+    md_rec = run(
+        "md",
+        cfg,
+        {"ensemble": ensemble_digest(ensemble), **start_key},
+        lambda d: run_md(cfg, potential, d, starts).to_json(),
+    )
+    trajs = Trajectories.of(sorted(md_rec.dir.glob("replica_*/trajectory.h5")))
+    run("analysis", cfg, {"md": md_rec.key}, lambda d: run_analysis(cfg, trajs, d))
 
 
 class Runner:
@@ -343,11 +355,11 @@ def md_analysis_plan(
 
 
 def run_pipeline(cfg: Config, out: Path) -> Dict:
-    """The whole workflow (see the module docstring)."""
-    from deepeut.active_learning.loop import active_learning
-    from deepeut.labeling.task import reference
+    """The whole workflow (see the module docstring): each stage's typed output is the next one's input."""
+    from deepeut.active_learning.loop import run_active_learning
+    from deepeut.labeling.task import run_reference
     from deepeut.systems.task import build
-    from deepeut.training.task import train
+    from deepeut.training.task import run_train
 
     runner = Runner(cfg, out)
     lab = labeling_config(cfg)
@@ -359,23 +371,42 @@ def run_pipeline(cfg: Config, out: Path) -> Dict:
     box = runner("build", lab, {}, lambda d: build(lab, d))
     n_classical = classical_replicas(cfg)
     if cfg.pipeline.reference_labels:  # the reference MD starts from the first classical liquid (else the box)
-        ref_cfg, start_key = classical_starts(lab, runner, n_classical)
-        ref_box = ref_cfg.md.starts[0] if ref_cfg.md.starts else str(box.dir / "box.extxyz")
-        ref_cfg = replace(ref_cfg, reference=replace(lab.reference, box=ref_box), data=replace(lab.data, store=None))
-        ref = runner("reference", ref_cfg, {"build": box.key, **start_key}, lambda d: reference(ref_cfg, d))
-        store, data_key = str(ref.dir / "data"), ref.key
-    data_cfg = replace(lab, data=replace(lab.data, store=store))
-    trained = runner("train", data_cfg, {"data": data_key}, lambda d: train(data_cfg, d))
+        starts, start_key = classical_starts(lab, runner, n_classical)
+        ref_start = starts.paths[0] if starts else box.dir / "box.extxyz"
+        ref = runner(
+            "reference",
+            lab,
+            {"build": box.key, **start_key},
+            lambda d: run_reference(lab, ref_start, Dataset(d / "data"), d).to_json(),
+        )
+        store, data_key = ref.dir / "data", ref.key
+    data = Dataset(Path(store) if store else None)
+    trained = runner("train", lab, {"data": data_key}, lambda d: run_train(lab, data, d).to_json())
     ensemble = trained.dir
     if cfg.pipeline.active_learning:
-        al_cfg, start_key = classical_starts(data_cfg, runner, n_classical)
-        al_cfg = replace(al_cfg, al=replace(cfg.al, initial_ensemble=str(trained.dir)))
+        starts, start_key = classical_starts(lab, runner, n_classical)
         al = runner(
-            "al", al_cfg, {"data": data_key, "train": trained.key, **start_key}, lambda d: active_learning(al_cfg, d)
+            "al",
+            lab,
+            {"data": data_key, "train": trained.key, **start_key},
+            lambda d: run_active_learning(lab, data, EnsembleRef(trained.dir), starts, d).to_json(),
         )
         ensemble = Path(al.result["ensemble"])
     md_and_analysis(cfg, ensemble, runner, n_classical)
     return finish(runner, {"ensemble": str(ensemble), "ensemble_origin": "trained by this pipeline"})
+
+
+def validate_job(cfg: Config, out: Path) -> Dict:
+    """``stage=validate``: the ensemble (``committee=``, else the main job's rule) from ``validate.replicas``
+    classical liquids (stage=classical through the stage cache), then deepeut.validation.task.run_validate."""
+    from deepeut.validation.task import run_validate
+
+    ensemble, origin = find_ensemble(cfg)
+    cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s)
+    starts, _ = classical_starts(
+        cfg, lambda stage, c, inputs, func: cache.run(c, stage, inputs, func), cfg.validate.replicas
+    )
+    return run_validate(cfg, EnsembleRef(Path(ensemble)), origin, starts, out)
 
 
 def main_job(cfg: Config, out: Path) -> Dict:

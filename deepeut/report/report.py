@@ -162,7 +162,7 @@ def validation_section(ensemble: Path, scale: str) -> Section:
     if scale not in records:
         items.append(
             f"**WARNING: this ensemble was never validated at scale {scale}** (run `python run.py "
-            f"stage=validate scale={scale} ensemble=...`): its stability at this box size is unknown."
+            f"stage=validate scale={scale} committee=...`): its stability at this box size is unknown."
         )
     return Section("Validation of the ensemble", items)
 

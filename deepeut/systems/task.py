@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict
 
 from deepeut.config.schema import Config
+from deepeut.stage_io import BoxOutput, Structures
 from deepeut.systems.box import build_box
 from deepeut.utils.io import atomic_path, write_json_atomic
 
@@ -24,7 +25,13 @@ def write_extxyz(path: Path, atoms) -> Path:
 
 
 def build(cfg: Config, out: Path) -> Dict:
-    """Build, check and write the liquid box of ``cfg.system`` at ``cfg.scale``."""
+    """``stage=build`` (no inputs): :func:`run_build`."""
+    return run_build(cfg, out).to_json()
+
+
+def run_build(cfg: Config, out: Path) -> BoxOutput:
+    """Build, check and write the liquid box of ``cfg.system`` at ``cfg.scale`` (``box.extxyz`` with
+    ``topology.json`` beside it, ``build.json``)."""
     t0 = time.perf_counter()
     box = build_box(cfg.system, cfg.scale.n_ion_pairs, cfg.build)
     atoms = box.atoms
@@ -58,4 +65,4 @@ def build(cfg: Config, out: Path) -> Dict:
         summary["seconds"],
         out / "box.extxyz",
     )
-    return summary
+    return BoxOutput(Structures.of([out / "box.extxyz"]), summary)

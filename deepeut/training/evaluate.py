@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from deepeut.config.schema import Config
+from deepeut.stage_io import Dataset, EnsembleRef
 from deepeut.utils.io import write_json_atomic, write_text_atomic
 from deepeut.utils.tracking import log_results
 from deepeut.utils.units import ev_to_kcal_per_mol
@@ -164,35 +165,45 @@ def plot_figS2(path: Path, f_ref, f_pred, symbols, title: str) -> Path:
     return path
 
 
-def test_file_of(manifest: Dict, cfg: Config, out: Path) -> Path:
-    """The test split to evaluate on: ``data.store``'s when given, else the one the ensemble recorded (the shipped
-    dataset for ensembles trained on it, such as the embedded defaults)."""
+def test_file_of(manifest: Dict, dataset: Dataset, out: Path) -> Path:
+    """The test split to evaluate on: ``dataset``'s store when it has one, else the one the ensemble recorded (the
+    shipped dataset for ensembles trained on it, such as the embedded defaults)."""
     from deepeut.data.source import from_demo, from_store
     from deepeut.training.potential import EnsembleError
 
-    if cfg.data.store:
-        return from_store(cfg.data.store, out / "data").test
-    dataset = manifest.get("dataset", {})
-    if dataset.get("test") and Path(dataset["test"]).exists():
-        return Path(dataset["test"])
-    origin = str(dataset.get("origin", ""))
+    if dataset.store is not None:
+        return from_store(str(dataset.store), out / "data").test
+    recorded = manifest.get("dataset", {})
+    if recorded.get("test") and Path(recorded["test"]).exists():
+        return Path(recorded["test"])
+    origin = str(recorded.get("origin", ""))
     if origin.startswith("demo:"):
         return from_demo(origin.split(":", 1)[1], out / "data").test
     raise EnsembleError(
-        f"the ensemble's test set ({dataset.get('test') or 'not recorded'}) is not here; pass "
+        f"the ensemble's test set ({recorded.get('test') or 'not recorded'}) is not here; pass "
         "data.store=<a dataset store> to evaluate on its test split"
     )
 
 
 def evaluate(cfg: Config, out: Path) -> Dict:
-    """Evaluate the ensemble on its test split (or on ``data.store``'s test split when given)."""
+    """``stage=evaluate`` from the command line: the committee of ``committee=`` (default: ``train/`` beside the
+    stage folder), the test split of ``data.store`` (default: the committee's own), then :func:`run_evaluate`."""
+    from deepeut.training.potential import resolve_ensemble
+
+    committee = EnsembleRef(resolve_ensemble(cfg.committee, out, cfg.system))
+    return run_evaluate(cfg, committee, Dataset(Path(cfg.data.store) if cfg.data.store else None), out)
+
+
+def run_evaluate(cfg: Config, committee: EnsembleRef, dataset: Dataset, out: Path) -> Dict:
+    """Errors of every member and of the mean of ``committee`` on the test split of ``dataset`` (none: the one the
+    committee recorded): ``evaluation.{json,txt}``, ``predictions.npz`` and Figs. 3 / S2."""
     from ase.io import read
 
-    from deepeut.training.potential import Ensemble, manifest_path, resolve_ensemble
+    from deepeut.training.potential import Ensemble, manifest_path
 
-    src = resolve_ensemble(cfg.ensemble, out, cfg.system)
+    src = committee.path
     manifest = json.loads(manifest_path(src).read_text())
-    test_file = test_file_of(manifest, cfg, out)
+    test_file = test_file_of(manifest, dataset, out)
     frames = read(test_file, ":")
     ensemble = Ensemble.load(src, device=cfg.device)
     log.info("evaluating %d members on %d test structures from %s", len(ensemble), len(frames), test_file)

@@ -162,9 +162,17 @@ def test_metrics(rows: List[Dict[str, float]]) -> Dict[str, float]:
 
 
 def train_member(
-    k: int, cfg: Config, data: DatasetFiles, root: Path, type_names: List[str], group: str, tracked: Dict
+    k: int,
+    cfg: Config,
+    data: DatasetFiles,
+    root: Path,
+    type_names: List[str],
+    group: str,
+    tracked: Dict,
+    init_from: Optional[Path] = None,
 ) -> Dict:
-    """Train (or resume, or skip when finished) ensemble member ``k``; returns its done.json record."""
+    """Train (or resume, or skip when finished) ensemble member ``k``, from scratch or from member ``k`` of the
+    ensemble ``init_from``; returns its done.json record."""
     from omegaconf import OmegaConf
 
     from deepeut.training.nequip_config import member_config
@@ -190,6 +198,7 @@ def train_member(
         n_train_frames=data.n_train,
         group=group,
         tracked=tracked,
+        init_from=init_from,
     )
     write_text_atomic(mdir / "nequip.yaml", OmegaConf.to_yaml(OmegaConf.create(nequip_cfg)))
     resume = (mdir / "last.ckpt").exists()
@@ -233,8 +242,11 @@ def finished_members(root: Path) -> List[Dict]:
     return sorted((json.loads(p.read_text()) for p in Path(root).glob("member_*/done.json")), key=lambda r: r["member"])
 
 
-def write_manifest(root: Path, cfg: Config, data: DatasetFiles, type_names: List[str]) -> Dict:
-    """(Re)write ``ensemble.json`` from the finished members on disk (safe when members finish in parallel)."""
+def write_manifest(
+    root: Path, cfg: Config, data: DatasetFiles, type_names: List[str], init_from: Optional[Path] = None
+) -> Dict:
+    """(Re)write ``ensemble.json`` from the finished members on disk (safe when members finish in parallel);
+    ``train.init_from`` records the ensemble the members were warm-started from."""
     members = finished_members(root)
     manifest = {
         "schema": SCHEMA,
@@ -246,7 +258,7 @@ def write_manifest(root: Path, cfg: Config, data: DatasetFiles, type_names: List
         "type_names": type_names,
         "r_max_A": cfg.model.r_max,
         "model": asdict(cfg.model),
-        "train": asdict(cfg.train),
+        "train": {**asdict(cfg.train), "init_from": str(init_from) if init_from is not None else None},
         "units": {"energy": "eV", "forces": "eV/Å", "length": "Å"},
     }
     write_json_atomic(Path(root) / MANIFEST, manifest)

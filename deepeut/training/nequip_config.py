@@ -9,7 +9,7 @@ force RMS as energy scale, per-atom mean energy as shift) come from nequip's ``t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from deepeut.config.schema import LoggerConfig, ModelConfig, TrainConfig
 from deepeut.training.model import allegro_kwargs
@@ -101,6 +101,25 @@ def logger_section(logger: LoggerConfig, member_dir: Path, run_name: str, group:
     return loggers
 
 
+def lr_schedule_section(train: TrainConfig) -> Dict[str, Any]:
+    """``train.lr_plateau_factor``: the learning rate × this factor after ``train.lr_plateau_patience`` epochs
+    without a better validation metric (ReduceLROnPlateau, the schedule nequip supports everywhere); else none."""
+    if train.lr_plateau_factor is None:
+        return {}
+    return {
+        "lr_scheduler": {
+            "scheduler": {
+                "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                "factor": train.lr_plateau_factor,
+                "patience": train.lr_plateau_patience,
+            },
+            "monitor": MONITOR,
+            "interval": "epoch",
+            "frequency": 1,
+        }
+    }
+
+
 def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, Any]]:
     """best.ckpt (lowest validation metric) and last.ckpt (every epoch, for resuming); optional early stop."""
     callbacks: List[Dict[str, Any]] = [
@@ -135,7 +154,7 @@ def warm_start_model(member_dir: Path) -> Dict:
         return {"_target_": "nequip.model.ModelFromPackage", "package_path": str(package.resolve())}
     from deepeut.training.members import TrainingError
 
-    raise TrainingError(f"train.init_from: {member_dir} has neither best.ckpt nor model.nequip.zip")
+    raise TrainingError(f"warm start: {member_dir} has neither best.ckpt nor model.nequip.zip")
 
 
 def member_config(
@@ -152,9 +171,11 @@ def member_config(
     n_train_frames: int,
     group: str,
     tracked: Dict[str, Any],
+    init_from: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """The complete nequip-train config of ensemble member ``member`` (seed ``train.seed + member``); with
-    ``train.init_from`` the model starts from that ensemble's member weights (nequip's ModelFromCheckpoint)."""
+    ``init_from`` (an ensemble folder) the model starts from that ensemble's member weights (nequip's
+    ModelFromCheckpoint, or ModelFromPackage for a packed ensemble)."""
     seed = train.seed + member
     metric = {
         "_target_": "nequip.train.EnergyForceMetrics",
@@ -192,8 +213,9 @@ def member_config(
             "test_metrics": metric,
             "optimizer": {"_target_": "torch.optim.Adam", "lr": train.lr},
             "model": model_section(model, type_names, seed)
-            if not train.init_from
-            else warm_start_model(Path(train.init_from) / f"member_{member}"),
+            if init_from is None
+            else warm_start_model(Path(init_from) / f"member_{member}"),
+            **lr_schedule_section(train),
         },
         "global_options": {"allow_tf32": False},
     }

@@ -74,7 +74,7 @@ def resolve_ensemble(ensemble: Optional[str], out: Path, system=None) -> Path:
         if not (path / MANIFEST).exists() and not (path.suffix == ".json" and path.exists()):
             raise ConfigError(
                 f"ensemble: no trained ensemble at {path} ({MANIFEST} missing); "
-                "pass ensemble=<a stage=train output folder>"
+                "pass committee=<a stage=train output folder>"
             )
     if hasattr(system, "species"):
         check_ensemble_system(path, system)
@@ -91,7 +91,7 @@ def check_ensemble_system(path: str | Path, system) -> None:
     if m.get("system") and m["system"] != system.name:
         raise EnsembleError(
             f"{mpath}: this ensemble was trained for system={m['system']}, not system={system.name}; "
-            f"pass ensemble= a {system.name} ensemble (or ensemble=embedded)"
+            f"pass committee= a {system.name} committee (or committee=embedded)"
         )
     missing = sorted(set(system_elements(system.species)) - set(m.get("type_names") or []))
     if m.get("type_names") and missing:

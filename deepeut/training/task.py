@@ -6,10 +6,11 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from deepeut.config.schema import Config
 from deepeut.data.source import training_data
+from deepeut.stage_io import Dataset, EnsembleRef, TrainOutput
 from deepeut.systems.species import system_elements
 from deepeut.training.members import MANIFEST, TrainingError, objective, train_member, write_manifest
 
@@ -43,8 +44,17 @@ def members_table(members) -> str:
 
 
 def train(cfg: Config, out: Path) -> Dict:
-    """Train (or resume) the members ``train.members`` (default all) and write ``ensemble.json``."""
-    data = training_data(cfg.data.store, cfg.system.name, out / "data")
+    """``stage=train`` from the command line: the data from ``data.store`` (none: the shipped demo dataset) and
+    the warm start from ``train.init_from``, then :func:`run_train`."""
+    data = Dataset(Path(cfg.data.store) if cfg.data.store else None)
+    init = EnsembleRef(Path(cfg.train.init_from)) if cfg.train.init_from else None
+    return run_train(cfg, data, out, init).to_json()
+
+
+def run_train(cfg: Config, dataset: Dataset, out: Path, init_from: Optional[EnsembleRef] = None) -> TrainOutput:
+    """Train (or resume) the members ``train.members`` (default all) on ``dataset``, from scratch or warm-started
+    from ``init_from``'s members, and write ``ensemble.json``."""
+    data = training_data(str(dataset.store) if dataset.store else None, cfg.system.name, out / "data")
     _check_same_dataset(out, data.manifest_hash)
     type_names = system_elements(cfg.system.species)
     group = f"{cfg.system.name}-{cfg.model.name}-{data.manifest_hash[:8]}"
@@ -59,9 +69,10 @@ def train(cfg: Config, out: Path) -> Dict:
         data.n_test,
         data.manifest_hash,
     )
+    init = init_from.path if init_from is not None else None
     for k in members:
-        train_member(k, cfg, data, out, type_names, group, tracked)
-    manifest = write_manifest(out, cfg, data, type_names)
+        train_member(k, cfg, data, out, type_names, group, tracked, init)
+    manifest = write_manifest(out, cfg, data, type_names, init)
     table = members_table(manifest["members"])
     print(table)
     if not manifest["complete"]:
@@ -70,8 +81,5 @@ def train(cfg: Config, out: Path) -> Dict:
             len(manifest["members"]),
             cfg.train.ensemble_size,
         )
-    return {
-        "objective": objective(manifest["members"]),
-        "ensemble": str(out / MANIFEST),
-        "complete": manifest["complete"],
-    }
+    summary = {"objective": objective(manifest["members"]), "complete": manifest["complete"]}
+    return TrainOutput(EnsembleRef(out), summary)

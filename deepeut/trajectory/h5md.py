@@ -150,7 +150,7 @@ class H5MDWriter:
             _time_series(obs, name, (), "f8", unit, (1024,))
         par = f.create_group("parameters")
         for k, v in (parameters or {}).items():
-            par.attrs[k] = v
+            par.attrs[k] = str(v) if isinstance(v, str) else v  # a config choice (StrEnum) as its plain word
         par.attrs["n_frames_committed"] = 0
         f.flush()
 

@@ -1,12 +1,13 @@
 """``stage=validate``: can the ensemble run MD, and how accurate is it where its own MD goes?
 
-For each driver of ``validate.drivers`` (the committee mean, single members) NVT MD at the system's temperature
-runs from the classical liquids (stage=classical through the stage cache) with ``md.on_unstable=truncate``; a run
-fails at its first failed safety check (deepeut.md.safety: non-finite or too large forces, temperature, changed
-molecules) or at its first intermolecular contact shorter than ``validate.min_contact_A``. Then
-``validate.n_label_frames`` frames drawn from these runs (never training data) are labeled fresh with ``labeler``
-and every member and the mean are scored on them: force RMSE overall and per element, and the coverage of the
-calibrated uncertainty ũ = q̂·u (q̂ from the first half of the frames, coverage on the second).
+For each driver of ``validate.drivers`` (the committee mean, single members) NVT MD at the system's
+temperature runs from the classical liquids (the pipeline's ``validate_job`` hands them over) with
+``md.on_unstable=truncate``; a run fails at its first failed safety check (deepeut.md.safety: non-finite or
+too large forces, temperature, changed molecules) or at its first intermolecular contact shorter than
+``validate.min_contact_A``. Then ``validate.n_label_frames`` frames drawn from these runs (never training data)
+are labeled fresh with ``labeler`` and every member and the mean are scored on them: force RMSE overall and per
+element, and the coverage of the calibrated uncertainty ũ = q̂·u (q̂ from the first half of the frames, coverage
+on the second).
 
 Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O,
 Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, and ``<driver>/`` MD folders.
@@ -24,6 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from deepeut.config.schema import Config
+from deepeut.stage_io import EnsembleRef, Structures
 from deepeut.utils.io import json_safe, write_json_atomic, write_text_atomic
 from deepeut.utils.units import kcal_per_mol_to_ev
 from deepeut.utils.io import display_path
@@ -88,21 +90,24 @@ def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
     return {"first_peak_A": peak, "r_c_A": res.first_min_A, "cn": res.cn_first_min}
 
 
-def run_driver(cfg: Config, driver: str, starts: List[str], out: Path) -> Dict:
+def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structures, out: Path) -> Dict:
     """NVT MD of one driver from the classical starts; failure time, reason and observables."""
-    from deepeut.md.task import md
+    from deepeut.md.engines import resolve_potential
+    from deepeut.md.task import run_md
 
     v = cfg.validate
     md_cfg = dataclasses.replace(
         cfg.md,
         duration_ps=v.duration_ps,
         replicas=v.replicas,
-        starts=starts,
         ensemble_member=driver_member(driver),
         on_unstable="truncate",
         equilibration_ps=0.0,
     )
-    md(dataclasses.replace(cfg, md=md_cfg), out)
+    potential = resolve_potential(
+        str(ensemble.path), driver_member(driver), out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
+    )
+    run_md(dataclasses.replace(cfg, md=md_cfg), potential, out, starts)
     runs = []
     for r in range(v.replicas):
         s = json.loads((out / f"replica_{r}" / "md.json").read_text())
@@ -245,24 +250,17 @@ def validation_text(summary: Dict) -> str:
     return "\n".join(lines)
 
 
-def validate(cfg: Config, out: Path) -> Dict:
-    """Run every driver, label held-out frames, score; write validation.json and validation.txt."""
-    from deepeut.pipeline.cache import StageCache
-    from deepeut.pipeline.workflow import classical_starts, find_ensemble
-
-    ensemble, origin = find_ensemble(cfg)
-    cfg = dataclasses.replace(cfg, ensemble=str(ensemble))
+def run_validate(cfg: Config, ensemble: EnsembleRef, origin: str, starts: Structures, out: Path) -> Dict:
+    """Run every driver of ``ensemble`` from ``starts``, label held-out frames, score; write validation.json and
+    validation.txt (and ``validation_<scale>.json`` beside the ensemble). ``origin`` says how it was chosen."""
     v = cfg.validate
-    cache = StageCache(cfg.pipeline.cache_dir, cfg.system.name, cfg.pipeline.lock_wait_s)
-    started, _ = classical_starts(cfg, lambda stage, c, inputs, func: cache.run(c, stage, inputs, func), v.replicas)
-    starts = started.md.starts or ([cfg.md.start] if cfg.md.start else [])
-    drivers = [run_driver(cfg, d, starts, out / f"driver_{d}") for d in v.drivers]
+    drivers = [run_driver(cfg, ensemble, d, starts, out / f"driver_{d}") for d in v.drivers]
     frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
-    scores_ = score_frames(cfg, ensemble, frames, out) if frames else None
+    scores_ = score_frames(cfg, ensemble.path, frames, out) if frames else None
     summary = {
         "system": cfg.system.name,
         "scale": cfg.scale.name,
-        "ensemble": display_path(ensemble),
+        "ensemble": display_path(ensemble.path),
         "ensemble_origin": origin,
         "temperature_K": cfg.md.temperature_K,
         "labeler": cfg.labeler.name,
@@ -274,7 +272,7 @@ def validate(cfg: Config, out: Path) -> Dict:
     }
     write_json_atomic(out / "validation.json", json_safe(summary))
     try:  # the record travels with the ensemble, so that reports using it can show it
-        write_json_atomic(Path(ensemble) / f"validation_{cfg.scale.name}.json", json_safe(summary))
+        write_json_atomic(ensemble.path / f"validation_{cfg.scale.name}.json", json_safe(summary))
     except OSError as exc:
         log.warning("validation record not written beside the ensemble (%s)", exc)
     text = validation_text(json_safe(summary))
