@@ -104,7 +104,6 @@ AL_FAST = [
     "stage=al",
     "train.ensemble_size=2",
     "train.max_epochs=1",
-    "train.package=false",
     "al.explore_runs=1",
     "al.explore_ps=0.05",
     "al.explore_save_every_fs=5",
@@ -178,6 +177,35 @@ def test_al_loop_killed_while_labeling_resumes_without_relabeling_and_stops(tmp_
     assert state["done"] and state["final_ensemble"].endswith("iter_1/train")
     final = json.loads((tmp_path / "iter_1" / "train" / "ensemble.json").read_text())
     assert final["complete"] and final["dataset"]["n_train"] == 45 + 2
+    # the campaign snapshot of this folder: store, newest ensemble (no machine path), history; the next session's
+    # loop warm-starts from the snapshot's members
+    from deepeut.active_learning.snapshot import save
+    from deepeut.data.demo import unpack
+    from deepeut.training.nequip_config import warm_start_model
+    from deepeut.training.potential import Ensemble
+
+    dest = tmp_path / "snapshot"
+    info = save(tmp_path, dest, "initial training")
+    assert info["iteration"] == 1 and info["dataset_size"] == 64
+    manifest_text = (dest / "ensemble" / "ensemble.json").read_text()
+    assert str(tmp_path) not in manifest_text and "/work/" not in manifest_text
+    assert len(Ensemble.load(dest / "ensemble")) == 2 and warm_start_model(dest / "ensemble" / "member_0")
+    assert unpack(dest, tmp_path / "restored") == 64
+    save(tmp_path, dest, "initial training")  # the same segment again: replaced, not appended
+    history = json.loads((dest / "al_history.json").read_text())
+    assert [len(s["iterations"]) for s in history["segments"]] == [2]
+
+
+def test_campaign_history_keeps_one_record_per_al_folder():
+    from deepeut.active_learning.snapshot import merged_history
+
+    h = merged_history({}, "initial training", [{"iteration": 0}])
+    h = merged_history(h, "snapshot", [{"iteration": 0}, {"iteration": 1}])
+    h = merged_history(h, "snapshot", [{"iteration": 0}, {"iteration": 1}, {"iteration": 2}])
+    assert [(s["started_from"], len(s["iterations"])) for s in h["segments"]] == [
+        ("initial training", 1),
+        ("snapshot", 3),
+    ]
 
 
 def test_stop_rule_counts_every_frame_above_threshold_before_the_spacing_filter():
@@ -221,6 +249,20 @@ def test_campaign_threshold_scales_with_the_ensembles_accuracy_and_absolute_stay
         selection_threshold(3.0, 3.0, float("nan"))
 
 
+def test_test_frame_threshold_is_the_largest_calibrated_uncertainty_on_held_out_frames():
+    """al=campaign: select what the committee is less sure of than of every held-out labeled frame."""
+    from deepeut.active_learning.selection import above_threshold, selection_threshold
+
+    test_u_tilde = [0.9, 1.2, 1.0, 1.1]
+    thr, rule = selection_threshold(3.0, None, 0.2, 1.0, test_u_tilde)
+    assert thr == 1.2 and "4 held-out frames" in rule
+    assert selection_threshold(3.0, None, 0.2, 0.5, test_u_tilde)[0] == 1.1  # 'higher': an observed value
+    explored = [1.3, 0.8, 1.15, 1.25]  # two frames beyond anything the test set showed
+    assert len(above_threshold(explored, [0] * 4, [0, 1, 2, 3], threshold=thr)) == 2
+    with pytest.raises(ValueError, match="test frames"):
+        selection_threshold(3.0, None, 0.2, 1.0, [])
+
+
 def test_fractional_stop_rule_compares_selected_with_explored_frames():
     from deepeut.active_learning.selection import stop_reason
 
@@ -237,7 +279,10 @@ def test_campaign_config_composes_with_its_rules():
     from deepeut.config import ConfigError
 
     cfg = load_config("al=campaign")
-    assert cfg.al.threshold_rmse_factor == 3.0 and cfg.al.stop_below_fraction == 0.05
+    assert cfg.al.threshold_test_quantile == 1.0 and cfg.al.threshold_rmse_factor is None
+    assert cfg.al.stop_below_fraction == 0.05
     assert cfg.al.retrain == "warm" and cfg.al.explore_temperature_K == 400.0 and cfg.al.explore_stop_on_broken
     with pytest.raises(ConfigError, match="al.stop_below_fraction"):
         load_config("al=campaign", "al.stop_below_fraction=5")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config("al=campaign", "al.threshold_rmse_factor=3")

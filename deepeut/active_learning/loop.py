@@ -85,9 +85,7 @@ def initial_store(cfg: Config, dataset: Dataset, out: Path) -> Path:
     return root
 
 
-def step_train(
-    cfg: Config, it_dir: Path, store: Path, iteration: int, initial: Optional[EnsembleRef] = None
-) -> None:
+def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int, initial: Optional[EnsembleRef] = None) -> None:
     """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members.
     Iteration 0 links ``initial`` when given (an ensemble trained on the loop's initial data)."""
     from deepeut.training.task import run_train

@@ -47,10 +47,21 @@ def threshold_eV_A(threshold_kcal_mol_A: float) -> float:
 
 
 def selection_threshold(
-    threshold_kcal_mol_A: float, rmse_factor: Optional[float], test_force_rmse_eV_A: Optional[float]
+    threshold_kcal_mol_A: float,
+    rmse_factor: Optional[float],
+    test_force_rmse_eV_A: Optional[float],
+    test_quantile: Optional[float] = None,
+    test_max_u_tilde_eV_A: Optional[Sequence[float]] = None,
 ) -> Tuple[float, str]:
-    """The threshold on max ũ (eV/Å) and the rule that gave it: ``rmse_factor`` × the ensemble's mean member test
-    force RMSE when a factor is set (``al=campaign``), else the absolute value (the paper's 3 kcal/mol/Å)."""
+    """The threshold on max ũ (eV/Å) and the rule that gave it: the ``test_quantile`` of max ũ over held-out test
+    frames (``test_max_u_tilde_eV_A``) when set; else ``rmse_factor`` × the ensemble's mean member test force RMSE
+    when a factor is set; else the absolute value (the paper's 3 kcal/mol/Å)."""
+    if test_quantile is not None:
+        u = np.asarray(test_max_u_tilde_eV_A if test_max_u_tilde_eV_A is not None else [], float)
+        if not len(u):
+            raise ValueError("al.threshold_test_quantile needs max ũ on the store's test frames; it has none")
+        value = float(np.quantile(u, test_quantile, method="higher"))
+        return value, f"test frames: {test_quantile:g} quantile of max ũ over {len(u)} held-out frames"
     if rmse_factor is None:
         return threshold_eV_A(threshold_kcal_mol_A), f"absolute: {threshold_kcal_mol_A:g} kcal/mol/Å"
     if test_force_rmse_eV_A is None or not np.isfinite(test_force_rmse_eV_A):

@@ -162,9 +162,7 @@ def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures())
     from deepeut.md.engines import get_engine
 
     engine = get_engine(cfg.md.engine)
-    setups = [
-        start_structure(cfg, r, out / f"replica_{r}", potential.path, starts) for r in range(cfg.md.replicas)
-    ]
+    setups = [start_structure(cfg, r, out / f"replica_{r}", potential.path, starts) for r in range(cfg.md.replicas)]
     summaries = engine.run(setups, cfg.md, potential, out)
     for r, s in enumerate(summaries):
         if "temperature_mean_K" in s:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DONE = "stage.json"
 
+
 def keyed_config(obj: Any) -> Any:
     """A config section as plain data without its execution and input fields (``deepeut.config.base.key_exempt``:
     how a stage runs, and files the stage receives as typed inputs keyed by their content)."""
