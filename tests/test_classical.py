@@ -71,8 +71,11 @@ def test_tiny_box_equilibrates_with_intact_molecules_and_the_target_temperature(
     assert s["molecules_intact"] and not s["short_contacts"]
     assert s["closest_intermolecular_A"]["Li-O"] > 1.7 and s["closest_intermolecular_A"]["H-O"] > 1.4
     assert abs(s["nvt_density_g_cm3"] - cfg.system.density_g_cm3) < 1e-6
-    # 88 atoms: instantaneous T fluctuates by ~30 K; the 2 ps mean lies within 4 standard errors (+ 5 K) of 353 K
-    assert abs(s["nvt_temperature_mean_K"] - 353.0) < 4 * s["nvt_temperature_sem_K"] + 5.0
+    # 88 atoms, X–H constrained: N_f = 3·88 − 28 − 3 = 233, so T fluctuates by σ_T = T √(2/N_f) ≈ 33 K, and under a
+    # Langevin thermostat (γ = 1/ps) a 2 ps mean holds only ~2 independent samples (blocking cannot see that in 20
+    # frames): its error is ~σ_T/√2. The bound is the MD safety check's temperature window, 2 T √(2/N_f) ≈ 65 K; a
+    # thermostat that lost the kinetic energy a minimisation takes (T ≈ 176 K) fails it.
+    assert abs(s["nvt_temperature_mean_K"] - 353.0) < 2 * 353.0 * np.sqrt(2 / 233)
     with H5MDTrajectory(tmp_path / "replica_0" / "trajectory.h5") as tr:
         assert tr.n_frames == 100 and tr.parameters["engine"] == "openmm"
     from ase.io import read
@@ -210,3 +213,20 @@ def test_bad_classical_settings_fail_at_start_naming_the_key(tmp_path):
     if "CUDA" not in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]:
         with pytest.raises(ClassicalError, match="device=cuda: OpenMM has no CUDA platform here"):
             platform_for("cuda")
+
+
+def test_shipped_production_liquid_starts_md_with_every_molecule_intact(tmp_path):
+    """The 8192-atom NMA liquid equilibrated by stage=classical (shipped: hours on a CPU) is a valid md start:
+    molecule ids from its topology, every molecule recognised, the paper's density, new velocities."""
+    from deepeut.md.task import start_structure
+    from deepeut.stage_io import Structures
+    from deepeut.systems.box import composition
+    from deepeut.training.embedded import embedded_ensemble
+
+    cfg = load_config("system=nma", "scale=production")
+    path = ROOT / "deepeut" / "data" / "liquids" / "nma-production" / "box.extxyz.gz"
+    setup = start_structure(cfg, 0, tmp_path / "r0", embedded_ensemble("nma"), Structures.of([path]))
+    assert len(setup.atoms) == 8192 and not setup.use_start_velocities  # constrained X–H: re-thermalised
+    assert setup.expected_counts == {k: v for k, v in composition(cfg.system, 128).items() if v}
+    mass_g = setup.atoms.get_masses().sum() / 6.02214076e23
+    assert mass_g / (setup.atoms.get_volume() * 1e-24) == pytest.approx(cfg.system.density_g_cm3, rel=1e-3)
