@@ -85,7 +85,7 @@ def test_screening_rejects_fused_molecules_and_too_close_pairs_with_reasons():
     fused = _move_molecule(atoms, topo, ureas[0], d - 1.3 * d / np.linalg.norm(d))  # N of one urea 1.3 Å from C
     assert screen(fused, -100.0, rec, counts, {}).startswith("molecules:")
     # the closest intermolecular H···O contact of the box, against a limit just above it
-    from deepeut.utils.neighbors import neighbor_pairs
+    from deepeut.utils.geometry import neighbor_pairs
 
     i, j, dv = neighbor_pairs(atoms.positions, atoms.cell.array, 3.0)
     dist = np.linalg.norm(dv, axis=1)

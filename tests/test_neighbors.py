@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepeut.utils.neighbors import _brute_pairs, neighbor_pairs
+from deepeut.utils.geometry import _brute_pairs, neighbor_pairs
 
 
 def _as_set(i, j):

@@ -142,7 +142,7 @@ def too_close(
     """'' or a reason naming the closest offending pair (atoms of different molecules only when given)."""
     from ase.data import chemical_symbols
 
-    from deepeut.utils.neighbors import neighbor_pairs
+    from deepeut.utils.geometry import neighbor_pairs
 
     cutoff = max([default, *min_distance.values()])
     i, j, d = neighbor_pairs(positions, cell, cutoff)

@@ -2,7 +2,7 @@
 
 Two backends: ``freud`` (default; its C++ neighbour queries and histograms, one ``freud.density.RDF`` per pair
 type, 5.7× faster than the pure-numpy path on 8000 atoms, see scripts/bench_rdf.py) and ``numpy`` (one cell-list
-search of deepeut.utils.neighbors over the union of all selected sites, every pair type a histogram of that list).
+search of deepeut.utils.geometry over the union of all selected sites, every pair type a histogram of that list).
 Works for atoms and for centres of mass alike. Distances in Å, densities in Å⁻³.
 
 With ``molecule`` ids, a pair type whose A and B sites can lie in one molecule counts intermolecular pairs only
@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from deepeut.utils.neighbors import neighbor_pairs
+from deepeut.utils.geometry import neighbor_pairs
 
 ALL = "#all"  # suffix of the internal all-pairs twin of an intermolecular pair type
 

@@ -14,7 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from deepeut.analysis.series import minimum_image
+from deepeut.utils.geometry import minimum_image
 
 BOHR_IN_A = 0.529177210903
 

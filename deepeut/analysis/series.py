@@ -26,7 +26,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from deepeut.systems.species import minimum_image  # noqa: F401  (one definition, re-used by the analysis modules)
+from deepeut.utils.geometry import minimum_image
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def molecule_com(pos: np.ndarray, sites: Sites, w, cell: np.ndarray) -> np.ndarr
 
 def tfsi_cssc(pos: np.ndarray, sites: Sites, cell: np.ndarray) -> np.ndarray:
     """C–S–S–C torsion (degrees) of every TFSI, (B, n_TFSI)."""
-    from deepeut.systems.species import dihedral_deg
+    from deepeut.utils.geometry import dihedral_deg
 
     quartets = []
     for m in sites.molecules_of("TFSI"):
@@ -178,7 +178,7 @@ def tfsi_cssc(pos: np.ndarray, sites: Sites, cell: np.ndarray) -> np.ndarray:
 
 def li_amide_contacts(pos: np.ndarray, sites: Sites, cell: np.ndarray, cutoff: float) -> List[np.ndarray]:
     """Per frame: pair ids li_index * n_amide + amide_index with some Li–O(amide) distance ≤ cutoff (Å)."""
-    from deepeut.utils.neighbors import neighbor_pairs
+    from deepeut.utils.geometry import neighbor_pairs
 
     li, o = sites.li, sites.o_amide
     amides = sites.amide_molecules()

@@ -150,7 +150,7 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
             f"analysis.start_ps: {start_ps:g} ps is at or beyond the end of {path} "
             f"({float(times[-1]):.4g} ps); lower it"
         )
-    from deepeut.utils.neighbors import plane_distances
+    from deepeut.utils.geometry import plane_distances
 
     r_max = min(a.rdf_r_max_A, 0.5 * float(plane_distances(traj.cell).min()) - 1e-6)
     molecule = sites.molecule if a.rdf_pairs == "intermolecular" else None
@@ -382,7 +382,7 @@ def block_estimates(cfg: Config, vel, com, idx, charges, dt: float, volume: floa
 
 def li_tfsi_torsion_cdf(com, torsion, idx, cell, r_max: float, stride: int, n_r: int = 40, n_phi: int = 36) -> Dict:
     """g(r, φ): Li–TFSI CoM distance vs the TFSI's C–S–S–C torsion |φ| (Fig. 9), normalised to 1 for no correlation."""
-    from deepeut.analysis.series import minimum_image
+    from deepeut.utils.geometry import minimum_image
 
     hist = np.zeros((n_r, n_phi))
     n_frames = 0

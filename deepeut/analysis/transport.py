@@ -178,7 +178,7 @@ def vccf(
 
     vel_*: (T, N, 3) Å/ps; pos_*0: (T, N, 3) Å positions used for the shell test at each origin.
     """
-    from deepeut.utils.neighbors import neighbor_pairs
+    from deepeut.utils.geometry import neighbor_pairs
 
     n = vel_i.shape[0]
     origins = list(origins) if origins is not None else list(range(0, n - max_lag, max(1, max_lag // 4)))

@@ -21,7 +21,7 @@ from deepeut.systems.topology import Topology
 
 def cutoff_for_box(cell: np.ndarray, cfg: ClassicalConfig) -> float:
     """Real-space cutoff (Å): min(classical.cutoff_A, 0.45 × smallest edge), refused below min_cutoff_A."""
-    from deepeut.utils.neighbors import plane_distances
+    from deepeut.utils.geometry import plane_distances
 
     width = float(plane_distances(np.asarray(cell)).min())
     rc = min(cfg.cutoff_A, 0.45 * width)

@@ -42,7 +42,7 @@ from deepeut.config.classical import Constraints
 from deepeut.stage_io import ClassicalOutput, Structures
 from deepeut.config.schema import Config
 from deepeut.utils.io import write_json_atomic
-from deepeut.utils.neighbors import closest_contacts, contact_violations
+from deepeut.utils.geometry import closest_contacts, contact_violations
 from deepeut.utils.units import KJ_PER_MOL_IN_EV, density_g_cm3, kj_per_mol_to_ev
 from deepeut.utils.statistics import mean_and_sem
 

@@ -15,7 +15,7 @@ import numpy as np
 from deepeut.config.schema import BuildConfig, ConfigError, SystemConfig
 from deepeut.systems.species import SpeciesTemplate, build_templates
 from deepeut.systems.topology import Topology
-from deepeut.utils.neighbors import neighbor_pairs, plane_distances
+from deepeut.utils.geometry import neighbor_pairs, plane_distances
 from deepeut.utils.units import cubic_edge_A, density_g_cm3
 from deepeut.errors import StageError
 

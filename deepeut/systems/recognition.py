@@ -24,8 +24,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from deepeut.systems.species import SpeciesTemplate, cis_trans_label, dihedral_deg
-from deepeut.utils.neighbors import neighbor_pairs
+from deepeut.systems.species import SpeciesTemplate, cis_trans_label
+from deepeut.utils.geometry import dihedral_deg
+from deepeut.utils.geometry import neighbor_pairs
 
 #: bonded when closer than this factor times the sum of covalent radii
 BOND_FACTOR = 1.2
@@ -270,7 +271,7 @@ class MoleculeRecognizer:
 
     def _stretched(self, member, part, positions, numbers, cell) -> str:
         """Describe the longest template-like bond between ``part`` and the rest of its molecule."""
-        from deepeut.systems.species import minimum_image
+        from deepeut.utils.geometry import minimum_image
 
         rest = np.setdiff1d(member, part)
         d = minimum_image(positions[rest][None, :, :] - positions[part][:, None, :], cell)

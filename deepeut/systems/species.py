@@ -13,6 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from deepeut.config.schema import ConfigError, SpeciesConfig
+from deepeut.utils.geometry import dihedral_deg
 
 
 @dataclass(frozen=True)
@@ -60,27 +61,6 @@ class SpeciesTemplate:
 def cis_trans_label(base: str, phi_deg: float) -> str:
     """``H_U`` → ``H_U(C)`` when |φ(H–N–C=O)| < 90° (cis to the carbonyl O), else ``H_U(T)``."""
     return f"{base}({'C' if abs(phi_deg) < 90.0 else 'T'})"
-
-
-def minimum_image(d: np.ndarray, cell: np.ndarray | None) -> np.ndarray:
-    """Minimum-image displacement vectors ``d`` (..., 3) in a periodic ``cell`` (3×3 rows, Å)."""
-    if cell is None:
-        return d
-    cell = np.asarray(cell, dtype=float)
-    frac = d @ np.linalg.inv(cell)
-    frac -= np.round(frac)
-    return frac @ cell
-
-
-def dihedral_deg(quartets: np.ndarray, cell: np.ndarray | None = None) -> np.ndarray:
-    """Dihedral angles (degrees, in (-180, 180]) of atom quartets ``(m, 4, 3)`` (Å), minimum image."""
-    b1 = minimum_image(quartets[:, 1] - quartets[:, 0], cell)
-    b2 = minimum_image(quartets[:, 2] - quartets[:, 1], cell)
-    b3 = minimum_image(quartets[:, 3] - quartets[:, 2], cell)
-    n1 = np.cross(b1, b2)
-    n2 = np.cross(b2, b3)
-    m1 = np.cross(n1, b2 / np.linalg.norm(b2, axis=-1, keepdims=True))
-    return np.degrees(np.arctan2((m1 * n2).sum(-1), (n1 * n2).sum(-1)))
 
 
 def _embed(mol, seed: int, force_field: str, targets: Dict[str, float]):

@@ -40,7 +40,7 @@ def driver_member(driver: str):
 def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
     """Closest intermolecular contacts over the run and the time (ps) of the first one below its limit."""
     from deepeut.trajectory.h5md import H5MDTrajectory
-    from deepeut.utils.neighbors import closest_contacts, contact_violations
+    from deepeut.utils.geometry import closest_contacts, contact_violations
 
     closest: Dict[str, float] = {}
     with H5MDTrajectory(traj_path) as tr:
@@ -76,7 +76,7 @@ def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
     """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory."""
     from deepeut.analysis.rdf import RDFAccumulator
     from deepeut.trajectory.h5md import H5MDTrajectory
-    from deepeut.utils.neighbors import plane_distances
+    from deepeut.utils.geometry import plane_distances
 
     with H5MDTrajectory(traj_path) as tr:
         numbers = np.asarray(tr.numbers)

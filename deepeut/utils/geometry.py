@@ -1,4 +1,5 @@
-"""Periodic neighbour pairs with a vectorised cell list (any triclinic cell), minimum image.
+"""Periodic geometry: minimum-image vectors, dihedral angles, plane distances, neighbour pairs with a vectorised
+cell list (any triclinic cell), closest intermolecular contacts.
 
 ``neighbor_pairs`` returns every unordered pair (i, j) closer than ``cutoff`` exactly once, with
 the displacement vector r_j − r_i (Å) of the image found. Atoms are binned in fractional
@@ -15,6 +16,27 @@ import numpy as np
 
 #: the 13 bin offsets of a half shell (lexicographically positive), plus (0, 0, 0) handled separately
 _HALF_SHELL = np.array([o for o in np.ndindex(3, 3, 3) if tuple(np.array(o) - 1) > (0, 0, 0)], dtype=int) - 1
+
+
+def minimum_image(d: np.ndarray, cell: np.ndarray | None) -> np.ndarray:
+    """Minimum-image displacement vectors ``d`` (..., 3) in a periodic ``cell`` (3×3 rows, Å)."""
+    if cell is None:
+        return d
+    cell = np.asarray(cell, dtype=float)
+    frac = d @ np.linalg.inv(cell)
+    frac -= np.round(frac)
+    return frac @ cell
+
+
+def dihedral_deg(quartets: np.ndarray, cell: np.ndarray | None = None) -> np.ndarray:
+    """Dihedral angles (degrees, in (-180, 180]) of atom quartets ``(m, 4, 3)`` (Å), minimum image."""
+    b1 = minimum_image(quartets[:, 1] - quartets[:, 0], cell)
+    b2 = minimum_image(quartets[:, 2] - quartets[:, 1], cell)
+    b3 = minimum_image(quartets[:, 3] - quartets[:, 2], cell)
+    n1 = np.cross(b1, b2)
+    n2 = np.cross(b2, b3)
+    m1 = np.cross(n1, b2 / np.linalg.norm(b2, axis=-1, keepdims=True))
+    return np.degrees(np.arctan2((m1 * n2).sum(-1), (n1 * n2).sum(-1)))
 
 
 def plane_distances(cell: np.ndarray) -> np.ndarray:
