@@ -91,3 +91,36 @@ def test_old_ensemble_key_still_names_the_committee():
     assert load_config("committee=embedded").committee == "embedded"
     with pytest.raises(ConfigError, match="old name of committee"):
         load_config("ensemble=a", "committee=b")
+
+
+def test_defaults_live_in_one_place():
+    """No group option repeats a value the schema already defaults to (interpolations and values that override an
+    inherited option excepted): a default changed in one place cannot be silently shadowed by a stale copy."""
+    import dataclasses
+
+    import yaml
+    from omegaconf import MISSING
+
+    from deepeut.config.schema import GROUPS
+
+    repeats = []
+    for group, cls in GROUPS.items():
+        defaults = {
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        }
+        for path in sorted((ROOT / "conf" / group).glob("*.yaml")):
+            values = yaml.safe_load(path.read_text()) or {}
+            parents = [p for p in values.get("defaults", []) if isinstance(p, str) and p != "_self_"]
+            inherited = {}
+            for p in parents:
+                inherited.update(yaml.safe_load((path.parent / f"{p}.yaml").read_text()) or {})
+            for key, value in values.items():
+                if key in ("name", "defaults") or key in inherited or isinstance(value, dict):
+                    continue
+                if isinstance(value, str) and "${" in value:
+                    continue
+                if key in defaults and defaults[key] is not MISSING and defaults[key] == value:
+                    repeats.append(f"{group}/{path.stem}.yaml: {key}")
+    assert not repeats, repeats

@@ -16,13 +16,13 @@ class ALConfig:
     """Active learning (conf/al/*.yaml): the paper's loop of Methods B. Thresholds in kcal/mol/Å (paper)."""
 
     name: str = MISSING
-    alpha: float = 0.1  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
+    alpha: float = MISSING  # conformal miscoverage: ũ covers the error with probability ≥ 1 − α
     #: conformal scores per atom, or per structure (max over atoms); see active_learning/conformal
-    level: ConformalLevel = ConformalLevel.atom
+    level: ConformalLevel = MISSING
     #: conformal quantile: exact (split-conformal order statistic, default) | paper (the paper's AmpTorch formula
     #: with N = calibration structures); see deepeut/active_learning/conformal.py
     quantile: ConformalQuantile = ConformalQuantile.exact
-    threshold_kcal_mol_A: float = 3.0  # select frames with max ũ above this
+    threshold_kcal_mol_A: float = MISSING  # select frames with max ũ above this
     #: when set, the threshold is this factor × the iteration ensemble's mean member test force RMSE (the paper's
     #: 3 kcal/mol/Å is ~3× its own RMSE); threshold_kcal_mol_A is then unused
     threshold_rmse_factor: Optional[float] = None
@@ -30,25 +30,25 @@ class ALConfig:
     #: a frame is selected when the calibrated committee is less sure of it than of (nearly) every labeled frame it
     #: was tested on; threshold_kcal_mol_A and threshold_rmse_factor are then unused
     threshold_test_quantile: Optional[float] = None
-    stop_below: int = 50  # stop when fewer frames than this are selected after screening
+    stop_below: int = MISSING  # stop when fewer frames than this are selected after screening
     #: when set, stop when the frames selected after screening are fewer than this fraction of the explored
     #: frames (calibration frames excluded); stop_below is then unused
     stop_below_fraction: Optional[float] = None
-    max_iterations: int = 5
-    explore_runs: int = 10  # MD runs per iteration from different initial boxes
-    explore_ps: float = 50.0  # per run (paper: 50-100 ps)
-    explore_temperature_K: float = 400.0
-    explore_save_every_fs: float = 50.0  # the paper: every 100 steps of 0.5 fs
+    max_iterations: int = MISSING
+    explore_runs: int = MISSING  # MD runs per iteration from different initial boxes
+    explore_ps: float = MISSING  # per run (paper: 50-100 ps)
+    explore_temperature_K: float = MISSING
+    explore_save_every_fs: float = MISSING  # the paper: every 100 steps of 0.5 fs
     #: stop an exploration run at the first saved frame with a broken or fused molecule (its frames so far are
     #: kept): the frames after a break are all rejected by the screening, so running on wastes the run's time
     explore_stop_on_broken: bool = False
-    n_calibration: int = 20  # exploration frames labeled for the conformal calibration
-    retrain: Retrain = Retrain.scratch  # scratch | warm (members start from the previous iteration's weights)
-    max_selected: Optional[int] = None  # cap on frames labeled per iteration
-    min_gap_frames: int = 2  # diversity: chosen frames of one run are at least this many frames apart
+    n_calibration: int = MISSING  # exploration frames labeled for the conformal calibration
+    retrain: Retrain = MISSING  # scratch | warm (members start from the previous iteration's weights)
+    max_selected: Optional[int] = MISSING  # cap on frames labeled per iteration
+    min_gap_frames: int = MISSING  # diversity: chosen frames of one run are at least this many frames apart
     #: smallest allowed distance between atoms of different molecules, per element pair "H-O" (Å)
-    min_distance_A: Dict[str, float] = field(default_factory=dict)
-    seed: int = 0
+    min_distance_A: Dict[str, float] = MISSING
+    seed: int = MISSING
     #: a trained ensemble (stage=train folder) that iteration 0 uses instead of training its own (stage=pipeline
     #: passes its train stage here); it must have been trained on the loop's initial data
     initial_ensemble: Optional[str] = field(default=None, metadata=INPUT)

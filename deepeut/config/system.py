@@ -51,10 +51,10 @@ class SystemConfig:
     title: str = ""
     species: List[SpeciesConfig] = field(default_factory=list)
     density_g_cm3: float = MISSING  # from the paper's production box
-    temperature_K: float = 353.0
+    temperature_K: float = MISSING  # K (the paper: 353)
     conductivity_exp_S_m: float = MISSING  # Table III, experiment
     paper_box_edge_A: float = MISSING  # production box edge of the paper (128 ion pairs)
-    production_ps: float = 2000.0  # the paper's production run (URA 3 ns, ACT and NMA 2 ns)
+    production_ps: float = MISSING  # the paper's production run (URA 3 ns, ACT and NMA 2 ns)
     #: the paper's numbers for this system (Tables I-III), printed beside ours
     paper: Dict[str, float] = field(default_factory=dict)
 

@@ -19,27 +19,27 @@ class ModelConfig:
     """
 
     name: str = MISSING
-    r_max: float = 6.0  # Å, radial cutoff
-    l_max: int = 2  # maximal rotation order of the spherical harmonics
-    parity: bool = True  # even and odd parity features
-    num_layers: int = 2  # Allegro interaction layers
-    num_scalar_features: int = 64  # latent scalar width
-    num_tensor_features: int = 8  # equivariant feature multiplicity
-    num_bessels: int = 8
-    bessel_trainable: bool = True
-    polynomial_cutoff_p: int = 6
+    r_max: float = MISSING  # Å, radial cutoff
+    l_max: int = MISSING  # maximal rotation order of the spherical harmonics
+    parity: bool = MISSING  # even and odd parity features
+    num_layers: int = MISSING  # Allegro interaction layers
+    num_scalar_features: int = MISSING  # latent scalar width
+    num_tensor_features: int = MISSING  # equivariant feature multiplicity
+    num_bessels: int = MISSING
+    bessel_trainable: bool = MISSING
+    polynomial_cutoff_p: int = MISSING
     radial_chemical_embed_dim: Optional[int] = None  # default: num_scalar_features
-    scalar_embed_mlp_hidden_layers_depth: int = 1  # two-body MLP
-    scalar_embed_mlp_hidden_layers_width: int = 64
-    scalar_embed_mlp_nonlinearity: Optional[str] = "silu"
-    allegro_mlp_hidden_layers_depth: int = 1  # latent MLP
-    allegro_mlp_hidden_layers_width: int = 64
-    allegro_mlp_nonlinearity: Optional[str] = "silu"
-    readout_mlp_hidden_layers_depth: int = 1  # pair-energy MLP
-    readout_mlp_hidden_layers_width: int = 32
-    readout_mlp_nonlinearity: Optional[str] = None
+    scalar_embed_mlp_hidden_layers_depth: int = MISSING  # two-body MLP
+    scalar_embed_mlp_hidden_layers_width: int = MISSING
+    scalar_embed_mlp_nonlinearity: Optional[str] = MISSING
+    allegro_mlp_hidden_layers_depth: int = MISSING  # latent MLP
+    allegro_mlp_hidden_layers_width: int = MISSING
+    allegro_mlp_nonlinearity: Optional[str] = MISSING
+    readout_mlp_hidden_layers_depth: int = MISSING  # pair-energy MLP
+    readout_mlp_hidden_layers_width: int = MISSING
+    readout_mlp_nonlinearity: Optional[str] = MISSING
     tp_path_channel_coupling: bool = True
-    model_dtype: str = "float32"
+    model_dtype: str = MISSING
     #: add nequip's ZBL screened nuclear repulsion (a pair prior for close contacts the data never shows; the
     #: element of each type is its type name)
     zbl: bool = False
@@ -63,22 +63,22 @@ class TrainConfig:
     """
 
     name: str = MISSING
-    ensemble_size: int = 3
+    ensemble_size: int = MISSING
     #: which members this run trains (null: all). A multirun ``train.members=[0],[1],[2]`` trains them side by side
     members: Optional[List[int]] = field(default=None, metadata=EXECUTION)
-    seed: int = 1  # member k uses seed + k for its weights and its train/validation split
-    val_fraction: float = 0.1  # of the training pool, per member
-    lr: float = 1e-3  # Adam
+    seed: int = MISSING  # member k uses seed + k for its weights and its train/validation split
+    val_fraction: float = MISSING  # of the training pool, per member
+    lr: float = MISSING  # Adam
     #: when set, multiply the learning rate by this after lr_plateau_patience epochs without a better validation
     #: metric (ReduceLROnPlateau); null: constant (the paper)
     lr_plateau_factor: Optional[float] = None
     lr_plateau_patience: int = 3
-    batch_size: int = 1  # structures per step (paper: 1)
-    val_batch_size: int = 5
-    max_epochs: int = 200  # paper: at most 200
-    early_stopping_patience: Optional[int] = None  # epochs without validation improvement; null: off
-    energy_weight: float = 1.0  # per-atom energy MSE weight (Eq. 5)
-    force_weight: float = 1.0  # force MSE weight (Eq. 5)
+    batch_size: int = MISSING  # structures per step (paper: 1)
+    val_batch_size: int = MISSING
+    max_epochs: int = MISSING  # paper: at most 200
+    early_stopping_patience: Optional[int] = MISSING  # epochs without validation improvement; null: off
+    energy_weight: float = MISSING  # per-atom energy MSE weight (Eq. 5)
+    force_weight: float = MISSING  # force MSE weight (Eq. 5)
     #: Lightning Trainer: devices per member (GPUs when device=cuda), nodes and strategy (ddp for several GPUs)
     devices: int = field(default=1, metadata=EXECUTION)
     num_nodes: int = field(default=1, metadata=EXECUTION)
