@@ -286,3 +286,27 @@ def test_campaign_config_composes_with_its_rules():
         load_config("al=campaign", "al.stop_below_fraction=5")
     with pytest.raises(ConfigError, match="not both"):
         load_config("al=campaign", "al.threshold_rmse_factor=3")
+
+
+def test_a_too_short_contact_makes_a_candidate_whatever_the_uncertainty():
+    """al.select_contacts_below_A: the committee can agree on a wrong Li–O contact (small ũ); such frames are
+    candidates with the contact as their trigger; contacts within one molecule and long ones are not."""
+    from ase import Atoms
+
+    from deepeut.active_learning.selection import contact_candidates, contact_trigger
+
+    def frame(r_lio: float, same_molecule: bool = False):
+        a = Atoms("LiOH2", positions=[[0, 0, 0], [r_lio, 0, 0], [r_lio + 0.6, 0.75, 0], [r_lio + 0.6, -0.75, 0]])
+        a.set_cell([12, 12, 12]), a.set_pbc(True)
+        a.arrays["molecule"] = np.array([0, 0, 0, 0] if same_molecule else [0, 1, 1, 1])
+        return a
+
+    limits = {"Li-O": 1.7, "H-O": 1.4}
+    assert contact_trigger(frame(1.55), limits) == "contact Li-O 1.55 Å < 1.7 Å"
+    assert contact_trigger(frame(1.95), limits) == "" and contact_trigger(frame(1.55, True), limits) == ""
+    assert contact_trigger(frame(1.55), {}) == ""
+    frames = {(0, 0): frame(1.95), (0, 1): frame(1.62), (0, 2): frame(1.50), (1, 0): frame(1.40)}
+    u = {k: 0.1 for k in frames}
+    cands = contact_candidates(frames, u, limits, exclude=[(1, 0)])  # (1, 0): a calibration frame
+    assert [(c.run, c.frame) for c in cands] == [(0, 2), (0, 1)]  # shortest contact first
+    assert cands[0].trigger.startswith("contact Li-O 1.50") and cands[0].max_u_tilde == 0.1

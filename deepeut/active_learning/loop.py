@@ -146,7 +146,10 @@ def exploration_frames(it_dir: Path):
         run = int(path.parent.name.split("_")[1])
         with H5MDTrajectory(path) as tr:
             for k in range(tr.n_frames):
-                out.append((run, k, tr.atoms(k)))
+                atoms = tr.atoms(k)
+                if tr.molecule is not None:
+                    atoms.arrays["molecule"] = np.asarray(tr.molecule)
+                out.append((run, k, atoms))
     return out
 
 
@@ -288,7 +291,13 @@ def plot_fig2(path: Path, frames, pred, q_by_confidence: Dict[str, float]) -> No
 def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optional[float] = None) -> Dict:
     """Screen every frame above the threshold (calibration frames excluded); the passed count decides the stop
     rule; the frames to label are then spaced and capped (see deepeut.active_learning.selection)."""
-    from deepeut.active_learning.selection import above_threshold, screen, selection_threshold, spaced
+    from deepeut.active_learning.selection import (
+        above_threshold,
+        contact_candidates,
+        screen,
+        selection_threshold,
+        spaced,
+    )
     from deepeut.systems import MoleculeRecognizer
     from deepeut.systems.box import composition
 
@@ -305,6 +314,11 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
         [q * u for u in cal.get("test_max_u_eV_A", [])],
     )
     cands = above_threshold(q * data["max_u_eV_A"], data["run"], data["frame"], threshold, exclude=calibration)
+    n_uncertain = len(cands)
+    if cfg.al.select_contacts_below_A:  # frames the committee agrees on but with a too-short contact
+        u_tilde = dict(zip(zip(data["run"].tolist(), data["frame"].tolist()), (q * data["max_u_eV_A"]).tolist()))
+        taken = [*map(tuple, calibration), *((c.run, c.frame) for c in cands)]
+        cands += contact_candidates(frames, u_tilde, dict(cfg.al.select_contacts_below_A), exclude=taken)
     rec = MoleculeRecognizer.for_system(cfg.system)
     expected = {k: v for k, v in composition(cfg.system, cfg.scale.n_ion_pairs).items() if v}
     min_d = {tuple(sorted(k.split("-"))): v for k, v in cfg.al.min_distance_A.items()}
@@ -320,6 +334,8 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
         "n_frames": int(len(data["run"])),
         "n_calibration_excluded": len(calibration),
         "n_candidates": len(cands),
+        "n_above_threshold": n_uncertain,
+        "n_contact_triggered": len(cands) - n_uncertain,
         "n_passed_screening": len(passed),
         "n_to_label": len(accepted),
         "accepted": [dataclasses.asdict(c) for c in accepted],
@@ -344,6 +360,7 @@ def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: f
                 "run": c["run"],
                 "frame": c["frame"],
                 "u_tilde_eV_A": c["max_u_tilde"],
+                "trigger": c.get("trigger", "uncertainty"),
                 "u_eV_A": c["max_u_tilde"] / q,
                 "q_hat": q,
             },
@@ -432,7 +449,8 @@ def run_active_learning(
                 calibration_excluded=sel["n_calibration_excluded"],
                 threshold_eV_A=sel["threshold_eV_A"],
                 threshold_rule=sel["threshold_rule"],
-                above_threshold=sel["n_candidates"],
+                above_threshold=sel.get("n_above_threshold", sel["n_candidates"]),
+                contact_triggered=sel.get("n_contact_triggered", 0),
                 selected=sel["n_passed_screening"],
                 to_label=len(sel["accepted"]),
                 rejected=len(sel["rejected"]),

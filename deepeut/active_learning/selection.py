@@ -30,6 +30,7 @@ class Candidate:
     frame: int  # frame index within its run
     max_u_tilde: float  # eV/Å
     reason: str = ""  # why it was rejected ('' = accepted)
+    trigger: str = "uncertainty"  # why it is a candidate: max ũ above the threshold, or a too-short contact
 
 
 def count_reasons(reasons: Sequence[str]) -> Dict[str, int]:
@@ -102,6 +103,42 @@ def above_threshold(
         for k in order
         if max_u_tilde[k] > threshold and (int(runs[k]), int(frames[k])) not in skip
     ]
+
+
+def contact_trigger(atoms, limits: Dict[str, float]) -> str:
+    """'' or ``contact A-B r Å < limit Å`` for the shortest intermolecular contact below its element pair's limit
+    (``limits``: e.g. validate.min_contact_A ``{"Li-O": 1.7, "H-O": 1.4}``; molecule ids from
+    ``atoms.arrays["molecule"]``). A committee that shares a bias agrees on such a contact, so its ũ stays small:
+    only the reference method can say whether the pair is that close."""
+    from deepeut.utils.geometry import closest_contacts
+
+    molecule = atoms.arrays.get("molecule")
+    if not limits or molecule is None:
+        return ""
+    contacts = closest_contacts(
+        atoms.positions, atoms.numbers, atoms.cell.array, molecule, cutoff_A=max(limits.values()) + 0.1
+    )
+    short = sorted((r, pair) for pair, r in contacts.items() if pair in limits and r < limits[pair])
+    return f"contact {short[0][1]} {short[0][0]:.2f} Å < {limits[short[0][1]]:g} Å" if short else ""
+
+
+def contact_candidates(
+    frames: Dict[Tuple[int, int], object],
+    max_u_tilde: Dict[Tuple[int, int], float],
+    limits: Dict[str, float],
+    exclude: Iterable[Tuple[int, int]] = (),
+) -> List[Candidate]:
+    """Frames (not in ``exclude``: the calibration frames and those already above the threshold) with a contact
+    below ``limits`` (:func:`contact_trigger`), shortest contact first."""
+    skip = {(int(r), int(f)) for r, f in exclude}
+    out = []
+    for key, atoms in frames.items():
+        if key in skip:
+            continue
+        why = contact_trigger(atoms, limits)
+        if why:
+            out.append((float(why.split()[2]), Candidate(key[0], key[1], float(max_u_tilde[key]), trigger=why)))
+    return [c for _, c in sorted(out, key=lambda x: x[0])]
 
 
 def spaced(chosen: Sequence[Candidate], min_gap: int = 1, cap: Optional[int] = None) -> List[Candidate]:

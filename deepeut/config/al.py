@@ -30,6 +30,10 @@ class ALConfig:
     #: a frame is selected when the calibrated committee is less sure of it than of (nearly) every labeled frame it
     #: was tested on; threshold_kcal_mol_A and threshold_rmse_factor are then unused
     threshold_test_quantile: Optional[float] = None
+    #: when set (element pair "A-B" → Å), a frame with an intermolecular contact shorter than its pair's limit is
+    #: a candidate too, whatever its ũ (the committee can agree on a wrong contact); al=campaign: the validation's
+    #: failure limits (validate.min_contact_A)
+    select_contacts_below_A: Dict[str, float] = field(default_factory=dict)
     stop_below: int = MISSING  # stop when fewer frames than this are selected after screening
     #: when set, stop when the frames selected after screening are fewer than this fraction of the explored
     #: frames (calibration frames excluded); stop_below is then unused
