@@ -8,7 +8,8 @@
 #   3. al:       the active-learning loop (al=campaign) at scale=tiny from the classical liquids, warm-started
 #                retraining (AL_EPOCHS per member per iteration); the store, the newest complete iteration's
 #                ensemble and the history are packed into deepeut/data/campaign/<system>/ after the loop (commit
-#                it; `SNAPSHOT_ONLY=1` packs a running loop's state without starting anything);
+#                it; `SNAPSHOT_ONLY=1` packs a running loop's state without starting anything; `NEW_SEGMENT=1`
+#                continues a finished loop under the current settings from its newest committee);
 #   4. validate: stage=validate of the final ensemble (VALIDATE_PS at scale=tiny);
 #   5. pack:     the validated ensemble becomes deepeut/models/<system>/ (PACK=1; commit it).
 # Every step resumes (kill at any point, rerun the same command).     SYSTEM=ura bash scripts/campaign.sh
@@ -23,6 +24,13 @@ snapshot() {
     --started-from "$(cat $root/initial_ensemble)"
 }
 if [ "${SNAPSHOT_ONLY:-0}" = 1 ]; then snapshot; exit 0; fi
+# NEW_SEGMENT=1: a finished loop (stopped by its rule, or out of iterations) goes on under the current settings:
+# its state is packed, its folder kept as al_<date>, and a new loop starts from the newest committed committee
+if [ "${NEW_SEGMENT:-0}" = 1 ] && [ -f $root/al/al_state.json ]; then
+  snapshot
+  mv $root/al $root/al_$(date +%Y%m%d_%H%M%S)
+  rm -f $root/initial_ensemble
+fi
 if [ "${FROM_SCRATCH:-0}" = 1 ] || [ ! -f $packed/train.extxyz.gz ]; then
   SYSTEM=$s bash scripts/make_campaign_data.sh
 else
@@ -35,8 +43,9 @@ starts=$(ls -d $root/classical_tiny/replica_*/box.extxyz | paste -sd, -)
 # the AL loop's iteration 0 ensemble, chosen once per outputs folder: the committed snapshot, else a fresh training
 if [ ! -f $root/initial_ensemble ]; then
   if [ "${FROM_SCRATCH:-0}" != 1 ] && [ -f $packed/ensemble/ensemble.json ]; then
-    mkdir -p $root/snapshot && cp -r $packed/ensemble/. $root/snapshot/
-    echo "$root/snapshot" > $root/initial_ensemble
+    start=$root/snapshot_$(date +%Y%m%d_%H%M%S)
+    mkdir -p $start && cp -r $packed/ensemble/. $start/
+    echo "$start" > $root/initial_ensemble
   else
     echo "$root/train" > $root/initial_ensemble
   fi
