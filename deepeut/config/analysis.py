@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 from omegaconf import MISSING
 
 from deepeut.config.base import INPUT, _choice, _require
-from deepeut.config.choices import VelocityUnit
+from deepeut.config.choices import RDFPairs, VelocityUnit
 
 
 @dataclass
@@ -28,7 +28,7 @@ class AnalysisConfig:
     com_rdf: bool = True
     rdf_stride: int = 10  # frames between RDF samples
     #: atom RDFs and CNs count pairs of different molecules (intermolecular, as TRAVIS and the paper) or all pairs
-    rdf_pairs: str = "intermolecular"
+    rdf_pairs: RDFPairs = RDFPairs.intermolecular
     rdf_r_max_A: float = 8.0  # (clipped to half the smallest box width)
     rdf_bins: int = 160
     diffusion: bool = True  # VACF (Eq. 8-9) and MSD (Eq. 10)
@@ -55,4 +55,5 @@ class AnalysisConfig:
         _require(self.stride >= 1 and self.rdf_stride >= 1, "analysis.stride", "must be >= 1")
         _require(self.rdf_r_max_A > 0 and self.rdf_bins > 10, "analysis.rdf_r_max_A", "must be > 0 (and rdf_bins > 10)")
         _choice(self.dump_velocity_unit, VelocityUnit, "analysis.dump_velocity_unit")
+        _choice(self.rdf_pairs, RDFPairs, "analysis.rdf_pairs")
         _require(self.read_chunk_mb > 0, "analysis.read_chunk_mb", "must be > 0")

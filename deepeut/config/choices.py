@@ -37,3 +37,8 @@ SpeciesRole = choices("SpeciesRole", ["cation", "anion", "solvent"])
 PackingForceField = choices("PackingForceField", ["MMFF", "UFF"])
 #: LAMMPS dump velocity unit: A/ps (units metal) or A/fs (units real)
 VelocityUnit = choices("VelocityUnit", ["A/ps", "A/fs"])
+#: which atom pairs the RDFs and CNs count: pairs of different molecules (TRAVIS, the paper) or all pairs
+RDFPairs = choices("RDFPairs", ["intermolecular", "all"])
+ModelDtype = choices("ModelDtype", ["float32", "float64"])
+#: MLP nonlinearity of an Allegro block (null in the config: linear)
+Nonlinearity = choices("Nonlinearity", ["silu", "mish", "gelu"])

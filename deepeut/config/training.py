@@ -7,7 +7,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import EXECUTION, INPUT, _require
+from deepeut.config.base import EXECUTION, INPUT, _choice, _require
+from deepeut.config.choices import ModelDtype, Nonlinearity
 
 
 @dataclass
@@ -31,15 +32,15 @@ class ModelConfig:
     radial_chemical_embed_dim: Optional[int] = None  # default: num_scalar_features
     scalar_embed_mlp_hidden_layers_depth: int = MISSING  # two-body MLP
     scalar_embed_mlp_hidden_layers_width: int = MISSING
-    scalar_embed_mlp_nonlinearity: Optional[str] = MISSING
+    scalar_embed_mlp_nonlinearity: Optional[Nonlinearity] = MISSING
     allegro_mlp_hidden_layers_depth: int = MISSING  # latent MLP
     allegro_mlp_hidden_layers_width: int = MISSING
-    allegro_mlp_nonlinearity: Optional[str] = MISSING
+    allegro_mlp_nonlinearity: Optional[Nonlinearity] = MISSING
     readout_mlp_hidden_layers_depth: int = MISSING  # pair-energy MLP
     readout_mlp_hidden_layers_width: int = MISSING
-    readout_mlp_nonlinearity: Optional[str] = MISSING
+    readout_mlp_nonlinearity: Optional[Nonlinearity] = MISSING
     tp_path_channel_coupling: bool = True
-    model_dtype: str = MISSING
+    model_dtype: ModelDtype = MISSING
     #: add nequip's ZBL screened nuclear repulsion (a pair prior for close contacts the data never shows; the
     #: element of each type is its type name)
     zbl: bool = False
@@ -48,10 +49,10 @@ class ModelConfig:
         _require(self.r_max > 0, "model.r_max", "must be > 0 Å")
         _require(self.l_max >= 0, "model.l_max", "must be >= 0")
         _require(self.num_layers >= 1, "model.num_layers", "must be >= 1")
-        _require(self.model_dtype in ("float32", "float64"), "model.model_dtype", "one of float32, float64")
+        _choice(self.model_dtype, ModelDtype, "model.model_dtype")
         for key in ("scalar_embed_mlp_nonlinearity", "allegro_mlp_nonlinearity", "readout_mlp_nonlinearity"):
-            val = getattr(self, key)
-            _require(val in (None, "silu", "mish", "gelu"), f"model.{key}", f"'{val}' is not silu, mish, gelu or null")
+            if getattr(self, key) is not None:
+                _choice(getattr(self, key), Nonlinearity, f"model.{key}")
 
 
 @dataclass
