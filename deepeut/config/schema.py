@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Optional, get_type_hints
 
 from omegaconf import MISSING
 
@@ -114,16 +115,5 @@ class Config:
 
 #: config groups and the schema each of their files is checked against
 GROUPS: Dict[str, type] = {
-    "system": SystemConfig,
-    "scale": ScaleConfig,
-    "stage": StageConfig,
-    "labeler": LabelerConfig,
-    "model": ModelConfig,
-    "train": TrainConfig,
-    "al": ALConfig,
-    "md": MDConfig,
-    "analysis": AnalysisConfig,
-    "logger": LoggerConfig,
-    "classical": ClassicalConfig,
-    "validate": ValidateConfig,
+    f.name: get_type_hints(Config)[f.name] for f in dataclasses.fields(Config) if f.default is MISSING
 }
