@@ -428,6 +428,7 @@ def run_active_learning(
             store.close()
             state["final_ensemble"] = str(it_dir / "train")
             if state["stopped"] or k >= cfg.al.max_iterations:  # the retrained ensemble on all labels is the result
+                rec.setdefault("wall_s", {})["train"] = round(time.perf_counter() - t0, 1)
                 state["done"] = True
                 save_state(out, state)
                 break
