@@ -481,7 +481,7 @@ def tables(
                 nb = cfg.analysis.n_blocks
                 sem, dof, sem_from = block_sems[0][k], nb - 1, f"{nb} time blocks"
             rows[k] = {
-                "ours": float(np.nanmean(vals)),
+                "ours": float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan"),
                 "sem": sem,
                 "dof": dof,
                 "ci95": t_half_width(sem, dof),
@@ -498,7 +498,7 @@ def tables(
             vals = [r[k] for r in yh]
             sem = block_error(vals)
             out["II"][k] = {
-                "ours": float(np.nanmean(vals)),
+                "ours": float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan"),
                 "sem": sem,
                 "dof": len(vals) - 1,
                 "ci95": t_half_width(sem, len(vals) - 1),
