@@ -310,3 +310,14 @@ def test_a_too_short_contact_makes_a_candidate_whatever_the_uncertainty():
     cands = contact_candidates(frames, u, limits, exclude=[(1, 0)])  # (1, 0): a calibration frame
     assert [(c.run, c.frame) for c in cands] == [(0, 2), (0, 1)]  # shortest contact first
     assert cands[0].trigger.startswith("contact Li-O 1.50") and cands[0].max_u_tilde == 0.1
+
+
+def test_a_packed_committee_keeps_its_test_rmse_in_the_loop_record():
+    """A loop that starts from a campaign snapshot (packages only, no done.json) records the committee's test
+    force RMSE from its manifest (it was NaN)."""
+    from deepeut.active_learning.loop import committee_members
+    from deepeut.training.members import objective
+    from conftest import ROOT
+
+    rmse = objective(committee_members(ROOT / "deepeut" / "models" / "ura"))
+    assert 0.05 < rmse < 1.0

@@ -101,6 +101,14 @@ def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int, initial: 
     run_train(cfg, Dataset(store), it_dir / "train", init)
 
 
+def committee_members(train_dir: Path) -> List[Dict]:
+    """The members of a trained committee with their test metrics: the finished members' records, or, for a packed
+    committee (packages only, e.g. a campaign snapshot), those in its manifest."""
+    from deepeut.training.members import MANIFEST, finished_members
+
+    return finished_members(train_dir) or json.loads((train_dir / MANIFEST).read_text()).get("members", [])
+
+
 def explore_config(cfg: Config, it_dir: Path, iteration: int) -> Config:
     # every frame is committed at once (a run that flies apart keeps all frames before it); broken molecules stop
     # a run only with al.explore_stop_on_broken (else the screening rejects such frames with their reason)
@@ -406,7 +414,7 @@ def run_active_learning(
     exploring from ``starts``; returns the history and the final ensemble."""
     from deepeut.active_learning.selection import count_reasons, stop_reason
     from deepeut.data.store import open_store
-    from deepeut.training.members import finished_members, objective
+    from deepeut.training.members import objective
 
     store_root = initial_store(cfg, dataset, out)
     state = load_state(out)
@@ -422,7 +430,7 @@ def run_active_learning(
         t0 = time.perf_counter()
         if step == "train":
             step_train(cfg, it_dir, store_root, k, initial)
-            rec["test_force_rmse"] = objective(finished_members(it_dir / "train"))
+            rec["test_force_rmse"] = objective(committee_members(it_dir / "train"))
             store = open_store(store_root)
             rec["dataset_size"] = len(store)
             store.close()
