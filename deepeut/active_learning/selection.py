@@ -105,21 +105,28 @@ def above_threshold(
     ]
 
 
-def contact_trigger(atoms, limits: Dict[str, float]) -> str:
-    """'' or ``contact A-B r Å < limit Å`` for the shortest intermolecular contact below its element pair's limit
-    (``limits``: e.g. validate.min_contact_A ``{"Li-O": 1.7, "H-O": 1.4}``; molecule ids from
-    ``atoms.arrays["molecule"]``). A committee that shares a bias agrees on such a contact, so its ũ stays small:
-    only the reference method can say whether the pair is that close."""
+def shortest_contact(atoms, limits: Dict[str, float]) -> Optional[Tuple[float, str]]:
+    """(r Å, "A-B") of the shortest intermolecular contact below its element pair's limit (``limits``: e.g.
+    validate.min_contact_A ``{"Li-O": 1.7, "H-O": 1.4}``; molecule ids from ``atoms.arrays["molecule"]``), or None."""
     from deepeut.utils.geometry import closest_contacts
 
     molecule = atoms.arrays.get("molecule")
     if not limits or molecule is None:
-        return ""
+        return None
     contacts = closest_contacts(
         atoms.positions, atoms.numbers, atoms.cell.array, molecule, cutoff_A=max(limits.values()) + 0.1
     )
-    short = sorted((r, pair) for pair, r in contacts.items() if pair in limits and r < limits[pair])
-    return f"contact {short[0][1]} {short[0][0]:.2f} Å < {limits[short[0][1]]:g} Å" if short else ""
+    return min(((r, pair) for pair, r in contacts.items() if pair in limits and r < limits[pair]), default=None)
+
+
+def contact_trigger(atoms, limits: Dict[str, float]) -> str:
+    """'' or ``contact A-B r Å < limit Å`` for :func:`shortest_contact`. A committee that shares a bias agrees on
+    such a contact, so its ũ stays small: only the reference method can say whether the pair is that close."""
+    return contact_text(shortest_contact(atoms, limits), limits)
+
+
+def contact_text(short: Optional[Tuple[float, str]], limits: Dict[str, float]) -> str:
+    return f"contact {short[1]} {short[0]:.2f} Å < {limits[short[1]]:g} Å" if short else ""
 
 
 def contact_candidates(
@@ -133,11 +140,10 @@ def contact_candidates(
     skip = {(int(r), int(f)) for r, f in exclude}
     out = []
     for key, atoms in frames.items():
-        if key in skip:
-            continue
-        why = contact_trigger(atoms, limits)
-        if why:
-            out.append((float(why.split()[2]), Candidate(key[0], key[1], float(max_u_tilde[key]), trigger=why)))
+        short = shortest_contact(atoms, limits) if key not in skip else None
+        if short:
+            trigger = contact_text(short, limits)
+            out.append((short[0], Candidate(key[0], key[1], float(max_u_tilde[key]), trigger=trigger)))
     return [c for _, c in sorted(out, key=lambda x: x[0])]
 
 
