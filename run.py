@@ -51,7 +51,10 @@ def value_error_line(exc: BaseException):
     while exc is not None:
         key = getattr(exc, "full_key", None)
         if key:
-            return f"{key}: {str(getattr(exc, 'msg', exc)).splitlines()[0]}"
+            msg = str(getattr(exc, "msg", exc)).splitlines()[0]
+            if "not in struct" in msg:  # a new entry of a map field: Hydra adds keys only with a leading +
+                msg = f"no such key; a new entry of a map is added as +{key}=VALUE"
+            return f"{key}: {msg}"
         exc = exc.__cause__
     return None
 

@@ -262,3 +262,40 @@ def test_warm_start_from_a_packed_member_or_a_checkpoint(tmp_path):
     assert warm_start_model(tmp_path / "member_0")["_target_"] == "nequip.model.ModelFromCheckpoint"
     with pytest.raises(TrainingError, match="neither best.ckpt nor model.nequip.zip"):
         warm_start_model(tmp_path / "member_2")
+
+
+def test_force_loss_by_element_is_the_weighted_mean_of_per_element_mses():
+    """Known answer: force MSEs H 1, Li 4, O 0.25 (eV²/Å²) with weight 3 on Li give (1 + 3·4 + 0.25) / 5 = 2.65;
+    the default mean over the 6 atoms is (2·1 + 4 + 3·0.25) / 6 = 1.125."""
+    import torch
+    from hydra.utils import instantiate
+    from nequip.data import AtomicDataDict as D
+
+    from deepeut.errors import InputError
+    from deepeut.training.nequip_config import loss_section
+
+    types = ["H", "Li", "O"]
+    t = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.zeros(6, 3)
+    pred[:2], pred[2], pred[3:] = 1.0, 2.0, 0.5
+    base = {
+        D.ATOM_TYPE_KEY: t,
+        D.NUM_NODES_KEY: torch.tensor([6]),
+        D.BATCH_KEY: torch.zeros(6, dtype=torch.long),
+        D.TOTAL_ENERGY_KEY: torch.zeros(1, 1),
+    }
+    for overrides, expected in ((["+train.force_weight_by_element.Li=3.0"], 2.65), ([], 1.125)):
+        loss = instantiate(loss_section(load_config(*overrides).train, types), type_names=types)
+        out = loss({**base, D.FORCE_KEY: pred}, {**base, D.FORCE_KEY: torch.zeros(6, 3)})
+        assert float(out["forces_mse"]) == pytest.approx(expected)
+    with pytest.raises(InputError, match="Na, not an element of this system"):
+        loss_section(load_config("+train.force_weight_by_element.Na=2.0").train, types)
+
+
+def test_force_weight_by_element_bad_values_are_one_line():
+    r = run_cli("stage=train", "+train.force_weight_by_element.Li=-1")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "deepeut: error: train.force_weight_by_element.Li: must be > 0"
+    ]
+    r = run_cli("stage=train", "train.force_weight_by_element={Li:2}")
+    assert r.returncode == 2 and "+train.force_weight_by_element.Li=VALUE" in r.stderr.strip().splitlines()[-1]

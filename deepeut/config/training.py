@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -80,6 +80,10 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = MISSING  # epochs without validation improvement; null: off
     energy_weight: float = MISSING  # per-atom energy MSE weight (Eq. 5)
     force_weight: float = MISSING  # force MSE weight (Eq. 5)
+    #: when set, the force MSE of Eq. 5 is the mean of per-element force MSEs weighted by these numbers (elements
+    #: not listed: 1), instead of the mean over atoms, so a rare element (4 Li among 88 atoms) counts as much as H;
+    #: empty: the mean over atoms (the paper)
+    force_weight_by_element: Dict[str, float] = field(default_factory=dict)
     #: Lightning Trainer: devices per member (GPUs when device=cuda), nodes and strategy (ddp for several GPUs)
     devices: int = field(default=1, metadata=EXECUTION)
     num_nodes: int = field(default=1, metadata=EXECUTION)
@@ -106,6 +110,8 @@ class TrainConfig:
             "train.energy_weight",
             "loss weights must be >= 0 and not both 0",
         )
+        for element, weight in self.force_weight_by_element.items():
+            _require(weight > 0, f"train.force_weight_by_element.{element}", "must be > 0")
         for k in self.members or []:
             _require(
                 0 <= k < self.ensemble_size,

@@ -144,6 +144,27 @@ def callbacks_section(member_dir: Path, train: TrainConfig) -> List[Dict[str, An
     return callbacks
 
 
+def loss_section(train: TrainConfig, type_names: Sequence[str]) -> Dict[str, Any]:
+    """Eq. 5: w_E × MSE(per-atom energy) + w_F × MSE(forces); with ``train.force_weight_by_element`` the force MSE
+    is the weighted mean of the per-element MSEs (nequip's ``per_type_forces_coeffs``; unlisted elements weigh 1)."""
+    loss: Dict[str, Any] = {
+        "_target_": "nequip.train.EnergyForceLoss",
+        "per_atom_energy": True,
+        "coeffs": {"total_energy": train.energy_weight, "forces": train.force_weight},
+    }
+    if train.force_weight_by_element:
+        from deepeut.errors import InputError
+
+        unknown = sorted(set(train.force_weight_by_element) - set(type_names))
+        if unknown:
+            raise InputError(
+                f"train.force_weight_by_element names {', '.join(unknown)}, not an element of this system "
+                f"({' '.join(type_names)})"
+            )
+        loss["per_type_forces_coeffs"] = {e: float(train.force_weight_by_element.get(e, 1.0)) for e in type_names}
+    return loss
+
+
 def warm_start_model(member_dir: Path) -> Dict:
     """nequip model section that starts from a trained member: its ``best.ckpt`` (ModelFromCheckpoint), or the
     packaged ``model.nequip.zip`` of a packed ensemble (ModelFromPackage; committed ensembles carry only these)."""
@@ -203,12 +224,7 @@ def member_config(
         },
         "training_module": {
             "_target_": "nequip.train.NequIPLightningModule",
-            # Eq. 5: w_E * MSE(per-atom energy) + w_F * MSE(forces)
-            "loss": {
-                "_target_": "nequip.train.EnergyForceLoss",
-                "per_atom_energy": True,
-                "coeffs": {"total_energy": train.energy_weight, "forces": train.force_weight},
-            },
+            "loss": loss_section(train, type_names),
             "val_metrics": metric,
             "test_metrics": metric,
             "optimizer": {"_target_": "torch.optim.Adam", "lr": train.lr},
