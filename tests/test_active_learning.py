@@ -36,6 +36,27 @@ def test_calibrated_uncertainty_covers_heteroscedastic_gaussian_errors():
         assert coverage(e_new, u_new, q) == pytest.approx(1 - alpha, abs=0.02)
 
 
+def test_held_out_frame_coverage_matches_new_frames():
+    """Known answer: 10 one-atom frames with scores 1..10, α = 0.1: q̂ of 9 scores is their largest, so every frame
+    but the one with score 10 is covered (0.9). Exchangeable 60-atom frames: 1 − α like fresh frames. Too few
+    frames for α at structure level: NaN."""
+    from deepeut.active_learning.conformal import held_out_frame_coverage, prediction_error
+
+    ones = [np.ones(1)] * 10
+    assert held_out_frame_coverage([np.array([s]) for s in range(1, 11)], ones, 0.1) == pytest.approx(0.9)
+    rng = np.random.default_rng(1)
+
+    def frame():
+        u = rng.lognormal(mean=-2.5, sigma=0.5, size=60)
+        f_err = rng.normal(size=(60, 3)) * (1.5 * u)[:, None]
+        return prediction_error(f_err, np.zeros_like(f_err)), u
+
+    frames = [frame() for _ in range(40)]
+    assert held_out_frame_coverage([e for e, _ in frames], [u for _, u in frames], 0.1) == pytest.approx(0.9, abs=0.02)
+    few = frames[:5]
+    assert np.isnan(held_out_frame_coverage([e for e, _ in few], [u for _, u in few], 0.1, level="structure"))
+
+
 def test_structure_level_scores_take_the_worst_atom():
     from deepeut.active_learning.conformal import dpgen_model_deviation, scores
 

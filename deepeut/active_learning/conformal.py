@@ -95,3 +95,30 @@ def q_hat(
 def coverage(errors: Sequence[np.ndarray], uncertainties: Sequence[np.ndarray], q: float, level: str = "atom") -> float:
     """Empirical coverage of ũ = q·u on labeled frames: fraction of atoms (or frames) with ΔF ≤ ũ."""
     return float(np.mean(scores(errors, uncertainties, level) <= q))
+
+
+def held_out_frame_coverage(
+    errors: Sequence[np.ndarray],
+    uncertainties: Sequence[np.ndarray],
+    alpha: float,
+    level: str = "atom",
+    method: str = "exact",
+) -> float:
+    """Coverage of ũ on frames the calibration never saw, from the calibration frames alone: each frame in turn is
+    held out, q̂ is computed from the scores of the other frames and the held-out frame's atoms (or the frame, at
+    ``level="structure"``) are checked against it; the result pools all held-out atoms (frames). Jackknife
+    estimate of the coverage on new frames of the same distribution (here: exploration or validation MD frames),
+    where exchangeability holds between frames, not between the atoms of one frame. NaN when the frames without
+    the held-out one are too few for α."""
+    hits, total = 0, 0
+    for i in range(len(errors)):
+        rest_e = [e for k, e in enumerate(errors) if k != i]
+        rest_u = [u for k, u in enumerate(uncertainties) if k != i]
+        try:
+            q = q_hat(scores(rest_e, rest_u, level), alpha, method, n_structures=len(rest_e))
+        except CalibrationError:
+            return float("nan")
+        s = scores([errors[i]], [uncertainties[i]], level)
+        hits += int(np.sum(s <= q))
+        total += len(s)
+    return hits / total if total else float("nan")

@@ -200,8 +200,16 @@ def _label(cfg: Config, store_root: Path, items) -> Dict:
 
 
 def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) -> Dict:
-    """Label a random subset of exploration frames (split 'calibration'), compute q̂ and the test-set coverage."""
-    from deepeut.active_learning.conformal import coverage, min_calibration_points, prediction_error, q_hat, scores
+    """Label a random subset of exploration frames (split 'calibration'), compute q̂, the coverage of ũ on the store's
+    test frames and on held-out exploration frames (each calibration frame held out in turn)."""
+    from deepeut.active_learning.conformal import (
+        coverage,
+        held_out_frame_coverage,
+        min_calibration_points,
+        prediction_error,
+        q_hat,
+        scores,
+    )
     from deepeut.labeling.runner import LabelItem
     from deepeut.training.evaluate import per_element_force_metrics
     from deepeut.training.potential import Ensemble
@@ -238,6 +246,7 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
     q = q_hat(cal_scores, cfg.al.alpha, cfg.al.quantile, n_structures=len(cal))
     e_test, u_test, p_test = errors_and_u(test)
     cov = coverage(e_test, u_test, q, cfg.al.level)
+    cov_explore = held_out_frame_coverage(e_cal, u_cal, cfg.al.alpha, cfg.al.level, cfg.al.quantile)
     if abs(cov - (1 - cfg.al.alpha)) > 0.1:
         log.warning(
             "calibrated coverage on %d test frames is %.2f, far from 1 − α = %.2f", len(test), cov, 1 - cfg.al.alpha
@@ -263,6 +272,8 @@ def step_calibrate(cfg: Config, it_dir: Path, store_root: Path, iteration: int) 
         "n_calibration_frames": len(cal),
         "frames": [[frames[k][0], frames[k][1]] for k in pick],
         "coverage_test": cov,
+        #: each calibration (exploration) frame held out in turn, q̂ from the others: coverage on unseen exploration
+        "coverage_exploration_held_out": cov_explore,
         "n_test_frames": len(test),
         "test_max_u_eV_A": [float(u.max()) for u in u_test],
         "labeling": label_report,
@@ -380,7 +391,7 @@ def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: f
 
 def summary_table(history: List[Dict]) -> str:
     head = (
-        f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'coverage':>10}{'thr eV/Å':>10}{'selected':>10}"
+        f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'cov test':>9}{'cov expl':>9}{'thr eV/Å':>10}{'selected':>10}"
         f"{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}"
     )
     lines = [head, "-" * len(head)]
@@ -388,7 +399,8 @@ def summary_table(history: List[Dict]) -> str:
     for h in history:
         lines.append(
             f"{h['iteration']:>4}{h.get('dataset_size', 0):>9}{h.get('explored', 0):>10}"
-            f"{h.get('q_hat', nan):>7.2f}{h.get('coverage', nan):>10.2f}{h.get('threshold_eV_A', nan):>10.3f}"
+            f"{h.get('q_hat', nan):>7.2f}{h.get('coverage', nan):>9.2f}{h.get('coverage_exploration', nan):>9.2f}"
+            f"{h.get('threshold_eV_A', nan):>10.3f}"
             f"{h.get('selected', 0):>10}{h.get('rejected', 0):>10}{h.get('labeled', 0):>9}"
             f"{h.get('failed', 0):>8}{h.get('test_force_rmse', nan):>13.3f}"
             f"{sum(h.get('wall_s', {}).values()) / 60:>10.1f}"
@@ -449,6 +461,7 @@ def run_active_learning(
             rec.update(
                 q_hat=cal["q_hat"],
                 coverage=cal["coverage_test"],
+                coverage_exploration=cal["coverage_exploration_held_out"],
                 test_force_rmse_by_element_eV_A=cal["test_force_rmse_by_element_eV_A"],
             )
         elif step == "select":

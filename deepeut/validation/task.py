@@ -6,8 +6,8 @@ temperature runs from the classical liquids (the pipeline's ``validate_job`` han
 too large forces, temperature, changed molecules) or at its first intermolecular contact shorter than
 ``validate.min_contact_A``. Then ``validate.n_label_frames`` frames drawn from these runs (never training data)
 are labeled fresh with ``labeler`` and every member and the mean are scored on them: force RMSE overall and per
-element, and the coverage of the calibrated uncertainty ũ = q̂·u (q̂ from the first half of the frames, coverage
-on the second).
+element, and the coverage of the calibrated uncertainty ũ = q̂·u on frames the calibration did not see (each frame
+held out in turn, q̂ from the others; deepeut.active_learning.conformal.held_out_frame_coverage).
 
 Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O,
 Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, and ``<driver>/`` MD folders.
@@ -164,7 +164,13 @@ def held_out_frames(cfg: Config, folders: List[Path], n: int) -> List:
 
 def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> Dict:
     """Label ``frames`` with ``labeler`` (resumable store in ``out/labels``) and score the ensemble on them."""
-    from deepeut.active_learning.conformal import coverage, prediction_error, q_hat, scores
+    from deepeut.active_learning.conformal import (
+        CalibrationError,
+        held_out_frame_coverage,
+        prediction_error,
+        q_hat,
+        scores,
+    )
     from deepeut.data.store import DatasetStore
     from deepeut.labeling.runner import LabelItem, label_structures, labeler_spec
     from deepeut.training.evaluate import evaluate_frames
@@ -180,14 +186,12 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
     pred = ens.predict(labeled)
     errors = [prediction_error(a.get_forces(), f) for a, f in zip(labeled, pred.mean_forces)]
     u = pred.uncertainty()
-    half = max(1, len(labeled) // 2)
-    cal = scores(errors[:half], u[:half], "atom")
     try:
-        q = q_hat(cal, cfg.validate.alpha)
-        cov = coverage(errors[half:], u[half:], q, "atom") if len(labeled) > half else float("nan")
-    except Exception as exc:  # too few points for α: reported, not fatal
-        q, cov = float("nan"), float("nan")
-        log.warning("conformal coverage not computed: %s", exc)
+        q = q_hat(scores(errors, u, "atom"), cfg.validate.alpha)
+    except CalibrationError as exc:  # too few points for α: reported, not fatal
+        q = float("nan")
+        log.warning("conformal q̂ not computed: %s", exc)
+    cov = held_out_frame_coverage(errors, u, cfg.validate.alpha, "atom")
     per_model = {
         name: {
             "forces_rmse_eV_A": e["forces_eV_A"]["rmse"],
@@ -206,8 +210,8 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
             "alpha": cfg.validate.alpha,
             "q_hat": q,
             "coverage": cov,
-            "n_calibration_frames": half,
-            "n_test_frames": len(labeled) - half,
+            "coverage_rule": "each frame held out in turn, q̂ from the other frames' atoms",
+            "n_frames": len(labeled),
         },
     }
 
@@ -243,10 +247,12 @@ def validation_text(summary: Dict) -> str:
             els = " ".join(f"{el} {v:.3f}" for el, v in m["forces_rmse_by_element_eV_A"].items())
             lines.append(f"  {name:<14} {m['forces_rmse_eV_A']:.3f} ({m['forces_rmse_kcal_mol_A']:.2f})   {els}")
         c = sc["conformal"]
-        lines.append(
-            f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {c['n_test_frames']} "
-            f"frames (q̂ = {c['q_hat']:.2f} from {c['n_calibration_frames']})"
+        how = (
+            f"{c['n_frames']} frames, each held out in turn"
+            if "n_frames" in c
+            else f"{c['n_test_frames']} frames, q̂ from {c['n_calibration_frames']} others"  # records before 2026-11-30
         )
+        lines.append(f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {how} (q̂ = {c['q_hat']:.2f})")
     return "\n".join(lines)
 
 
