@@ -391,8 +391,8 @@ def step_label(cfg: Config, it_dir: Path, store_root: Path, iteration: int, q: f
 
 def summary_table(history: List[Dict]) -> str:
     head = (
-        f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'cov test':>9}{'cov expl':>9}{'thr eV/Å':>10}{'selected':>10}"
-        f"{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}"
+        f"{'iter':>4}{'dataset':>9}{'explored':>10}{'q̂':>7}{'cov test':>9}{'cov expl':>9}{'thr eV/Å':>10}"
+        f"{'selected':>10}{'rejected':>10}{'labeled':>9}{'failed':>8}{'F RMSE eV/Å':>13}{'wall min':>10}"
     )
     lines = [head, "-" * len(head)]
     nan = float("nan")

@@ -252,7 +252,9 @@ def validation_text(summary: Dict) -> str:
             if "n_frames" in c
             else f"{c['n_test_frames']} frames, q̂ from {c['n_calibration_frames']} others"  # records before 2026-11-30
         )
-        lines.append(f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {how} (q̂ = {c['q_hat']:.2f})")
+        lines.append(
+            f"conformal coverage of ũ at α = {c['alpha']:g}: {c['coverage']:.2f} on {how} (q̂ = {c['q_hat']:.2f})"
+        )
     return "\n".join(lines)
 
 
