@@ -61,5 +61,5 @@ final=$($py -c "import json,sys; print(json.load(open('$root/al/al_state.json'))
 $py run.py stage=validate system=$s scale=tiny committee=$final validate.duration_ps=${VALIDATE_PS:-10} \
   "md.starts=[$starts]" output_dir=$root/validate
 if [ "${PACK:-0}" = 1 ]; then
-  $py -m deepeut.training.embedded pack $final deepeut/models/$s
+  $py -m deepeut.training.embedded pack $final deepeut/models/$s --origin campaign:$s
 fi

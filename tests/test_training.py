@@ -299,3 +299,29 @@ def test_force_weight_by_element_bad_values_are_one_line():
     ]
     r = run_cli("stage=train", "train.force_weight_by_element={Li:2}")
     assert r.returncode == 2 and "+train.force_weight_by_element.Li=VALUE" in r.stderr.strip().splitlines()[-1]
+
+
+def test_packed_ensemble_names_the_shipped_dataset_it_was_trained_on(ensemble_dir, tmp_path):
+    """pack --origin campaign:ura: the manifest names the shipped campaign data (no machine path), stage=evaluate
+    finds its test split on any machine, the validation records travel and a replaced ensemble's records go."""
+    from deepeut.data.demo import demo_files
+    from deepeut.training.embedded import pack
+
+    (ensemble_dir / "validation_tiny.json").write_text('{"of": "this ensemble"}')
+    dest = tmp_path / "models" / "ura"
+    dest.mkdir(parents=True)
+    (dest / "validation_small.json").write_text('{"of": "the ensemble it replaces"}')
+    pack(ensemble_dir, dest, origin="campaign:ura")
+    text = (dest / "ensemble.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["dataset"]["origin"] == "campaign:ura" and str(ensemble_dir) not in text
+    assert sorted(p.name for p in dest.glob("validation_*.json")) == ["validation_tiny.json"]
+    r = run_cli("stage=evaluate", f"committee={dest}", f"output_dir={tmp_path / 'ev'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    n_test = sum(
+        1 for line in __import__("gzip").open(demo_files("ura", "campaign")["test"], "rt") if "Lattice" in line
+    )
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["n_frames"] == n_test
+    for bad, why in (("campaign:nma", "of system 'ura'"), ("cluster:ura", "one of demo, campaign")):
+        with pytest.raises(SystemExit, match=why):
+            pack(ensemble_dir, tmp_path / "other", origin=bad)

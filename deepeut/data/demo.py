@@ -18,21 +18,25 @@ import numpy as np
 from deepeut.errors import StageError
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
+#: the packed datasets that ship with deepeut, by kind: the demo data and the potentials campaign's xTB data
+#: (deepeut/data/campaign/<system>/, written by deepeut.active_learning.snapshot); a dataset origin
+#: "<kind>:<system>" (e.g. "campaign:ura") names one
+SHIPPED_DIRS = {"demo": DEMO_DIR, "campaign": DEMO_DIR.parent / "campaign"}
 
 
 class DemoDataMissing(StageError, FileNotFoundError):
     pass
 
 
-def demo_files(system: str) -> Dict[str, Path]:
-    """Paths of the shipped demo dataset of ``system`` (train, test, manifest)."""
-    d = DEMO_DIR / system
+def demo_files(system: str, kind: str = "demo") -> Dict[str, Path]:
+    """Paths of the shipped dataset of ``system`` (train, test, manifest); ``kind``: a key of ``SHIPPED_DIRS``."""
+    d = SHIPPED_DIRS[kind] / system
     files = {"train": d / "train.extxyz.gz", "test": d / "test.extxyz.gz", "manifest": d / "manifest.jsonl"}
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
+        how = "bash scripts/make_demo_data.sh" if kind == "demo" else f"SYSTEM={system} bash scripts/campaign.sh"
         raise DemoDataMissing(
-            f"no shipped demo dataset for system '{system}' (missing {', '.join(missing)}); "
-            "regenerate with bash scripts/make_demo_data.sh"
+            f"no shipped {kind} dataset for system '{system}' (missing {', '.join(missing)}); regenerate with {how}"
         )
     return files
 

@@ -78,15 +78,16 @@ def from_store(store_dir: str | Path, dest: Path) -> DatasetFiles:
     )
 
 
-def from_demo(system: str, dest: Path) -> DatasetFiles:
-    """The shipped GFN2-xTB demo dataset of ``system`` (``scale=tiny`` boxes), unpacked into ``dest``."""
+def from_demo(system: str, dest: Path, kind: str = "demo") -> DatasetFiles:
+    """The shipped GFN2-xTB dataset of ``system`` (``kind`` demo: ``scale=tiny`` boxes; campaign: the potentials
+    campaign's liquid and active-learning frames), unpacked into ``dest``."""
     from deepeut.data.demo import demo_files
 
-    src = demo_files(system)
+    src = demo_files(system, kind)
     rows = [json.loads(line) for line in src["manifest"].read_text().splitlines() if line.strip()]
     train, test = _copy(src["train"], dest / "train.extxyz"), _copy(src["test"], dest / "test.extxyz")
     return DatasetFiles(
-        train, test, None, manifest_hash(rows), f"demo:{system}", _count_frames(train), _count_frames(test)
+        train, test, None, manifest_hash(rows), f"{kind}:{system}", _count_frames(train), _count_frames(test)
     )
 
 

@@ -1,13 +1,17 @@
 """The default ensembles shipped in ``deepeut/models/<system>/``: what ``stage=main`` runs when no ensemble of
 the system exists in earlier outputs.
 
-Each is a 3-member ``allegro_small`` ensemble trained by this project's own ``stage=train`` (``train=embedded``)
-on the shipped GFN2-xTB demo dataset of the system (``deepeut/data/demo/<system>``). Only the packaged models
-(``member_<k>/model.nequip.zip``) and the manifest travel; regenerate all three with
-``scripts/make_default_ensembles.sh`` (about an hour per system on one CPU core)::
+Each is a 3-member ``allegro_small`` ensemble trained by this project's own ``stage=train``: either the
+potentials campaign's committee (``scripts/campaign.sh`` with ``PACK=1``, trained on the shipped campaign data
+``deepeut/data/campaign/<system>``; manifest ``dataset.origin`` ``campaign:<system>``) or, where the campaign has
+not yet produced one, ``train=embedded`` on the shipped GFN2-xTB demo dataset (``deepeut/data/demo/<system>``,
+``scripts/make_default_ensembles.sh``, about an hour per system on one CPU core). Only the packaged models
+(``member_<k>/model.nequip.zip``) and the manifest travel::
 
     python run.py stage=train system=nma train=embedded output_dir=outputs/embedded/nma
     python -m deepeut.training.embedded pack outputs/embedded/nma deepeut/models/nma
+    python -m deepeut.training.embedded pack outputs/campaign/ura/al/iter_3/train deepeut/models/ura \
+        --origin campaign:ura
 """
 
 from __future__ import annotations
@@ -45,10 +49,24 @@ def without_machine_path(text: str) -> str:
     return f"{prefix}:{short}" if prefix else short
 
 
-def pack(src: Path, dest: Path, note: Optional[Dict] = None) -> Path:
+def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[str] = None) -> Path:
     """Copy the members' packaged models and a manifest pointing at them from a finished stage=train folder;
-    ``note`` replaces the manifest's ``embedded`` entry (how to regenerate it)."""
+    ``note`` replaces the manifest's ``embedded`` entry (how to regenerate it); ``origin`` (``<kind>:<system>``, e.g.
+    ``campaign:ura``) names the shipped dataset the members were trained on, so that ``stage=evaluate`` finds its
+    test split on any machine (default: the origin the training recorded)."""
+    from deepeut.data.demo import SHIPPED_DIRS, DemoDataMissing, demo_files
+
     manifest = json.loads((Path(src) / MANIFEST).read_text())
+    if origin is not None:
+        kind, _, system = origin.partition(":")
+        if system != manifest.get("system"):
+            raise SystemExit(f"--origin {origin}: the ensemble is of system '{manifest.get('system')}'")
+        if kind not in SHIPPED_DIRS:
+            raise SystemExit(f"--origin {origin}: the kind must be one of {', '.join(SHIPPED_DIRS)}")
+        try:
+            demo_files(system, kind)
+        except DemoDataMissing as exc:
+            raise SystemExit(f"--origin {origin}: {exc}") from None
     if not manifest.get("complete"):
         raise SystemExit(f"{src}: the ensemble is not complete; finish training first")
     unpackaged = [m["dir"] for m in manifest["members"] if not m.get("package")]
@@ -62,9 +80,16 @@ def pack(src: Path, dest: Path, note: Optional[Dict] = None) -> Path:
             shutil.copyfile(Path(src) / m["dir"] / m["package"], tmp)
         m.pop("checkpoint", None)
     manifest["dataset"] = {k: v for k, v in manifest["dataset"].items() if k not in ("train", "test", "calibration")}
+    if origin is not None:
+        manifest["dataset"]["trained_on"] = without_machine_path(manifest["dataset"].get("origin", ""))
+        manifest["dataset"]["origin"] = origin
     for section, key in (("dataset", "origin"), ("train", "init_from")):
         if manifest.get(section, {}).get(key):
             manifest[section][key] = without_machine_path(manifest[section][key])
+    for stale in dest.glob("validation_*.json"):  # records of the ensemble this one replaces
+        stale.unlink()
+    for record in Path(src).glob("validation_*.json"):
+        shutil.copyfile(record, dest / record.name)
     manifest["embedded"] = note or {"regenerate": REGENERATE, "trained_in": Path(src).name}  # no machine paths
     write_json_atomic(dest / MANIFEST, manifest)
     return dest
@@ -76,8 +101,9 @@ def main() -> None:
     pk = sub.add_parser("pack")
     pk.add_argument("src", type=Path)
     pk.add_argument("dest", type=Path)
+    pk.add_argument("--origin", help="the shipped dataset it was trained on, <kind>:<system> (e.g. campaign:ura)")
     args = p.parse_args()
-    print(pack(args.src, args.dest))
+    print(pack(args.src, args.dest, origin=args.origin))
 
 
 if __name__ == "__main__":

@@ -176,9 +176,11 @@ def test_file_of(manifest: Dict, dataset: Dataset, out: Path) -> Path:
     recorded = manifest.get("dataset", {})
     if recorded.get("test") and Path(recorded["test"]).exists():
         return Path(recorded["test"])
-    origin = str(recorded.get("origin", ""))
-    if origin.startswith("demo:"):
-        return from_demo(origin.split(":", 1)[1], out / "data").test
+    from deepeut.data.demo import SHIPPED_DIRS
+
+    kind, _, system = str(recorded.get("origin", "")).partition(":")
+    if kind in SHIPPED_DIRS and system:
+        return from_demo(system, out / "data", kind).test
     raise EnsembleError(
         f"the ensemble's test set ({recorded.get('test') or 'not recorded'}) is not here; pass "
         "data.store=<a dataset store> to evaluate on its test split"
