@@ -43,9 +43,11 @@ def test_a_short_li_o_contact_fails_the_run_at_its_frame(tmp_path):
     res = first_contact_failure(path, {"Li-O": 1.7, "H-O": 1.4}, every=1)
     assert res["time_ps"] == pytest.approx(0.07) and res["reason"].startswith("contact Li-O at 1.")
     assert res["closest_A"]["Li-O"] <= 1.3 + 1e-6
+    assert res["frames_below_limit_fraction"] == {"Li-O": pytest.approx(5 / 12), "H-O": 0.0}  # the whole run
     good = _trajectory(tmp_path / "good.h5", [pos.copy() for _ in range(12)], box)
     ok = first_contact_failure(good, {"Li-O": 1.7, "H-O": 1.4}, every=1)
     assert ok["time_ps"] is None and ok["closest_A"]["Li-O"] >= 1.7
+    assert ok["frames_below_limit_fraction"] == {"Li-O": 0.0, "H-O": 0.0}
 
 
 def test_validate_settings_fail_at_start_naming_the_key():

@@ -9,7 +9,8 @@ are labeled fresh with ``labeler`` and every member and the mean are scored on t
 element, and the coverage of the calibrated uncertainty ũ = q̂·u on frames the calibration did not see (each frame
 held out in turn, q̂ from the others; deepeut.active_learning.conformal.held_out_frame_coverage).
 
-Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O,
+Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O
+over the run and the fraction of its frames with such a contact below ``validate.min_contact_A``,
 Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, and ``<driver>/`` MD folders.
 Units: ps, Å, K, eV/Å (kcal/mol/Å beside), kcal/mol/atom/ns.
 """
@@ -38,21 +39,28 @@ def driver_member(driver: str):
 
 
 def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
-    """Closest intermolecular contacts over the run and the time (ps) of the first one below its limit."""
+    """Intermolecular contacts over the whole run (every ``every``-th frame): the closest distance per pair (Å),
+    the fraction of checked frames with a contact below its limit per pair (a graded measure beside the time of the
+    first one), and the time (ps) and reason of the first contact below its limit (None: none)."""
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.geometry import closest_contacts, contact_violations
 
     closest: Dict[str, float] = {}
+    below = {pair: 0 for pair in limits}
+    first: Dict = {"time_ps": None, "reason": ""}
     with H5MDTrajectory(traj_path) as tr:
         times = tr.times_ps
-        for k in range(0, tr.n_frames, every):
+        checked = range(0, tr.n_frames, every)
+        for k in checked:
             c = closest_contacts(tr.positions(slice(k, k + 1))[0], tr.numbers, tr.cell, tr.molecule)
-            for pair in limits:
+            for pair, limit in limits.items():
                 closest[pair] = min(closest.get(pair, np.inf), c.get(pair, np.inf))
+                below[pair] += int(c.get(pair, np.inf) < limit)
             bad = contact_violations(c, limits)
-            if bad:
-                return {"closest_A": closest, "time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
-    return {"closest_A": closest, "time_ps": None, "reason": ""}
+            if bad and first["time_ps"] is None:
+                first = {"time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
+    fraction = {pair: n / max(len(checked), 1) for pair, n in below.items()}
+    return {"closest_A": closest, "frames_below_limit_fraction": fraction, **first}
 
 
 def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
@@ -133,6 +141,7 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
                 "temperature_sem_K": s["temperature_sem_K"],
                 "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
                 "closest_A": contact["closest_A"],
+                "frames_below_limit_fraction": contact["frames_below_limit_fraction"],
                 "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5"),
             }
         )
@@ -225,7 +234,7 @@ def validation_text(summary: Dict) -> str:
         f"validation of {summary['ensemble']} ({summary['system']}, scale {summary['scale']}, "
         f"{summary['temperature_K']:g} K, from classical liquids)",
         f"{'driver':<10}{'stable (ps)':>12}{'of (ps)':>9}{'failed at':>10}{'<T> (K)':>9}{'Li-O min':>10}"
-        f"{'H-O min':>9}{'Li-O peak':>10}{'CN Li-O':>9}  failure",
+        f"{'H-O min':>9}{'Li-O<lim':>9}{'Li-O peak':>10}{'CN Li-O':>9}  failure",
     ]
     for d in summary["drivers"]:
         for r in d["runs"]:
@@ -234,8 +243,13 @@ def validation_text(summary: Dict) -> str:
                 f"{d['driver']:<10}{r['stable_ps']:>12.3g}{v_duration(summary):>9.3g}{failed:>10}"
                 f"{r['temperature_mean_K'] or float('nan'):>9.1f}"
                 f"{r['closest_A'].get('Li-O', float('nan')):>10.2f}{r['closest_A'].get('H-O', float('nan')):>9.2f}"
+                f"{r.get('frames_below_limit_fraction', {}).get('Li-O', float('nan')):>9.2f}"
                 f"{r['li_o']['first_peak_A']:>10.2f}{r['li_o']['cn']:>9.2f}  {r['reason'][:100] or 'none'}"
             )
+    lines.append(
+        "Li-O min, H-O min: closest intermolecular contact over the run (Å); Li-O<lim: fraction of its checked "
+        "frames with a Li-O below validate.min_contact_A"
+    )
     sc = summary.get("scores")
     if sc:
         lines += [
