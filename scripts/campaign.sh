@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The potentials campaign of one system (issue "Potentials that hold"), from scratch or resumed:
-#   1. data:     the committed xTB dataset deepeut/data/campaign/<system>/ is restored into the store; when it is
-#                missing (or FROM_SCRATCH=1) scripts/make_campaign_data.sh makes it (classical liquids + GFN2-xTB);
+#   1. data:     the committed xTB dataset deepeut/data/campaign/<system>/ is restored into the store; until it is
+#                complete (the file `complete` there; or with FROM_SCRATCH=1) scripts/make_campaign_data.sh makes
+#                it or goes on labeling its committed sources (classical liquids + GFN2-xTB);
 #   2. train:    3 × allegro_small on it (train=campaign), unless the committed snapshot has an ensemble
 #                (deepeut/data/campaign/<system>/ensemble/, from an earlier session): then the loop warm-starts
 #                from it and nothing is trained from scratch again;
@@ -31,7 +32,7 @@ if [ "${NEW_SEGMENT:-0}" = 1 ] && [ -f $root/al/al_state.json ]; then
   mv $root/al $root/al_$(date +%Y%m%d_%H%M%S)
   rm -f $root/initial_ensemble
 fi
-if [ "${FROM_SCRATCH:-0}" = 1 ] || [ ! -f $packed/train.extxyz.gz ]; then
+if [ "${FROM_SCRATCH:-0}" = 1 ] || [ ! -f $packed/complete ]; then  # no data yet, or partly labeled
   SYSTEM=$s bash scripts/make_campaign_data.sh
 else
   $py -m deepeut.data.demo unpack $packed $root/data
