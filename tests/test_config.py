@@ -36,7 +36,13 @@ def test_misspelled_key_names_key_and_suggests():
         check_overrides(["system.densty=1.2"])
     with pytest.raises(ConfigError, match=r"unknown config key 'md\.temprature_K'.*temperature_K"):
         check_overrides(["md.temprature_K=300"])
-    check_overrides(["md.temperature_K=300", "system=nma", "+foo=1", "hydra.run.dir=x"])  # valid ones pass
+    for added in ("+foo=1", "+train.max_epoch=3"):  # a + does not let a misspelled field through
+        with pytest.raises(ConfigError, match="unknown config key"):
+            check_overrides([added])
+    check_overrides(  # valid ones pass: a map entry, an optional group, Hydra's own keys
+        ["md.temperature_K=300", "system=nma", "+train.force_weight_by_element.Li=2", "+experiment=paper_ura"]
+        + ["hydra.run.dir=x"]
+    )
 
 
 @pytest.mark.parametrize(

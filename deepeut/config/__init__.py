@@ -100,17 +100,19 @@ def _check_key(dotted: str) -> None:
 def check_overrides(overrides: Sequence[str]) -> None:
     """Fail fast, naming the key and the allowed keys, on a misspelled command-line override.
 
-    Group selections (``system=nma``) are left to Hydra, which lists the available options;
-    ``+key=...`` (append), ``~key`` (delete) and ``hydra.*`` are Hydra's business too.
+    Group selections (``system=nma``, ``+experiment=paper_ura``) are left to Hydra, which lists the available
+    options; ``~key`` (delete) and ``hydra.*`` are Hydra's business too. ``+key=...`` adds an entry only where the
+    schema has a map (``+train.force_weight_by_element.Li=2``): a misspelled field with a ``+`` fails like one
+    without.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o or o.startswith("~")])
     for ov in parsed:
         key = ov.key_or_group
-        if ov.is_add() or ov.is_delete() or ov.is_force_add() or key.startswith("hydra") or ov.package:
+        if ov.is_delete() or key.startswith("hydra") or ov.package:
             continue
-        if key in GROUPS:  # group selection
+        if key in GROUPS or (CONF_DIR / key).is_dir():  # group selection
             continue
         _check_key(key)
 
