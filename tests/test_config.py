@@ -130,3 +130,21 @@ def test_defaults_live_in_one_place():
                 if key in defaults and defaults[key] is not MISSING and defaults[key] == value:
                     repeats.append(f"{group}/{path.stem}.yaml: {key}")
     assert not repeats, repeats
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("al.max_selected=-3", "al.max_selected"),
+        ("al.min_gap_frames=-1", "al.min_gap_frames"),
+        ("al.stop_below=-1", "al.stop_below"),
+        ("al.threshold_kcal_mol_A=0", "al.threshold_kcal_mol_A"),
+        ("al.explore_temperature_K=0", "al.explore_temperature_K"),
+        ("al.explore_save_every_fs=0", "al.explore_temperature_K"),
+        ("+al.min_distance_A.H-O=-1", "al.min_distance_A.H-O"),
+        ("+al.select_contacts_below_A.LiO=1.7", "al.select_contacts_below_A"),
+    ],
+)
+def test_active_learning_settings_fail_at_start_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("stage=al", override)

@@ -85,5 +85,19 @@ class ALConfig:
             "al.stop_below_fraction",
             "must be in (0, 1) (or null for the count stop_below)",
         )
-        for k in self.min_distance_A:
-            _require(len(k.split("-")) == 2, "al.min_distance_A", f"key '{k}' is not an element pair like H-O")
+        _require(self.threshold_kcal_mol_A > 0, "al.threshold_kcal_mol_A", "must be > 0 kcal/mol/Å")
+        _require(self.stop_below >= 0, "al.stop_below", "must be >= 0 frames")
+        _require(
+            self.explore_temperature_K > 0 and self.explore_save_every_fs > 0,
+            "al.explore_temperature_K",
+            "exploration needs a temperature > 0 K and al.explore_save_every_fs > 0 fs",
+        )
+        _require(self.max_selected is None or self.max_selected >= 1, "al.max_selected", "must be >= 1 (or null)")
+        _require(self.min_gap_frames >= 0, "al.min_gap_frames", "must be >= 0 frames")
+        for name, pairs in (
+            ("min_distance_A", self.min_distance_A),
+            ("select_contacts_below_A", self.select_contacts_below_A),
+        ):
+            for k, d in pairs.items():
+                _require(len(k.split("-")) == 2, f"al.{name}", f"key '{k}' is not an element pair like H-O")
+                _require(d > 0, f"al.{name}.{k}", "must be > 0 Å")
