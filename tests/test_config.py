@@ -148,3 +148,34 @@ def test_defaults_live_in_one_place():
 def test_active_learning_settings_fail_at_start_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("stage=al", override)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "seed=-1",
+        "train.seed=-1",
+        "train.devices=0",
+        "model.num_bessels=0",
+        "md.seed=-1",
+        "md.checkpoint_every_steps=0",
+        "md.max_force_eV_A=0",
+        "md.equilibration_ps=-1",
+        "labeler.xtb.max_iterations=0",
+        "labeler.cp2k.cutoff_Ry=-400",
+        "labeler.executor.timeout_min=0",
+        "reference.n_train=0",
+        "build.max_attempts=0",
+        "classical.pressure_bar=-1",
+        "analysis.vccf_lag_ps=0",
+        "validate.min_contact_A.Li-O=-1",
+        "scale.md_duration_ps.production=-2",
+    ],
+)
+def test_a_negative_count_or_size_fails_at_start_naming_the_key(override):
+    """Every number that counts, sizes or seeds something is bounded: -1 or 0 is one line naming its key, not a
+    traceback minutes later (a probe over every numeric leaf found only a total charge, a paper value and the lock
+    wait, where negatives mean something, still accepting -1)."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=f"^{key.replace('.', chr(92) + '.')}: must be"):
+        load_config(override)

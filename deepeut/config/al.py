@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import INPUT, _choice, _require
+from deepeut.config.base import INPUT, _at_least, _choice, _require
 from deepeut.config.choices import ConformalLevel, ConformalQuantile, Retrain
 
 
@@ -94,6 +94,7 @@ class ALConfig:
         )
         _require(self.max_selected is None or self.max_selected >= 1, "al.max_selected", "must be >= 1 (or null)")
         _require(self.min_gap_frames >= 0, "al.min_gap_frames", "must be >= 0 frames")
+        _at_least(self, "al", 0, "seed")
         for name, pairs in (
             ("min_distance_A", self.min_distance_A),
             ("select_contacts_below_A", self.select_contacts_below_A),

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import INPUT, _choice, _require
+from deepeut.config.base import _at_least, _choice, INPUT, _positive, _require
 from deepeut.config.choices import RDFPairs, VelocityUnit
 
 
@@ -57,3 +57,7 @@ class AnalysisConfig:
         _choice(self.dump_velocity_unit, VelocityUnit, "analysis.dump_velocity_unit")
         _choice(self.rdf_pairs, RDFPairs, "analysis.rdf_pairs")
         _require(self.read_chunk_mb > 0, "analysis.read_chunk_mb", "must be > 0")
+        _positive(self, "analysis", "contact_cutoff_A", "vccf_lag_ps")
+        _at_least(self, "analysis", 1, "block_frames", "min_correlation_frames", "n_blocks")
+        for pair, r in self.vccf_shell_A.items():
+            _require(r > 0, f"analysis.vccf_shell_A.{pair}", f"must be > 0 Å, got {r}")

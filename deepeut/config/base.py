@@ -14,6 +14,20 @@ def _require(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _positive(obj, prefix: str, *names: str) -> None:
+    """Each field ``names`` of ``obj`` (a number, or null where the schema allows it) must be > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        _require(value is None or value > 0, f"{prefix}.{name}", f"must be > 0, got {value}")
+
+
+def _at_least(obj, prefix: str, low: int, *names: str) -> None:
+    """Each field ``names`` of ``obj`` (a count, or null where the schema allows it) must be >= ``low``."""
+    for name in names:
+        value = getattr(obj, name)
+        _require(value is None or value >= low, f"{prefix}.{name}", f"must be >= {low}, got {value}")
+
+
 def _choice(value, choices, key: str) -> None:
     """``value`` must be one of the enum ``choices`` (deepeut.config.choices); the message lists them."""
     _require(value in set(choices), key, f"'{value}' is not one of {', '.join(choices)}")

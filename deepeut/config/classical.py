@@ -60,9 +60,12 @@ class ClassicalConfig:
     param_cache: str = field(default="outputs/classical_params", metadata=EXECUTION)
 
     def __post_init__(self) -> None:
-        from deepeut.config.base import _require
+        from deepeut.config.base import _at_least, _positive, _require
 
         _require(self.ionic_charge_scale > 0, "classical.ionic_charge_scale", "must be > 0")
+        _positive(self, "classical", "friction_per_ps", "temperature_K", "pressure_bar")
+        _at_least(self, "classical", 1, "barostat_every")
+        _at_least(self, "classical", 0, "minimise_iterations")
         _require(
             self.min_cutoff_A > 0 and self.cutoff_A >= self.min_cutoff_A,
             "classical.cutoff_A",

@@ -8,7 +8,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import EXECUTION, INPUT, _check_dynamics, _choice, _require
+from deepeut.config.base import EXECUTION, INPUT, _at_least, _check_dynamics, _choice, _positive, _require
 from deepeut.config.choices import ExecutorKind, ImportFormat, LabelerName, Thermostat, XTBMethod
 
 
@@ -27,6 +27,8 @@ class XTBSettings:
         _choice(self.method, XTBMethod, "labeler.xtb.method")
         _require(self.electronic_temperature > 0, "labeler.xtb.electronic_temperature", "must be > 0 K")
         _require(self.threads >= 1, "labeler.xtb.threads", "must be >= 1")
+        _positive(self, "labeler.xtb", "accuracy", "mixer_damping")
+        _at_least(self, "labeler.xtb", 1, "max_iterations")
 
 
 @dataclass
@@ -48,6 +50,11 @@ class CP2KSettings:
     data_dir: str = "/usr/share/cp2k"  # where BASIS_MOLOPT, GTH_POTENTIALS and dftd3.dat live
     command: Optional[str] = None  # default: cp2k_shell on PATH
     extra_input: str = ""  # raw CP2K input merged into the generated one
+
+    def __post_init__(self) -> None:
+        _positive(self, "labeler.cp2k", "cutoff_Ry", "rel_cutoff_Ry")
+        _at_least(self, "labeler.cp2k", 1, "max_scf")
+        _at_least(self, "labeler.cp2k", 0, "outer_scf")
 
 
 @dataclass
@@ -78,6 +85,8 @@ class ExecutorConfig:
     def __post_init__(self) -> None:
         _choice(self.kind, ExecutorKind, "labeler.executor.kind")
         _require(self.n_workers >= 1, "labeler.executor.n_workers", "must be >= 1")
+        _positive(self, "labeler.executor", "timeout_min", "mem_gb")
+        _at_least(self, "labeler.executor", 1, "cpus_per_task")
 
 
 @dataclass
@@ -95,6 +104,7 @@ class LabelerConfig:
     def __post_init__(self) -> None:
         _choice(self.name, LabelerName, "labeler.name")
         _require(0 <= self.failure_budget <= 1, "labeler.failure_budget", "must be in [0, 1]")
+        _positive(self, "labeler", "max_net_force_eV_A")
         if self.name == "import":
             _require(bool(self.imported.path), "labeler.imported.path", "labeler=import needs a file to import")
 
@@ -121,6 +131,8 @@ class ReferenceConfig:
         _check_dynamics("reference", self.temperature_K, self.timestep_fs, self.duration_ps, self.thermostat_tau_ps)
         _choice(self.thermostat, Thermostat, "reference.thermostat")
         _require(0 < self.trainval_fraction < 1, "reference.trainval_fraction", "must be in (0, 1)")
+        _at_least(self, "reference", 1, "chain_length", "n_train", "checkpoint_every")
+        _at_least(self, "reference", 0, "n_test", "seed")
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import EXECUTION, INPUT, ConfigError, _check_dynamics, _choice, _require
+from deepeut.config.base import _at_least, _check_dynamics, _choice, ConfigError, EXECUTION, INPUT, _positive, _require
 from deepeut.config.choices import Engine, OnUnstable, Thermostat
 
 
@@ -58,6 +58,10 @@ class MDConfig:
         _choice(self.thermostat, Thermostat, "md.thermostat")
         _require(self.save_every_fs >= self.timestep_fs, "md.save_every_fs", "must be >= md.timestep_fs")
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
+        _at_least(self, "md", 0, "seed", "ensemble_member", "check_molecules_every")
+        _at_least(self, "md", 1, "checkpoint_every_steps")
+        _positive(self, "md", "max_force_eV_A")
+        _require(0 <= self.equilibration_ps < self.duration_ps, "md.equilibration_ps", "must be in [0, md.duration_ps)")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")
         _require(self.max_temperature_factor > 1, "md.max_temperature_factor", "must be > 1")
         _require(self.neighbor_skin_A >= 0, "md.neighbor_skin_A", "must be >= 0 Å (0: rebuild every step)")

@@ -106,6 +106,7 @@ class Config:
             )
             logging.getLogger("deepeut").warning("ensemble= is now committee= (the old name still works)")
             self.committee, self.ensemble = self.ensemble, None
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(
             self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps",
             "device",

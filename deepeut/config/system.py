@@ -8,7 +8,7 @@ from typing import Dict, List
 
 from omegaconf import MISSING
 
-from deepeut.config.base import _choice, _require
+from deepeut.config.base import _at_least, _choice, _positive, _require
 from deepeut.config.choices import PackingForceField, SpeciesRole
 
 
@@ -60,6 +60,7 @@ class SystemConfig:
 
     def __post_init__(self) -> None:
         _require(self.density_g_cm3 > 0, "system.density_g_cm3", "must be > 0")
+        _positive(self, "system", "production_ps")
         _require(self.temperature_K > 0, "system.temperature_K", f"must be > 0 K, got {self.temperature_K}")
         _require(len(self.species) >= 2, "system.species", "needs at least a cation and an anion")
         charge = sum(s.charge * s.per_ion_pair for s in self.species)
@@ -79,6 +80,12 @@ class ScaleConfig:
 
     def __post_init__(self) -> None:
         _require(self.n_ion_pairs >= 1, "scale.n_ion_pairs", "must be >= 1")
+        for group, durations in (
+            ("md_duration_ps", self.md_duration_ps),
+            ("classical_duration_ps", self.classical_duration_ps),
+        ):
+            for stage, ps in durations.items():
+                _require(ps >= 0, f"scale.{group}.{stage}", f"must be >= 0 ps, got {ps}")
 
 
 @dataclass
@@ -100,3 +107,6 @@ class BuildConfig:
             "must be in (0, build.packmol_tolerance_A]",
         )
         _choice(self.force_field, PackingForceField, "build.force_field")
+        _at_least(self, "build", 0, "seed")
+        _at_least(self, "build", 1, "max_attempts")
+        _positive(self, "build", "density_tolerance")

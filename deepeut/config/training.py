@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-from deepeut.config.base import EXECUTION, INPUT, _choice, _require
+from deepeut.config.base import _at_least, _choice, EXECUTION, INPUT, _require
 from deepeut.config.choices import ModelDtype, Nonlinearity
 
 
@@ -49,6 +49,11 @@ class ModelConfig:
         _require(self.r_max > 0, "model.r_max", "must be > 0 Å")
         _require(self.l_max >= 0, "model.l_max", "must be >= 0")
         _require(self.num_layers >= 1, "model.num_layers", "must be >= 1")
+        _at_least(self, "model", 1, "num_scalar_features", "num_tensor_features", "num_bessels", "polynomial_cutoff_p")
+        _at_least(self, "model", 1, "radial_chemical_embed_dim", "scalar_embed_mlp_hidden_layers_width")
+        _at_least(self, "model", 1, "allegro_mlp_hidden_layers_width", "readout_mlp_hidden_layers_width")
+        _at_least(self, "model", 0, "scalar_embed_mlp_hidden_layers_depth", "allegro_mlp_hidden_layers_depth")
+        _at_least(self, "model", 0, "readout_mlp_hidden_layers_depth")
         _choice(self.model_dtype, ModelDtype, "model.model_dtype")
         for key in ("scalar_embed_mlp_nonlinearity", "allegro_mlp_nonlinearity", "readout_mlp_nonlinearity"):
             if getattr(self, key) is not None:
@@ -105,6 +110,8 @@ class TrainConfig:
         _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
         _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")
         _require(self.max_epochs >= 1, "train.max_epochs", "must be >= 1")
+        _at_least(self, "train", 0, "seed", "num_workers")
+        _at_least(self, "train", 1, "early_stopping_patience", "devices", "num_nodes")
         _require(
             self.energy_weight >= 0 and self.force_weight >= 0 and self.energy_weight + self.force_weight > 0,
             "train.energy_weight",

@@ -38,6 +38,8 @@ class ValidateConfig:
             "a list of 'committee' and member indices like '0'",
         )
         _require(self.duration_ps > 0 and self.replicas >= 1, "validate.duration_ps", "needs > 0 ps and >= 1 replica")
+        for pair, limit in self.min_contact_A.items():
+            _require(limit > 0, f"validate.min_contact_A.{pair}", f"must be > 0 Å, got {limit}")
         _require(
             self.temperature_window_ps > 0 and self.temperature_sigmas > 0,
             "validate.temperature_window_ps",
