@@ -111,7 +111,16 @@ def test_evaluate_the_embedded_ensemble_on_its_shipped_test_set(tmp_path):
     r = run_cli("stage=evaluate", "committee=embedded", f"output_dir={tmp_path / 'ev'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
-    assert ev["n_frames"] == 15 and 0 < ev["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] < 1.0
+    from ase.io import read
+
+    from deepeut.data.demo import demo_files
+    from deepeut.training.embedded import embedded_ensemble
+
+    kind, _, system = json.loads((embedded_ensemble("ura") / "ensemble.json").read_text())["dataset"][
+        "origin"
+    ].partition(":")
+    assert ev["n_frames"] == len(read(demo_files(system, kind)["test"], ":"))
+    assert 0 < ev["models"]["ensemble_mean"]["forces_eV_A"]["rmse"] < 1.0
 
 
 def _write(path, atoms):

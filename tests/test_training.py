@@ -315,6 +315,7 @@ def test_packed_ensemble_names_the_shipped_dataset_it_was_trained_on(ensemble_di
     text = (dest / "ensemble.json").read_text()
     manifest = json.loads(text)
     assert manifest["dataset"]["origin"] == "campaign:ura" and str(ensemble_dir) not in text
+    assert manifest["embedded"]["regenerate"] == "SYSTEM=ura PACK=1 bash scripts/campaign.sh"
     assert sorted(p.name for p in dest.glob("validation_*.json")) == ["validation_tiny.json"]
     r = run_cli("stage=evaluate", f"committee={dest}", f"output_dir={tmp_path / 'ev'}")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -90,7 +90,11 @@ def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[st
         stale.unlink()
     for record in Path(src).glob("validation_*.json"):
         shutil.copyfile(record, dest / record.name)
-    manifest["embedded"] = note or {"regenerate": REGENERATE, "trained_in": Path(src).name}  # no machine paths
+    if note is None:  # how to make it again, without machine paths
+        kind = (origin or manifest["dataset"].get("origin", "")).partition(":")[0]
+        again = f"SYSTEM={manifest.get('system')} PACK=1 bash scripts/campaign.sh" if kind == "campaign" else REGENERATE
+        note = {"regenerate": again, "trained_in": "/".join(Path(src).parts[-3:])}
+    manifest["embedded"] = note
     write_json_atomic(dest / MANIFEST, manifest)
     return dest
 
