@@ -631,3 +631,21 @@ def test_batched_chain_and_ase_chain_give_the_same_canonical_temperature_statist
     for series in (ase_t, ours):
         assert series.mean() == pytest.approx(kT, rel=0.05)
     assert ours.std() == pytest.approx(ase_t.std(), rel=0.15)  # the same fluctuations as ASE's chain
+
+
+def test_a_freshly_packed_box_is_relaxed_with_the_potential_before_md():
+    """FIRE with the committee lowers the largest force of a packmol box (the stored energy that would heat it past
+    600 K within 20 fs) and is deterministic, so a resumed run starts from the same structure."""
+    from conftest import built_box
+    from deepeut.md.engines import Potential
+    from deepeut.md.task import relax_packed_box
+    from deepeut.training.embedded import MODELS_DIR
+
+    potential = Potential(MODELS_DIR / "ura", None)
+    packed = built_box("ura")[1].atoms
+    a, b = packed.copy(), packed.copy()
+    for atoms in (a, b):
+        relax_packed_box(atoms, potential, 15, 0.5)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    packed.calc = a.calc = potential.ase_calculator()
+    assert np.abs(a.get_forces()).max() < 0.7 * np.abs(packed.get_forces()).max()

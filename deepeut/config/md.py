@@ -43,6 +43,11 @@ class MDConfig:
     max_force_eV_A: float = 30.0  # stop when any force exceeds this
     max_temperature_factor: float = 2.0  # stop when T > factor × temperature_K
     check_molecules_every: int = 10  # saved frames between molecule-recognition checks (0: never)
+    #: a freshly packed box (no md.start) is relaxed with the potential first (FIRE, at most this many steps, to a
+    #: largest force of relax_fmax_eV_A): a packmol box stores enough potential energy to heat 88 atoms past
+    #: 600 K within 20 fs. 0: start MD from the packed box as it is. Starts from files are never relaxed.
+    relax_packed_steps: int = 200
+    relax_fmax_eV_A: float = 0.5
     #: Verlet skin (Å) of the model's neighbour list in MD (engine ase; vesin): the list is rebuilt only when an
     #: atom moved more than half of it; 0 rebuilds every step. The forces are the same either way.
     neighbor_skin_A: float = field(default=1.0, metadata=EXECUTION)
@@ -60,6 +65,8 @@ class MDConfig:
         _require(self.replicas >= 1, "md.replicas", "must be >= 1")
         _at_least(self, "md", 0, "seed", "ensemble_member", "check_molecules_every")
         _at_least(self, "md", 1, "checkpoint_every_steps")
+        _at_least(self, "md", 0, "relax_packed_steps")
+        _positive(self, "md", "relax_fmax_eV_A")
         _positive(self, "md", "max_force_eV_A")
         _require(0 <= self.equilibration_ps < self.duration_ps, "md.equilibration_ps", "must be in [0, md.duration_ps)")
         _require(self.chain_length >= 1, "md.chain_length", "must be >= 1")

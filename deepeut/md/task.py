@@ -155,6 +155,22 @@ def md(cfg: Config, out: Path) -> Dict:
     return run_md(cfg, potential, out, starts_from_config(cfg)).to_json()
 
 
+def relax_packed_box(atoms, potential, steps: int, fmax_eV_A: float) -> None:
+    """Relax a freshly packed box in place with ``potential`` (ASE FIRE, at most ``steps`` steps, to a largest force
+    of ``fmax_eV_A``): deterministic, so a resumed run relaxes its box to the same structure."""
+    from ase.optimize import FIRE
+
+    atoms.calc = potential.ase_calculator()
+    before = float(np.abs(atoms.get_forces()).max())
+    FIRE(atoms, logfile=None).run(fmax=fmax_eV_A, steps=steps)
+    log.info(
+        "packed box relaxed with the potential: largest force %.2f -> %.2f eV/Å",
+        before,
+        float(np.abs(atoms.get_forces()).max()),
+    )
+    atoms.calc = None
+
+
 def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures()) -> MDOutput:
     """The one MD stage of deepeut (stage=md, AL exploration, validation and the pipeline all come here):
     ``md.replicas`` replicas from ``starts`` (none: fresh packed boxes), ``md.engine`` runs them with ``potential``
@@ -163,6 +179,9 @@ def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures())
 
     engine = get_engine(cfg.md.engine)
     setups = [start_structure(cfg, r, out / f"replica_{r}", potential.path, starts) for r in range(cfg.md.replicas)]
+    if not starts.paths and cfg.md.relax_packed_steps > 0:
+        for setup in setups:
+            relax_packed_box(setup.atoms, potential, cfg.md.relax_packed_steps, cfg.md.relax_fmax_eV_A)
     summaries = engine.run(setups, cfg.md, potential, out)
     for r, s in enumerate(summaries):
         if "temperature_mean_K" in s:
