@@ -136,6 +136,7 @@ AL_FAST = [
     "al.stop_below=50",
     "md.max_force_eV_A=1000",
     "md.max_temperature_factor=100",
+    "md.relax_packed_steps=0",  # explore the raw packed box: its hot frames give the candidates this test labels
 ]
 
 

@@ -138,7 +138,7 @@ def test_defaults_live_in_one_place():
         ("al.max_selected=-3", "al.max_selected"),
         ("al.min_gap_frames=-1", "al.min_gap_frames"),
         ("al.stop_below=-1", "al.stop_below"),
-        ("al.threshold_kcal_mol_A=0", "al.threshold_kcal_mol_A"),
+        ("al.threshold_kcal_mol_A=-1", "al.threshold_kcal_mol_A"),
         ("al.explore_temperature_K=0", "al.explore_temperature_K"),
         ("al.explore_save_every_fs=0", "al.explore_temperature_K"),
         ("+al.min_distance_A.H-O=-1", "al.min_distance_A.H-O"),

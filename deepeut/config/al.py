@@ -85,7 +85,7 @@ class ALConfig:
             "al.stop_below_fraction",
             "must be in (0, 1) (or null for the count stop_below)",
         )
-        _require(self.threshold_kcal_mol_A > 0, "al.threshold_kcal_mol_A", "must be > 0 kcal/mol/Å")
+        _require(self.threshold_kcal_mol_A >= 0, "al.threshold_kcal_mol_A", "must be >= 0 kcal/mol/Å (0: every frame)")
         _require(self.stop_below >= 0, "al.stop_below", "must be >= 0 frames")
         _require(
             self.explore_temperature_K > 0 and self.explore_save_every_fs > 0,

@@ -63,7 +63,8 @@ class ClassicalConfig:
         from deepeut.config.base import _at_least, _positive, _require
 
         _require(self.ionic_charge_scale > 0, "classical.ionic_charge_scale", "must be > 0")
-        _positive(self, "classical", "friction_per_ps", "temperature_K", "pressure_bar")
+        _positive(self, "classical", "friction_per_ps", "temperature_K")
+        _at_least(self, "classical", 0, "pressure_bar")
         _at_least(self, "classical", 1, "barostat_every")
         _at_least(self, "classical", 0, "minimise_iterations")
         _require(
