@@ -110,15 +110,14 @@ def held_out_frame_coverage(
     estimate of the coverage on new frames of the same distribution (here: exploration or validation MD frames),
     where exchangeability holds between frames, not between the atoms of one frame. NaN when the frames without
     the held-out one are too few for α."""
+    per_frame = [scores([e], [u], level) for e, u in zip(errors, uncertainties)]
     hits, total = 0, 0
-    for i in range(len(errors)):
-        rest_e = [e for k, e in enumerate(errors) if k != i]
-        rest_u = [u for k, u in enumerate(uncertainties) if k != i]
+    for i, s in enumerate(per_frame):
+        rest = np.concatenate([x for k, x in enumerate(per_frame) if k != i] or [np.empty(0)])
         try:
-            q = q_hat(scores(rest_e, rest_u, level), alpha, method, n_structures=len(rest_e))
+            q = q_hat(rest, alpha, method, n_structures=len(per_frame) - 1)
         except CalibrationError:
             return float("nan")
-        s = scores([errors[i]], [uncertainties[i]], level)
         hits += int(np.sum(s <= q))
         total += len(s)
     return hits / total if total else float("nan")

@@ -86,15 +86,13 @@ class ALConfig:
             "must be in (0, 1) (or null for the count stop_below)",
         )
         _require(self.threshold_kcal_mol_A >= 0, "al.threshold_kcal_mol_A", "must be >= 0 kcal/mol/Å (0: every frame)")
-        _require(self.stop_below >= 0, "al.stop_below", "must be >= 0 frames")
+        _at_least(self, "al", 0, "stop_below", "min_gap_frames", "seed")
         _require(
             self.explore_temperature_K > 0 and self.explore_save_every_fs > 0,
             "al.explore_temperature_K",
             "exploration needs a temperature > 0 K and al.explore_save_every_fs > 0 fs",
         )
-        _require(self.max_selected is None or self.max_selected >= 1, "al.max_selected", "must be >= 1 (or null)")
-        _require(self.min_gap_frames >= 0, "al.min_gap_frames", "must be >= 0 frames")
-        _at_least(self, "al", 0, "seed")
+        _at_least(self, "al", 1, "max_selected")
         for name, pairs in (
             ("min_distance_A", self.min_distance_A),
             ("select_contacts_below_A", self.select_contacts_below_A),
