@@ -79,6 +79,9 @@ def test_unconverged_scf_escalates_then_fails_with_reasons():
         lab.label(water_box())
     text = str(err.value)
     assert text.count("attempt") == 3 and "SCF not converged" in text and "electronic_temperature" in text
+    lab = XTBLabeler({**XTB, "max_iterations": 250})
+    cycles = [{**lab.settings, **o}["max_iterations"] for o in lab.escalations()]
+    assert cycles == [250, 500, 250]  # a structure that never converges costs at most 4× max_iterations
 
 
 def test_store_keeps_duplicates_once_and_exports(tmp_path):

@@ -16,9 +16,10 @@ class XTBLabeler(Labeler):
     Settings: ``method`` (GFN2-xTB | GFN1-xTB), ``electronic_temperature`` (K), ``accuracy``,
     ``max_iterations`` (SCF), ``mixer_damping``, ``threads`` (OpenMP threads of this task).
 
-    Escalation after a failed SCF: (1) as configured, (2) 4× the SCF iterations and half the mixer
-    damping, (3) additionally an electronic temperature of 1000 K (Fermi smearing; recorded in the
-    label's effective settings).
+    Escalation after a failed SCF: (1) as configured, (2) 2× the SCF iterations and half the mixer
+    damping, (3) the configured iterations and damping at an electronic temperature of 1000 K (Fermi
+    smearing; recorded in the label's effective settings). A structure that never converges costs at most
+    4× ``max_iterations`` SCF cycles.
     """
 
     name = "xtb"
@@ -32,14 +33,11 @@ class XTBLabeler(Labeler):
     def escalations(self) -> List[Dict[str, Any]]:
         s = self.settings
         slower = {
-            "max_iterations": 4 * int(s.get("max_iterations", 250)),
+            "max_iterations": 2 * int(s.get("max_iterations", 250)),
             "mixer_damping": 0.5 * float(s.get("mixer_damping", 0.4)),
         }
-        return [
-            {},
-            slower,
-            {**slower, "electronic_temperature": max(1000.0, float(s.get("electronic_temperature", 300)))},
-        ]
+        smeared = {"electronic_temperature": max(1000.0, float(s.get("electronic_temperature", 300)))}
+        return [{}, slower, smeared]
 
     def compute(self, atoms, settings: Dict[str, Any], workdir: Optional[str] = None) -> Label:
         from ase.calculators.calculator import CalculationFailed
