@@ -107,7 +107,7 @@ def above_threshold(
 
 def shortest_contact(atoms, limits: Dict[str, float]) -> Optional[Tuple[float, str]]:
     """(r Å, "A-B") of the shortest intermolecular contact below its element pair's limit (``limits``: e.g.
-    validate.min_contact_A ``{"Li-O": 1.7, "H-O": 1.4}``; molecule ids from ``atoms.arrays["molecule"]``), or None."""
+    validate.min_contact_A ``{"Li-O": 1.5, "H-O": 1.4}``; molecule ids from ``atoms.arrays["molecule"]``), or None."""
     from deepeut.utils.geometry import closest_contacts
 
     molecule = atoms.arrays.get("molecule")

@@ -148,7 +148,7 @@ def short_contacts(results: List[Dict], limits_A: Dict[str, float]) -> List[str]
         if closest and min(closest) < limits_A[pair]:
             out.append(
                 f"{name} contacts down to {min(closest):.2f} Å, below the {limits_A[pair]:g} Å failure limit "
-                f"for {pair} (validate.min_contact_A): the potential lets atoms approach closer than the "
-                "reference method allows; structure and dynamics near these contacts are unphysical"
+                f"for {pair} (validate.min_contact_A): structure and dynamics near these contacts are outside what "
+                "the potential was trained on"
             )
     return out
