@@ -355,6 +355,7 @@ def step_select(cfg: Config, it_dir: Path, q: float, test_force_rmse_eV_A: Optio
         "n_candidates": len(cands),
         "n_above_threshold": n_uncertain,
         "n_contact_triggered": len(cands) - n_uncertain,
+        "contact_limits_A": dict(cfg.al.select_contacts_below_A),
         "n_passed_screening": len(passed),
         "n_to_label": len(accepted),
         "accepted": [dataclasses.asdict(c) for c in accepted],
