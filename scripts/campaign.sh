@@ -14,12 +14,7 @@
 #   4. validate: stage=validate of the final ensemble (VALIDATE_PS at scale=tiny);
 #   5. pack:     the validated ensemble becomes deepeut/models/<system>/ (PACK=1; commit it).
 # Every step resumes (kill at any point, rerun the same command).     SYSTEM=ura bash scripts/campaign.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-s=${SYSTEM:-ura}
-root=outputs/campaign/$s
-py=.venv/bin/python
-packed=deepeut/data/campaign/$s
+source "$(dirname "$0")/campaign_env.sh"
 snapshot() {
   $py -m deepeut.active_learning.snapshot $root/al $packed --store $root/data \
     --started-from "$(cat $root/initial_ensemble)"

@@ -11,12 +11,7 @@
 # Every step resumes: rerun the same command after a kill. On a fresh machine the committed sources and labels
 # are restored first, so the same frames are labeled and no committed label is recomputed.
 #   SYSTEM=ura bash scripts/make_campaign_data.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-s=${SYSTEM:-ura}
-root=outputs/campaign/$s
-py=.venv/bin/python
-packed=deepeut/data/campaign/$s
+source "$(dirname "$0")/campaign_env.sh"
 mkdir -p $root/sources
 if [ -f $packed/sources/splits.txt ]; then  # committed sources: label exactly these frames
   for f in $packed/sources/*.extxyz.gz; do
