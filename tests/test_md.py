@@ -649,3 +649,26 @@ def test_a_freshly_packed_box_is_relaxed_with_the_potential_before_md():
     np.testing.assert_array_equal(a.positions, b.positions)
     packed.calc = a.calc = potential.ase_calculator()
     assert np.abs(a.get_forces()).max() < 0.7 * np.abs(packed.get_forces()).max()
+
+
+def test_md_output_of_another_potential_is_not_resumed(ensemble_dir, tmp_path):
+    """A folder's MD belongs to the potential that started it (potential.json): a rerun there with other weights or
+    another driver is refused at start, the same potential continues."""
+    import shutil
+
+    from deepeut.config.schema import ConfigError
+    from deepeut.md.engines import Potential
+    from deepeut.md.task import claim_output_for
+    from deepeut.training.potential import member_model_files
+
+    out = tmp_path / "md"
+    claim_output_for(out, Potential(ensemble_dir, None))
+    claim_output_for(out, Potential(ensemble_dir, None))  # the same committee resumes
+    with pytest.raises(ConfigError, match="holds MD of another potential"):
+        claim_output_for(out, Potential(ensemble_dir, 0))
+    retrained = tmp_path / "retrained"
+    shutil.copytree(ensemble_dir, retrained)
+    model = member_model_files(retrained)[0]
+    model.write_bytes(model.read_bytes() + b"\0")  # other bytes: other weights as far as the digest can tell
+    with pytest.raises(ConfigError, match="pass a new output_dir"):
+        claim_output_for(out, Potential(retrained, None))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, kill_when, load_config, run_cli, start_cli
+from conftest import ROOT, built_box, kill_when, load_config, run_cli, start_cli
 
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
@@ -318,6 +318,16 @@ def test_packed_ensemble_names_the_shipped_dataset_it_was_trained_on(ensemble_di
     assert manifest["dataset"]["origin"] == "campaign:ura" and str(ensemble_dir) not in text
     assert manifest["embedded"]["regenerate"] == "SYSTEM=ura PACK=1 bash scripts/campaign.sh"
     assert sorted(p.name for p in dest.glob("validation_*.json")) == ["validation_tiny.json"]
+    import zipfile
+
+    from deepeut.training.potential import Ensemble, member_model_files
+
+    for packed in member_model_files(dest):  # the training config inside each package names no machine path
+        config = zipfile.ZipFile(packed).read("model.nequip/model/config.yaml").decode()
+        assert "file_path:" in config and str(ensemble_dir) not in config and str(tmp_path) not in config
+    frame = built_box("ura")[1].atoms
+    same = Ensemble.load(dest).predict([frame]), Ensemble.load(ensemble_dir).predict([frame])
+    assert np.array_equal(same[0].energies, same[1].energies)  # the weights travelled byte for byte
     r = run_cli("stage=evaluate", f"committee={dest}", f"output_dir={tmp_path / 'ev'}")
     assert r.returncode == 0, r.stderr[-2000:]
     n_test = sum(

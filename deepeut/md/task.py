@@ -8,13 +8,14 @@ whose ``md.duration_ps`` is raised continues from its checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from deepeut.config.schema import Config
+from deepeut.config.schema import Config, ConfigError
 from deepeut.md.replica import ReplicaSetup
 from deepeut.stage_io import MDOutput, Structures, Trajectories
 from deepeut.utils.io import json_safe, write_json_atomic
@@ -56,9 +57,6 @@ def read_start(path: str | Path) -> Tuple[object, bool, Optional[np.ndarray], Op
 
 def model_r_max(cfg: Config, out: Path, ensemble: Optional[Path] = None) -> float:
     """Cutoff (Å) of the ensemble the stage runs with (its manifest), else ``model.r_max``."""
-    import json
-
-    from deepeut.config.schema import ConfigError
     from deepeut.training.potential import EnsembleError, manifest_path, resolve_ensemble
 
     try:
@@ -171,6 +169,27 @@ def relax_packed_box(atoms, potential, steps: int, fmax_eV_A: float) -> None:
     atoms.calc = None
 
 
+def claim_output_for(out: Path, potential) -> None:
+    """Record in ``out/potential.json`` which potential runs the MD there (ensemble digest and driver), or raise
+    :class:`ConfigError` when an earlier run there used another one: resuming would splice two potentials'
+    trajectories (and a finished replica would be reported as this potential's)."""
+    from deepeut.training.potential import ensemble_digest
+
+    path = out / "potential.json"
+    mine = {"ensemble_digest": ensemble_digest(potential.path), "driver": potential.driver}
+    if path.exists():
+        theirs = json.loads(path.read_text())
+        if {k: theirs.get(k) for k in mine} != mine:
+            raise ConfigError(
+                f"output_dir: {out} holds MD of another potential ({theirs.get('driver')} of {theirs.get('ensemble')}, "
+                f"digest {theirs.get('ensemble_digest')}; this run: {mine['driver']} of {potential.path}, digest "
+                f"{mine['ensemble_digest']}); pass a new output_dir"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {**mine, "ensemble": str(potential.path)})
+
+
 def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures()) -> MDOutput:
     """The one MD stage of deepeut (stage=md, AL exploration, validation and the pipeline all come here):
     ``md.replicas`` replicas from ``starts`` (none: fresh packed boxes), ``md.engine`` runs them with ``potential``
@@ -178,6 +197,7 @@ def run_md(cfg: Config, potential, out: Path, starts: Structures = Structures())
     from deepeut.md.engines import get_engine
 
     engine = get_engine(cfg.md.engine)
+    claim_output_for(out, potential)
     setups = [start_structure(cfg, r, out / f"replica_{r}", potential.path, starts) for r in range(cfg.md.replicas)]
     if not starts.paths and cfg.md.relax_packed_steps > 0:
         for setup in setups:

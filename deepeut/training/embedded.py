@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -26,6 +28,9 @@ from deepeut.training.members import MANIFEST
 from deepeut.utils.io import atomic_path, write_json_atomic
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+REPO_ROOT = MODELS_DIR.parents[1]
+#: an absolute path in a YAML text: after a blank, quote, '=' or ':' (``store:/a/b``), up to a blank or quote
+ABSOLUTE_PATH = re.compile(r"(?<=[\s'\"=:])/[^\s'\"]+")
 REGENERATE = "scripts/make_default_ensembles.sh"
 
 
@@ -47,6 +52,32 @@ def without_machine_path(text: str) -> str:
     prefix, _, path = text.rpartition(":") if ":" in text else ("", "", text)
     short = "/".join(Path(path).parts[-2:])
     return f"{prefix}:{short}" if prefix else short
+
+
+def relative_or_short(path: str, root: Path = REPO_ROOT) -> str:
+    """``path`` relative to ``root`` when inside it, else its last two components."""
+    p = Path(path)
+    return str(p.relative_to(root)) if p.is_relative_to(root) else "/".join(p.parts[-2:])
+
+
+def copy_package_without_machine_paths(src: Path, dest: Path, root: Path = REPO_ROOT) -> int:
+    """Copy the nequip package ``src`` (``*.nequip.zip``) to ``dest`` entry by entry, with every absolute path in its
+    training config (``model/config.yaml``: data files, save dirs, the warm-start package) made relative to ``root``
+    or cut to its last two components; weights and code are copied byte for byte. Returns the paths replaced."""
+    n = 0
+
+    def short(m: re.Match) -> str:
+        nonlocal n
+        n += 1
+        return relative_or_short(m.group(0), root)
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("model/config.yaml"):
+                data = ABSOLUTE_PATH.sub(short, data.decode()).encode()
+            zout.writestr(info, data, compress_type=info.compress_type)
+    return n
 
 
 def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[str] = None) -> Path:
@@ -77,7 +108,7 @@ def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[st
         mdir = dest / m["dir"]
         mdir.mkdir(exist_ok=True)
         with atomic_path(mdir / m["package"]) as tmp:
-            shutil.copyfile(Path(src) / m["dir"] / m["package"], tmp)
+            copy_package_without_machine_paths(Path(src) / m["dir"] / m["package"], tmp)
         m.pop("checkpoint", None)
     manifest["dataset"] = {k: v for k, v in manifest["dataset"].items() if k not in ("train", "test", "calibration")}
     if origin is not None:
