@@ -359,6 +359,9 @@ def test_first_minimum_ignores_a_wiggle_on_the_peak_flank():
     g = np.array([0, 0, 0.5, 4, 9, 10, 9, 7.5, 7.5, 7.5, 8.6, 8.8, 8.6, 6, 3, 1.5, 0.8, 0.6, 0.7, 0.9, 1, 1.1, 1, 1])
     r = 0.1 * np.arange(1, len(g) + 1)
     assert first_minimum(r, g) == pytest.approx(r[17], abs=0.11)  # not r[8], the dip on the flank
+    # a split first peak (2 Li over 2 ps): a deep dip at bin 6 that climbs straight back to the peak height
+    g = np.array([0, 0, 2, 12, 17, 18, 12, 9, 12, 18, 17, 8, 2, 0.3, 0.1, 0.2, 0.5, 1, 1.5, 1.4, 1.2, 1, 1, 1])
+    assert first_minimum(r, g) == pytest.approx(r[14], abs=0.11)  # not r[7], inside the peak
 
 
 def test_two_term_relaxation_integral_is_recovered_from_a_run_shorter_than_its_slow_time():

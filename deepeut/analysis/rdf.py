@@ -49,20 +49,25 @@ class RDFResult:
 
 #: a first minimum must lie below this fraction of the first peak's height (a wiggle on the flank is no shell end)
 MIN_DEPTH = 0.75
+#: ... and g must not climb back above that level within this distance (Å): a noise dip inside a split peak
+REBOUND_A = 0.3
 
 
 def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
     """First local minimum of g after its first peak (moving-average smoothed over ``smooth`` bins) that is a real
-    dip: below ``MIN_DEPTH`` × the peak height, so that noise on the falling flank of a sharp peak (a 2 ps Li–O
-    g(r) of 2 ions) is not taken for the end of the shell."""
+    dip: below ``MIN_DEPTH`` × the peak height, and not followed within ``REBOUND_A`` by a rise back above that
+    level, so that noise on the flank or inside a sharp peak (a 2 ps Li–O g(r) of 2 ions) is not taken for the end
+    of the shell."""
     gs = np.convolve(g, np.ones(smooth) / smooth, mode="same") if smooth > 1 else g
     nonzero = np.nonzero(gs > 0)[0]
     if len(nonzero) == 0:
         return float("nan")
     start = nonzero[0]
     peak = start + int(np.argmax(gs[start : start + max(3, len(gs) // 3)]))
+    level = MIN_DEPTH * gs[peak]
+    rebound = max(1, int(np.ceil(REBOUND_A / (r[1] - r[0])))) if len(r) > 1 else 1
     for k in range(peak + 1, len(gs) - 1):
-        if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1] and gs[k] <= MIN_DEPTH * gs[peak]:
+        if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1] and gs[k] <= level and gs[k + 1 : k + 1 + rebound].max() <= level:
             return float(r[k])
     return float("nan")
 
