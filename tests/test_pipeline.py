@@ -348,7 +348,9 @@ PIPE = [
     "al.explore_save_every_fs=4",
     "al.n_calibration=2",
     "al.max_selected=1",
-    "md.duration_ps=0.1",
+    # the final MD runs 1-epoch members with every safety check off: 30 fs, since such a run can fly apart into
+    # configurations whose every step costs seconds (seen: a 0.1 ps run not finished after 30 min under load)
+    "md.duration_ps=0.03",
     "md.check_molecules_every=0",
     "md.max_force_eV_A=1e6",
     "md.max_temperature_factor=1e6",
