@@ -361,8 +361,9 @@ PIPE = [
 def test_pipeline_survives_sigkill_in_training_and_labeling(tmp_path):
     """The whole workflow (1-epoch members: plumbing, not physics), killed while training and while labeling.
 
-    Slow (minutes on 2 cores: four trainings, labels, MD, analysis); the default suite covers each of its kills on
-    its own: training (tests/test_training.py), labeling (tests/test_active_learning.py), the stage cache (here)."""
+    Slow (2 min on 2 idle cores, far longer beside other jobs: four trainings, labels, MD, analysis); the default
+    suite covers each of its kills on its own: training (tests/test_training.py), labeling
+    (tests/test_active_learning.py), the stage cache (here)."""
     cache = tmp_path / "cache"
     args = [*PIPE, f"pipeline.cache_dir={cache}"]
     training = lambda: any(p.exists() for p in cache.glob("train/*/member_0/last.ckpt"))  # noqa: E731
