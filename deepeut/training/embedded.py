@@ -55,29 +55,21 @@ def without_machine_path(text: str) -> str:
 
 
 def relative_or_short(path: str, root: Path = REPO_ROOT) -> str:
-    """``path`` relative to ``root`` when inside it, else its last two components."""
+    """``path`` relative to ``root`` when inside it, else :func:`without_machine_path`."""
     p = Path(path)
-    return str(p.relative_to(root)) if p.is_relative_to(root) else "/".join(p.parts[-2:])
+    return str(p.relative_to(root)) if p.is_relative_to(root) else without_machine_path(path)
 
 
-def copy_package_without_machine_paths(src: Path, dest: Path, root: Path = REPO_ROOT) -> int:
+def copy_package_without_machine_paths(src: Path, dest: Path, root: Path = REPO_ROOT) -> None:
     """Copy the nequip package ``src`` (``*.nequip.zip``) to ``dest`` entry by entry, with every absolute path in its
     training config (``model/config.yaml``: data files, save dirs, the warm-start package) made relative to ``root``
-    or cut to its last two components; weights and code are copied byte for byte. Returns the paths replaced."""
-    n = 0
-
-    def short(m: re.Match) -> str:
-        nonlocal n
-        n += 1
-        return relative_or_short(m.group(0), root)
-
+    or cut to its last two components; weights and code are copied byte for byte."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename.endswith("model/config.yaml"):
-                data = ABSOLUTE_PATH.sub(short, data.decode()).encode()
+                data = ABSOLUTE_PATH.sub(lambda m: relative_or_short(m.group(0), root), data.decode()).encode()
             zout.writestr(info, data, compress_type=info.compress_type)
-    return n
 
 
 def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[str] = None) -> Path:
