@@ -21,13 +21,12 @@ def frames(n_atoms: int, n_frames: int, density: float = 0.1, seed: int = 0):
 
 
 def ours(edge, pos, r_max, bins, backend="freud"):
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
 
     n = pos.shape[1]
     acc = RDFAccumulator({"all": (np.arange(n), np.arange(n))}, r_max, bins, backend=backend)
-    for p in pos:
-        acc.add(p, np.eye(3) * edge)
-    return acc.result()["all"].g
+    return acc.run(Frame(p, np.eye(3) * edge) for p in pos)["all"].g
 
 
 def with_freud(edge, pos, r_max, bins):

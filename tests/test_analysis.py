@@ -64,6 +64,7 @@ def test_uncorrelated_ions_follow_nernst_einstein_and_bound_pairs_do_not_conduct
 
 @pytest.mark.parametrize("backend", ["freud", "numpy"])
 def test_ideal_gas_rdf_is_one(backend):
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
 
     rng = np.random.default_rng(2)
@@ -75,7 +76,7 @@ def test_ideal_gas_rdf_is_one(backend):
         backend=backend,
     )
     for _ in range(20):
-        acc.add(rng.uniform(0, 20.0, size=(1000, 3)), cell)
+        acc.add(Frame(rng.uniform(0, 20.0, size=(1000, 3)), cell))
     res = acc.result()
     for name in ("AA", "AB"):
         g = res[name].g[5:]  # small-r bins hold few pairs
@@ -87,13 +88,14 @@ def test_ideal_gas_rdf_is_one(backend):
 
 @pytest.mark.parametrize("backend", ["freud", "numpy"])
 def test_simple_cubic_lattice_shells_and_coordination_numbers(backend):
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
 
     a, n = 3.0, 8
     grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
     cell = np.eye(3) * a * n
     acc = RDFAccumulator({"all": (np.arange(len(grid)), np.arange(len(grid)))}, r_max=6.0, n_bins=600, backend=backend)
-    acc.add(grid + 1e-3, cell)
+    acc.add(Frame(grid + 1e-3, cell))
     res = acc.result()["all"]
     peaks = res.r[res.g > 0]
     for shell_r in (a, a * np.sqrt(2), a * np.sqrt(3), 2 * a):
@@ -261,8 +263,27 @@ def test_yeh_hummer_correction_value():
     assert yeh_hummer(0.1, 298.0, 0.89, 30.0) - yeh_hummer(0.0, 298.0, 0.89, 30.0) == pytest.approx(0.1)
 
 
+def test_frame_analysis_counts_frames_mean_volume_and_bins_the_chosen_points():
+    """The per-frame base keeps frame count and mean volume; an RDF on ``com`` bins the CoMs, not the atoms."""
+    from deepeut.analysis.base import Frame
+    from deepeut.analysis.rdf import RDFAccumulator
+
+    rng = np.random.default_rng(4)
+    pts = [rng.uniform(0, 12.0, size=(200, 3)) for _ in range(3)]
+    cells = [np.eye(3) * 12.0, np.eye(3) * 12.0, np.diag([12.0, 12.0, 13.5])]
+    pairs = {"all": (np.arange(200), np.arange(200))}
+    on_atoms = RDFAccumulator(pairs, 5.0, 50, backend="numpy")
+    g_atoms = on_atoms.run(Frame(p, c) for p, c in zip(pts, cells))["all"].g
+    on_com = RDFAccumulator(pairs, 5.0, 50, backend="numpy", points="com")
+    noise = [rng.uniform(0, 12.0, size=(200, 3)) for _ in range(3)]  # atom positions the CoM RDF must ignore
+    g_com = on_com.run(Frame(n, c, p) for n, p, c in zip(noise, pts, cells))["all"].g
+    assert on_com.n_frames == 3 and on_com.mean_volume == pytest.approx((2 * 12.0**3 + 12.0**2 * 13.5) / 3)
+    np.testing.assert_allclose(g_com, g_atoms)
+
+
 def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
     """A CoM held at (+2, 0, 0) Å in the reference molecule's own frame shows up in that voxel of the cube file."""
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.sdf import SDFAccumulator, read_cube
 
     rng = np.random.default_rng(9)
@@ -281,7 +302,7 @@ def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
         origin = rng.uniform(5, 25, 3)
         pos = origin + np.array([[0, 0, 0], [1.2, 0, 0], [0.5, 1.0, 0]]) @ rot.T
         com = np.array([origin, origin + np.array([2.0, 0, 0]) @ rot.T])
-        acc.add(pos, com, cell)
+        acc.add(Frame(pos, cell, com))
     path = acc.write_cubes(tmp_path / "sdf")["X"]
     grid = read_cube(path)
     assert np.unravel_index(np.argmax(grid), grid.shape) == (6, 4, 4)  # x = +2 Å → bin 6 of 8 over [-4, 4)
@@ -290,6 +311,7 @@ def test_sdf_of_a_fixed_neighbour_peaks_where_it_sits(tmp_path):
 
 @pytest.mark.parametrize("backend", ["freud", "numpy"])
 def test_coordination_numbers_count_intermolecular_pairs_by_default(backend):
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
 
     # two H–O molecules: each H is 1.0 Å from its own O; across molecules H_a–O_b = 2.0 Å and H_b–O_a = 3.16 Å
@@ -298,14 +320,13 @@ def test_coordination_numbers_count_intermolecular_pairs_by_default(backend):
     h, o = np.array([0, 3]), np.array([1, 2])
     cell = np.eye(3) * 20.0
     acc = RDFAccumulator({"H-O": (h, o)}, 4.5, 90, backend=backend, molecule=molecule)
-    acc.add(pos, cell)
-    res = acc.result()["H-O"]
+    res = acc.run([Frame(pos, cell)])["H-O"]
     k = int(round(2.5 / 0.05)) - 1  # the bin ending at 2.5 Å
     assert res.cn[k] == pytest.approx(0.5)  # H_a–O_b only: one pair per two H
     assert res.cn_all[k] == pytest.approx(1.5)  # plus both intramolecular O–H bonds
     assert res.cn[-1] == pytest.approx(1.0)  # both intermolecular pairs within 4.5 Å
     plain = RDFAccumulator({"H-O": (h, o)}, 4.5, 90, backend=backend)
-    plain.add(pos, cell)
+    plain.add(Frame(pos, cell))
     assert plain.result()["H-O"].cn[k] == pytest.approx(1.5) and plain.result()["H-O"].cn_all is None
 
 

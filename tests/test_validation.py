@@ -10,14 +10,14 @@ import pytest
 from conftest import built_box, load_config, run_cli
 
 
-def _trajectory(path, positions_per_frame, box):
+def _trajectory(path, positions_per_frame, box, cell=None):
     from deepeut.trajectory.h5md import H5MDWriter, OBSERVABLES
 
     w = H5MDWriter(
         path,
         box.atoms.numbers,
         box.atoms.get_masses(),
-        box.atoms.cell.array,
+        box.atoms.cell.array if cell is None else cell,
         box.topology.molecule,
         list(box.topology.label),
     )
@@ -48,6 +48,29 @@ def test_a_short_li_o_contact_fails_the_run_at_its_frame(tmp_path):
     ok = first_contact_failure(good, {"Li-O": 1.7, "H-O": 1.4}, every=1)
     assert ok["time_ps"] is None and ok["closest_A"]["Li-O"] >= 1.7
     assert ok["frames_below_limit_fraction"] == {"Li-O": 0.0, "H-O": 0.0}
+
+
+def test_li_o_structure_finds_the_planted_first_shell(tmp_path):
+    """The atoms of a URA box on a 4 Å grid in a 40 Å cube, then 4 O of other molecules planted 2.0 Å from each
+    Li and 2 more at 4.0 Å: the Li–O first peak sits at 2.0 Å, r_c in the empty gap and N(r_c) is 4."""
+    from deepeut.validation.task import li_o_structure
+
+    cfg, box = built_box("ura")
+    numbers, mol = box.atoms.numbers, np.asarray(box.topology.molecule)
+    grid = np.stack(np.meshgrid(*[np.arange(10)] * 3, indexing="ij"), -1).reshape(-1, 3) * 4.0 + 2.0
+    pos = grid[np.random.default_rng(3).permutation(len(grid))[: len(numbers)]]
+    li = np.nonzero(numbers == 3)[0]
+    pos[li] = [[10.0, 10.0, 10.0], [30.0, 30.0, 30.0]][: len(li)]  # grid sites, far from each other
+    o_free = [int(i) for i in np.nonzero(numbers == 8)[0]]
+    for l in li:
+        for d in np.array([[2, 0, 0], [-2, 0, 0], [0, 2, 0], [0, -2, 0], [0, 0, 4], [0, 0, -4]], float):
+            o = next(i for i in o_free if mol[i] != mol[l])
+            o_free.remove(o)
+            pos[o] = pos[l] + d
+    path = _trajectory(tmp_path / "shell.h5", [pos] * 3, box, cell=np.eye(3) * 40.0)
+    res = li_o_structure(path, stride=1)
+    assert res["first_peak_A"] == pytest.approx(2.0, abs=0.05)
+    assert 2.0 < res["r_c_A"] < 4.0 and res["cn"] == pytest.approx(4.0)
 
 
 def test_validate_settings_fail_at_start_naming_the_key():

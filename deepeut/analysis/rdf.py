@@ -3,7 +3,8 @@
 Two backends: ``freud`` (default; its C++ neighbour queries and histograms, one ``freud.density.RDF`` per pair
 type, 5.7× faster than the pure-numpy path on 8000 atoms, see scripts/bench_rdf.py) and ``numpy`` (one cell-list
 search of deepeut.utils.geometry over the union of all selected sites, every pair type a histogram of that list).
-Works for atoms and for centres of mass alike. Distances in Å, densities in Å⁻³.
+Works for atoms and for centres of mass alike (``points``: which coordinates of a
+:class:`deepeut.analysis.base.Frame` it bins). Distances in Å, densities in Å⁻³.
 
 With ``molecule`` ids, a pair type whose A and B sites can lie in one molecule counts intermolecular pairs only
 (as TRAVIS and the paper's Table I: an amide H and the O of its own molecule are no hydrogen bond); its
@@ -18,6 +19,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from deepeut.analysis.base import Frame, FrameAnalysis
 from deepeut.utils.geometry import neighbor_pairs
 
 ALL = "#all"  # suffix of the internal all-pairs twin of an intermolecular pair type
@@ -57,7 +59,7 @@ def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
     """First local minimum of g after its first peak (moving-average smoothed over ``smooth`` bins) that is a real
     dip: below ``MIN_DEPTH`` × the peak height, and not followed within ``REBOUND_A`` by a rise back above that
     level, so that noise on the flank or inside a sharp peak (a 2 ps Li–O g(r) of 2 ions) is not taken for the end
-    of the shell."""
+    of the shell. A flat bottom (no pair at all between two shells) gives its middle."""
     gs = np.convolve(g, np.ones(smooth) / smooth, mode="same") if smooth > 1 else g
     nonzero = np.nonzero(gs > 0)[0]
     if len(nonzero) == 0:
@@ -67,19 +69,24 @@ def first_minimum(r: np.ndarray, g: np.ndarray, smooth: int = 3) -> float:
     level = MIN_DEPTH * gs[peak]
     rebound = max(1, int(np.ceil(REBOUND_A / (r[1] - r[0])))) if len(r) > 1 else 1
     for k in range(peak + 1, len(gs) - 1):
-        if gs[k] <= gs[k - 1] and gs[k] < gs[k + 1] and gs[k] <= level and gs[k + 1 : k + 1 + rebound].max() <= level:
-            return float(r[k])
+        if gs[k] <= gs[k - 1] and gs[k] <= gs[k + 1] and gs[k] <= level and gs[k + 1 : k + 1 + rebound].max() <= level:
+            end = k
+            while end + 1 < len(gs) and gs[end + 1] == gs[k]:  # a flat bottom (an empty gap between shells)
+                end += 1
+            if end + 1 < len(gs):  # a minimum, not the tail of g
+                return float(r[(k + end) // 2])
     return float("nan")
 
 
 @dataclass
-class RDFAccumulator:
+class RDFAccumulator(FrameAnalysis):
     """Accumulate several site-site RDFs over frames.
 
     Args:
         pairs: name → (indices of sites A, indices of sites B) into the positions passed to :meth:`add`
         r_max: largest distance (Å); must be below half the smallest cell width
         n_bins: histogram bins
+        points: ``positions`` (atoms) or ``com`` (molecule centres of mass) of each frame
     """
 
     pairs: Dict[str, Tuple[np.ndarray, np.ndarray]]
@@ -88,9 +95,8 @@ class RDFAccumulator:
     backend: str = "freud"  # freud | numpy
     #: molecule id of every position passed to :meth:`add`: pairs within one molecule are excluded
     molecule: Optional[np.ndarray] = None
+    points: str = "positions"  # positions | com
     counts: Dict[str, np.ndarray] = field(default_factory=dict)
-    n_frames: int = 0
-    volume_sum: float = 0.0
 
     def __post_init__(self) -> None:
         self.pairs = {k: (np.asarray(a, int), np.asarray(b, int)) for k, (a, b) in self.pairs.items()}
@@ -140,10 +146,9 @@ class RDFAccumulator:
         mol = np.asarray(self.molecule)
         return nlist.filter(mol[a][nlist.query_point_indices] != mol[b][nlist.point_indices])
 
-    def add(self, positions: np.ndarray, cell: np.ndarray) -> None:
-        """Histogram one frame (positions Å of all sites, cell 3×3 Å)."""
-        self.n_frames += 1
-        self.volume_sum += abs(np.linalg.det(cell))
+    def _single_frame(self, frame: Frame) -> None:
+        """Histogram one frame (its ``points``, Å; cell 3×3 Å)."""
+        positions, cell = getattr(frame, self.points), frame.cell
         if self.backend == "freud":
             self._add_freud(positions, cell)
             return
@@ -165,7 +170,7 @@ class RDFAccumulator:
         """g(r) normalised by the ideal-gas pair count; N(r) per A site (Eq. 7)."""
         r = 0.5 * (self.edges[1:] + self.edges[:-1])
         shell = 4.0 / 3.0 * np.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
-        volume = self.volume_sum / max(self.n_frames, 1)
+        volume = self.mean_volume
         out = {}
         for k, (a, b) in self.pairs.items():
             n_a = len(a)

@@ -14,6 +14,7 @@ from typing import Dict
 
 import numpy as np
 
+from deepeut.analysis.base import Frame, FrameAnalysis
 from deepeut.utils.geometry import minimum_image
 
 BOHR_IN_A = 0.529177210903
@@ -31,7 +32,7 @@ def local_frames(a: np.ndarray, b: np.ndarray, c: np.ndarray, cell: np.ndarray) 
 
 
 @dataclass
-class SDFAccumulator:
+class SDFAccumulator(FrameAnalysis):
     """CoM densities of observed species around reference molecules (defined by atom triples a, b, c)."""
 
     triples: np.ndarray  # (n_ref, 3) atom indices (origin, x-axis atom, plane atom)
@@ -43,15 +44,14 @@ class SDFAccumulator:
     n_bins: int = 40
     grids: Dict[str, np.ndarray] = field(default_factory=dict)
     geometry: np.ndarray = None
-    n_samples: int = 0
-    volume_sum: float = 0.0
 
     def __post_init__(self) -> None:
         self.grids = {k: np.zeros((self.n_bins,) * 3) for k in self.observed}
         self.geometry = np.zeros((self.ref_atoms.shape[1], 3))
 
-    def add(self, positions: np.ndarray, com: np.ndarray, cell: np.ndarray) -> None:
+    def _single_frame(self, frame: Frame) -> None:
         """One frame: atom positions (n, 3) Å and molecule CoMs (M, 3) Å."""
+        positions, com, cell = frame.positions, frame.com, frame.cell
         a, b, c = (positions[self.triples[:, k]] for k in range(3))
         rot = local_frames(a, b, c, cell)  # (n_ref, 3, 3)
         geo = minimum_image(positions[self.ref_atoms] - a[:, None], cell)
@@ -63,23 +63,21 @@ class SDFAccumulator:
             idx = ((local[keep] + self.half_width) / (2 * self.half_width) * self.n_bins).astype(int)
             idx = np.clip(idx, 0, self.n_bins - 1)
             np.add.at(self.grids[name], (idx[:, 0], idx[:, 1], idx[:, 2]), 1.0)
-        self.n_samples += 1
-        self.volume_sum += abs(np.linalg.det(cell))
 
-    def densities(self) -> Dict[str, np.ndarray]:
+    def result(self) -> Dict[str, np.ndarray]:
         """Number density relative to the bulk density of each observed species."""
         voxel = (2 * self.half_width / self.n_bins) ** 3
-        volume = self.volume_sum / max(self.n_samples, 1)
+        volume = self.mean_volume
         out = {}
         for name, grid in self.grids.items():
             bulk = len(self.observed[name]) / volume
-            out[name] = grid / (max(self.n_samples, 1) * len(self.triples) * voxel * bulk)
+            out[name] = grid / (max(self.n_frames, 1) * len(self.triples) * voxel * bulk)
         return out
 
     def write_cubes(self, prefix: Path) -> Dict[str, Path]:
         paths = {}
-        geo = self.geometry / max(self.n_samples, 1)
-        for name, rho in self.densities().items():
+        geo = self.geometry / max(self.n_frames, 1)
+        for name, rho in self.result().items():
             paths[name] = write_cube(
                 Path(f"{prefix}_{name}.cube"),
                 rho,

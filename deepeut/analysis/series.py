@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
+from deepeut.analysis.base import Frame, FrameAnalysis
 from deepeut.utils.geometry import minimum_image
 
 log = logging.getLogger(__name__)
@@ -200,13 +201,12 @@ def build_cache(
     start_frame: int = 0,
     stride: int = 1,
     block: int = 256,
-    rdf=None,
+    analyses: Sequence[FrameAnalysis] = (),
     rdf_stride: int = 10,
     progress: bool = True,
-    sdfs=(),
 ) -> Path:
-    """Stream ``traj`` (deepeut.trajectory.readers reader) into the cache at ``path``; the RDF accumulator and the
-    SDF accumulators (deepeut.analysis.sdf) are fed every ``rdf_stride`` frames of the same pass."""
+    """Stream ``traj`` (deepeut.trajectory.readers reader) into the cache at ``path``; the per-frame ``analyses``
+    (RDFs, SDFs: deepeut.analysis.base.FrameAnalysis) are fed every ``rdf_stride`` frames of the same pass."""
     import h5py
     from tqdm.auto import tqdm
 
@@ -261,10 +261,8 @@ def build_cache(
                 offsets.append(offsets[-1] + len(frame_ids))
             for k in range(0, len(idx)):
                 if (s + k) % rdf_stride == 0:
-                    if rdf is not None:
-                        rdf.add(pos[k], cell)
-                    for acc in sdfs:
-                        acc.add(pos[k], c[k], cell)
+                    for analysis in analyses:
+                        analysis.add(Frame(pos[k], cell, c[k]))
             bar.update(len(idx))
         bar.close()
         f.create_dataset("contact_offsets", data=np.array(offsets, np.int64))

@@ -164,9 +164,8 @@ def analyse_trajectory(cfg: Config, path: Path, rdir: Path) -> Dict:
         start,
         a.stride,
         a.block_frames,
-        rdf,
+        ([rdf] if rdf is not None else []) + list(sdfs.values()),
         a.rdf_stride,
-        sdfs=list(sdfs.values()),
     )
     traj.close()
     res: Dict = {"trajectory": str(path), "start_ps": start_ps, "rdf_r_max_A": r_max}
@@ -187,6 +186,7 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     """CoM RDFs, diffusion, conductivity, lifetimes, VCCFs and the CDF from an open cache file."""
     from deepeut.analysis import lifetimes as lt
     from deepeut.analysis import transport as tr
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.correlate import Columns
     from deepeut.analysis.rdf import RDFAccumulator
 
@@ -226,10 +226,9 @@ def dynamics_from_cache(cfg: Config, f, r_max: float) -> Dict:
     if "block_sem" in skipped:
         a = dataclasses.replace(a, n_blocks=1)
     if a.com_rdf:
-        acc = RDFAccumulator(com_pairs(species), r_max, a.rdf_bins)
-        for k in range(0, n_t, a.rdf_stride):
-            acc.add(com[k], cell)
-        out["com_rdf"] = {k: v.to_json() for k, v in acc.result().items()}
+        acc = RDFAccumulator(com_pairs(species), r_max, a.rdf_bins, points="com")
+        frames = (Frame(positions=None, cell=cell, com=com[k]) for k in range(0, n_t, a.rdf_stride))
+        out["com_rdf"] = {k: v.to_json() for k, v in acc.run(frames).items()}
     d = {}
     if a.diffusion or a.conductivity:
         for s, ids in idx.items():  # lazy column views: one particle block in memory at a time

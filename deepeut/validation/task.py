@@ -82,6 +82,7 @@ def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
 
 def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
     """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory."""
+    from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.geometry import plane_distances
@@ -91,9 +92,8 @@ def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
         li, o = np.nonzero(numbers == 3)[0], np.nonzero(numbers == 8)[0]
         r_max = min(6.0, 0.5 * float(plane_distances(tr.cell).min()) - 1e-6)
         acc = RDFAccumulator({"Li-O": (li, o)}, r_max, 120, molecule=tr.molecule)
-        for k in range(0, tr.n_frames, stride):
-            acc.add(tr.positions(slice(k, k + 1))[0], tr.cell)
-    res = acc.result()["Li-O"]
+        frames = (Frame(tr.positions(slice(k, k + 1))[0], tr.cell) for k in range(0, tr.n_frames, stride))
+        res = acc.run(frames)["Li-O"]
     peak = float(res.r[int(np.argmax(res.g))]) if np.any(res.g > 0) else float("nan")
     return {"first_peak_A": peak, "r_c_A": res.first_min_A, "cn": res.cn_first_min}
 
