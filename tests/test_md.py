@@ -471,6 +471,33 @@ def test_torchsim_committee_mean_equals_the_ase_committee_forces():
     assert float(out["energy"][0]) == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
 
 
+def test_torchsim_batched_replicas_get_each_their_own_graph():
+    """Two different structures in one torch-sim state (a batch of replicas) get the forces each gets alone: the
+    batched neighbour list keeps every system's pairs apart, also after moves within the Verlet skin."""
+    import torch
+    import torch_sim as ts
+
+    from conftest import built_box
+    from deepeut.md.engines import Potential
+    from deepeut.md.engines.torchsim import torchsim_model
+    from deepeut.training.embedded import MODELS_DIR
+
+    a = built_box("ura")[1].atoms.copy()
+    b = a.copy()
+    b.rattle(0.05, seed=1)
+    model = torchsim_model(Potential(MODELS_DIR / "ura", 0, skin_A=0.5))
+    alone = torchsim_model(Potential(MODELS_DIR / "ura", 0))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        for x in (a, b):
+            x.positions += rng.uniform(-0.05, 0.05, size=x.positions.shape)
+        state = ts.io.atoms_to_state([a, b], device=torch.device("cpu"), dtype=torch.float64)
+        both = model(state)["forces"].detach().numpy()
+        one = [alone(ts.io.atoms_to_state([x], torch.device("cpu"), torch.float64))["forces"].numpy() for x in (a, b)]
+        np.testing.assert_allclose(both, np.concatenate(one), atol=2e-4)
+        assert not np.allclose(one[0], one[1], atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "overrides,needle",
     [
@@ -568,13 +595,16 @@ def test_committee_md_records_its_uncertainty_and_a_raised_duration_continues_th
 
 def test_skin_neighbour_list_gives_the_forces_of_a_list_rebuilt_every_step():
     """30 moves of ≤ 0.1 Å per atom (past half the 0.5 Å skin, so the list is rebuilt on the way): the model's
-    forces with the Verlet-skin list equal those with a list rebuilt at every call."""
+    forces with the Verlet-skin list (vesin-torch) equal those with nequip's own list rebuilt at every call."""
+    from nequip.data.transforms import NeighborListTransform
+
     from conftest import built_box
     from deepeut.training.embedded import MODELS_DIR
     from deepeut.training.potential import Ensemble
 
     atoms = built_box("ura")[1].atoms.copy()
     skin, plain = (Ensemble.load(MODELS_DIR / "ura", members=[0], skin_A=s).calculator(member=0) for s in (0.5, 0.0))
+    plain._single.transforms[-1] = NeighborListTransform(r_max=plain.ensemble.r_max)  # nequip's default (matscipy)
     rng = np.random.default_rng(3)
     for _ in range(30):
         atoms.positions += rng.uniform(-0.1, 0.1, size=atoms.positions.shape) / np.sqrt(3)

@@ -48,8 +48,9 @@ class MDConfig:
     #: 600 K within 20 fs. 0: start MD from the packed box as it is. Starts from files are never relaxed.
     relax_packed_steps: int = 200
     relax_fmax_eV_A: float = 0.5
-    #: Verlet skin (Å) of the model's neighbour list in MD (engine ase; vesin): the list is rebuilt only when an
-    #: atom moved more than half of it; 0 rebuilds every step. The forces are the same either way.
+    #: Verlet skin (Å) of the model's neighbour list in MD (engines ase and torchsim; vesin-torch on the model's
+    #: device): the list is rebuilt only when an atom moved more than half of it; 0 rebuilds every step. The forces
+    #: are the same either way. LAMMPS keeps its own neighbour list and skin.
     neighbor_skin_A: float = field(default=1.0, metadata=EXECUTION)
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says

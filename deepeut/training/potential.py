@@ -157,7 +157,7 @@ class Ensemble:
         files: Optional[Sequence[Path]] = None,
         skin_A: float = 0.0,
     ):
-        from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+        from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper
 
         from deepeut.training.neighbors import SkinNeighborList
 
@@ -170,7 +170,7 @@ class Ensemble:
             ChemicalSpeciesToAtomTypeMapper(
                 model_type_names=self.type_names, chemical_species_to_atom_type_map={t: t for t in self.type_names}
             ),
-            SkinNeighborList(self.r_max, skin_A) if skin_A > 0 else NeighborListTransform(r_max=self.r_max),
+            SkinNeighborList(self.r_max, skin_A),
         ]
         self.skin_A = skin_A
 
@@ -182,7 +182,7 @@ class Ensemble:
         cls, path: str | Path, device: str = "cpu", members: Optional[Sequence[int]] = None, skin_A: float = 0.0
     ) -> "Ensemble":
         """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
-        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), else rebuilt every call."""
+        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), 0: rebuilt every call."""
         from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state

@@ -1,7 +1,8 @@
 """``md.engine=torchsim``: all replicas advance together as one batched torch-sim state on ``device``.
 
-Forces come from nequip's ``NequIPTorchSimCalc`` (one batched graph for all replicas) and the velocity-Verlet
-step from torch-sim; the thermostat is :class:`BatchedNoseHooverChain`, one chain per replica. torch-sim 0.3.0's
+Forces come from nequip's ``NequIPTorchSimCalc`` around one graph for all replicas (vesin-torch neighbour list
+with a Verlet skin on the device) on which every committee member is evaluated, and the velocity-Verlet step from
+torch-sim; the thermostat is :class:`BatchedNoseHooverChain`, one chain per replica. torch-sim 0.3.0's
 own ``nvt_nose_hoover`` is not used: it couples all replicas to a single chain, and on this machine its first step
 already blew the momenta up 200-fold (chain momentum 8e5); torch-sim >= 0.4 needs Python >= 3.12, for which no
 CPU torch 2.13 wheel exists here. Units: torch-sim metal units (Å, eV, amu; time in sqrt(amu Å²/eV)).
@@ -109,40 +110,56 @@ def velocity_verlet_unwrapped(state, dt: float, model) -> Dict:
     return out
 
 
-class CommitteeMean:
-    """torch-sim model callable: energy and forces are the mean over the members (``md.ensemble_member=null``),
-    with the per-atom force uncertainty (Eq. 6, eV/Å) beside them."""
+def committee_forward(models, data: Dict) -> Dict:
+    """The members' mean energy (eV per system) and forces (eV/Å) on one graph ``data``, with the per-atom force
+    uncertainty (Eq. 6, eV/Å) under ``force_uncertainty``; one member: its own output."""
+    import torch
+    from nequip.data import AtomicDataDict
 
-    def __init__(self, members):
-        self.members = list(members)
-
-    def __call__(self, state) -> Dict:
-        import torch
-
-        outs = [m(state) for m in self.members]
-        forces = torch.stack([o["forces"] for o in outs])
-        dev = forces - forces.mean(dim=0, keepdim=True)
-        return {
-            "energy": torch.stack([o["energy"] for o in outs]).mean(dim=0),
-            "forces": forces.mean(dim=0),
-            "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs))),
-        }
+    outs = [m(dict(data)) for m in models]
+    if len(outs) == 1:
+        return outs[0]
+    forces = torch.stack([o[AtomicDataDict.FORCE_KEY] for o in outs])
+    dev = forces - forces.mean(dim=0, keepdim=True)
+    return {
+        AtomicDataDict.TOTAL_ENERGY_KEY: torch.stack([o[AtomicDataDict.TOTAL_ENERGY_KEY] for o in outs]).mean(dim=0),
+        AtomicDataDict.FORCE_KEY: forces.mean(dim=0),
+        "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs))),
+    }
 
 
 def torchsim_model(potential: Potential):
-    """One member or the committee mean of all of them, as torch-sim model callables on the potential's device."""
+    """One member or the committee mean of all of them as one torch-sim model on the potential's device: the graph
+    (type mapping, vesin-torch neighbour list with the potential's Verlet skin, on the device) is built once per
+    step and every member is evaluated on it."""
+    import torch
     from nequip.integrations.torchsim import NequIPTorchSimCalc
 
-    files = potential.model_files
+    from deepeut.training.potential import Ensemble
 
-    def load(f):
-        return NequIPTorchSimCalc._from_saved_model(
-            str(f), device=potential.device, chemical_species_to_atom_type_map=True
-        )
+    ensemble = Ensemble.load(
+        potential.path,
+        device=potential.device,
+        members=None if potential.member is None else [potential.member],
+        skin_A=potential.skin_A,
+    )
 
-    if potential.member is not None:
-        return load(files[potential.member])
-    return CommitteeMean(load(f) for f in files)
+    class Committee(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = torch.nn.ModuleList(ensemble.models)
+
+        def forward(self, data: Dict) -> Dict:
+            return committee_forward(self.members, data)
+
+    class Calculator(NequIPTorchSimCalc):
+        def save_extra_outputs(self, out: Dict, results: Dict) -> None:
+            if "force_uncertainty" in out:
+                results["force_uncertainty"] = out["force_uncertainty"].detach()
+
+    calc = Calculator(Committee(), device=potential.device, transforms=ensemble.transforms)
+    calc.compute_stress = False  # NVT: no virial, so no cell-displacement gradients
+    return calc
 
 
 class TorchSimEngine(Engine):
