@@ -450,7 +450,10 @@ def test_trajectory_readers_agree_across_formats(tmp_path):
         open_trajectory(tmp_path / "t.extxyz")
 
 
-def test_torchsim_committee_mean_equals_the_ase_committee_forces():
+@pytest.mark.parametrize("committee_eval", ["loop", "vmap"])
+def test_torchsim_committee_mean_equals_the_ase_committee_forces(committee_eval):
+    """The torch-sim committee (members on one graph; one call each, or one vmapped call over their stacked
+    weights) gives the ASE committee's mean forces, energy and per-atom uncertainty."""
     import torch
     import torch_sim as ts
 
@@ -461,7 +464,7 @@ def test_torchsim_committee_mean_equals_the_ase_committee_forces():
     from deepeut.training.potential import Ensemble
 
     atoms = built_box("ura")[1].atoms.copy()
-    committee = torchsim_model(Potential(MODELS_DIR / "ura", None))
+    committee = torchsim_model(Potential(MODELS_DIR / "ura", None, committee_eval=committee_eval))
     out = committee(ts.io.atoms_to_state([atoms], device=torch.device("cpu"), dtype=torch.float64))
     atoms.calc = Ensemble.load(MODELS_DIR / "ura").calculator(member=None)
     np.testing.assert_allclose(out["forces"].detach().numpy(), atoms.get_forces(), atol=2e-4)

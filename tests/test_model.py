@@ -84,3 +84,22 @@ def test_chunked_evaluation_equals_the_whole_box():
     e, f = chunked_energy_forces(ens.models[0], ens.type_names, ens.r_max, atoms, n_chunks=3)
     assert e == pytest.approx(atoms.get_potential_energy(), abs=1e-3)
     np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-4)
+
+
+def test_out_of_place_scatter_equals_nequips_and_batches_under_vmap():
+    """The vmappable scatter of deepeut.training.stacked sums like nequip's (which writes in place) and, unlike it,
+    runs under torch.func.vmap over a batch of sources."""
+    import torch
+    from nequip.nn.utils import scatter
+
+    from deepeut.training.stacked import scatter_out_of_place
+
+    src = torch.arange(12.0).reshape(6, 2)
+    index = torch.tensor([0, 2, 2, 1, 0, 2])
+    np.testing.assert_array_equal(scatter_out_of_place(src, index, 0, dim_size=4), scatter(src, index, 0, dim_size=4))
+    np.testing.assert_array_equal(scatter_out_of_place(src, index, 0), [[8, 10], [6, 7], [16, 19]])
+    batch = torch.stack([src, 2 * src])
+    out = torch.func.vmap(lambda s: scatter_out_of_place(s, index, 0, dim_size=3))(batch)
+    np.testing.assert_array_equal(out[1], 2 * out[0])
+    with pytest.raises(RuntimeError):
+        torch.func.vmap(lambda s: scatter(s, index, 0, dim_size=3))(batch)

@@ -139,9 +139,7 @@ def step_explore(cfg: Config, it_dir: Path, iteration: int, starts: Structures) 
 
     ecfg = explore_config(cfg, it_dir, iteration)
     out = it_dir / "explore"
-    potential = resolve_potential(
-        str(it_dir / "train"), ecfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
-    )
+    potential = resolve_potential(cfg, str(it_dir / "train"), ecfg.md.ensemble_member, out)
     run_md(ecfg, potential, out, starts)
 
 

@@ -17,6 +17,8 @@ def choices(name: str, words: Sequence[str]) -> type:
 #: MD engine: ase (CPU default), torchsim (batched replicas on a GPU), lammps (pair_allegro)
 Engine = StrEnum("Engine", ["ase", "torchsim", "lammps"])
 Thermostat = StrEnum("Thermostat", ["nose_hoover_chain", "langevin"])
+#: a committee-mean run's members: one model call each, or one vmapped call over their stacked weights
+CommitteeEval = StrEnum("CommitteeEval", ["loop", "vmap"])
 #: when an MD safety check fails: stop the stage, or keep the frames before the failure and go on
 OnUnstable = StrEnum("OnUnstable", ["stop", "truncate"])
 #: conformal scores per atom, or per structure (the max over its atoms)

@@ -8,7 +8,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from deepeut.config.base import _at_least, _check_dynamics, _choice, ConfigError, EXECUTION, INPUT, _positive, _require
-from deepeut.config.choices import Engine, OnUnstable, Thermostat
+from deepeut.config.choices import CommitteeEval, Engine, OnUnstable, Thermostat
 
 
 @dataclass
@@ -52,6 +52,10 @@ class MDConfig:
     #: device): the list is rebuilt only when an atom moved more than half of it; 0 rebuilds every step. The forces
     #: are the same either way. LAMMPS keeps its own neighbour list and skin.
     neighbor_skin_A: float = field(default=1.0, metadata=EXECUTION)
+    #: how a committee-mean run evaluates its members on the shared graph: ``loop`` (one model call each; the
+    #: faster on CPU, scripts/bench_md.py) or ``vmap`` (their weights stacked, one vmapped call: for GPUs,
+    #: deepeut.training.stacked). Same forces either way.
+    committee_eval: CommitteeEval = field(default=CommitteeEval.loop, metadata=EXECUTION)
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
     #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)

@@ -137,9 +137,7 @@ def md_calculator(cfg: Config, out: Path):
     """ASE calculator of the trained ensemble: one member (``md.ensemble_member``) or the mean."""
     from deepeut.md.engines import resolve_potential
 
-    return resolve_potential(
-        cfg.committee, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
-    ).ase_calculator()
+    return resolve_potential(cfg, cfg.committee, cfg.md.ensemble_member, out).ase_calculator()
 
 
 def md(cfg: Config, out: Path) -> Dict:
@@ -147,9 +145,7 @@ def md(cfg: Config, out: Path) -> Dict:
     (``md.starts`` / ``md.start``) from the config, then :func:`run_md`."""
     from deepeut.md.engines import resolve_potential
 
-    potential = resolve_potential(
-        cfg.committee, cfg.md.ensemble_member, out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
-    )
+    potential = resolve_potential(cfg, cfg.committee, cfg.md.ensemble_member, out)
     return run_md(cfg, potential, out, starts_from_config(cfg)).to_json()
 
 

@@ -174,9 +174,7 @@ def md_and_analysis(cfg: Config, ensemble: Path, run: Callable, classical: Optio
 
     starts, start_key = classical_starts(cfg, run, classical or cfg.md.replicas)
     m = cfg.md
-    potential = resolve_potential(
-        str(ensemble), m.ensemble_member, Path("."), cfg.system, cfg.device, m.neighbor_skin_A
-    )
+    potential = resolve_potential(cfg, str(ensemble), m.ensemble_member, Path("."))
     md_rec = run(
         "md",
         cfg,

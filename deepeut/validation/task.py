@@ -112,9 +112,7 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
         on_unstable="truncate",
         equilibration_ps=0.0,
     )
-    potential = resolve_potential(
-        str(ensemble.path), driver_member(driver), out, cfg.system, cfg.device, cfg.md.neighbor_skin_A
-    )
+    potential = resolve_potential(cfg, str(ensemble.path), driver_member(driver), out)
     run_md(dataclasses.replace(cfg, md=md_cfg), potential, out, starts)
     runs = []
     for r in range(v.replicas):

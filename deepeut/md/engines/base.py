@@ -30,6 +30,7 @@ class Potential:
     member: Optional[int]
     device: str = "cpu"
     skin_A: float = 0.0  # Verlet skin of the MD neighbour list (0: rebuilt every step)
+    committee_eval: str = "loop"  # the committee's members: one call each (loop) or one vmapped call (vmap)
 
     @property
     def driver(self) -> str:
@@ -46,21 +47,21 @@ class Potential:
         from deepeut.training.potential import Ensemble
 
         members = None if self.member is None else [self.member]
-        return Ensemble.load(self.path, device=self.device, members=members, skin_A=self.skin_A).calculator(
-            member=0 if members else None
+        ensemble = Ensemble.load(
+            self.path, device=self.device, members=members, skin_A=self.skin_A, committee_eval=self.committee_eval
         )
+        return ensemble.calculator(member=0 if members else None)
 
 
-def resolve_potential(
-    ensemble: str, member: Optional[int], out: Path, system, device: str, skin_A: float = 0.0
-) -> Potential:
+def resolve_potential(cfg, ensemble: str, member: Optional[int], out: Path) -> Potential:
     """The ensemble of ``ensemble`` (a folder, ``embedded`` or empty for the newest in outputs/, see
-    deepeut.training.potential.resolve_ensemble) with the member checked against its size."""
+    deepeut.training.potential.resolve_ensemble) with the member checked against its size, on ``cfg.device``,
+    with the neighbour-list skin and committee evaluation of ``cfg.md``."""
     from deepeut.training.potential import check_member, member_model_files, resolve_ensemble
 
-    path = Path(resolve_ensemble(ensemble, out, system))
+    path = Path(resolve_ensemble(ensemble, out, cfg.system))
     check_member(member, len(member_model_files(path)))
-    return Potential(path, member, device, skin_A)
+    return Potential(path, member, cfg.device, cfg.md.neighbor_skin_A, cfg.md.committee_eval)
 
 
 def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:

@@ -110,22 +110,19 @@ def velocity_verlet_unwrapped(state, dt: float, model) -> Dict:
     return out
 
 
-def committee_forward(models, data: Dict) -> Dict:
-    """The members' mean energy (eV per system) and forces (eV/Å) on one graph ``data``, with the per-atom force
-    uncertainty (Eq. 6, eV/Å) under ``force_uncertainty``; one member: its own output."""
-    import torch
+def committee_forward(ensemble, data: Dict) -> Dict:
+    """The members' mean energy (eV per system) and forces (eV/Å) on one graph ``data`` of ``ensemble``
+    (deepeut.training.potential.Ensemble), with the per-atom force uncertainty (Eq. 6, eV/Å) under
+    ``force_uncertainty`` when there is more than one member."""
     from nequip.data import AtomicDataDict
 
-    outs = [m(dict(data)) for m in models]
-    if len(outs) == 1:
-        return outs[0]
-    forces = torch.stack([o[AtomicDataDict.FORCE_KEY] for o in outs])
-    dev = forces - forces.mean(dim=0, keepdim=True)
-    return {
-        AtomicDataDict.TOTAL_ENERGY_KEY: torch.stack([o[AtomicDataDict.TOTAL_ENERGY_KEY] for o in outs]).mean(dim=0),
-        AtomicDataDict.FORCE_KEY: forces.mean(dim=0),
-        "force_uncertainty": torch.sqrt((dev**2).sum(dim=(0, 2)) / (3 * len(outs))),
-    }
+    from deepeut.training.potential import force_uncertainty
+
+    energies, forces = ensemble.member_outputs(data)
+    out = {AtomicDataDict.TOTAL_ENERGY_KEY: energies.mean(dim=0), AtomicDataDict.FORCE_KEY: forces.mean(dim=0)}
+    if len(forces) > 1:
+        out["force_uncertainty"] = force_uncertainty(forces)
+    return out
 
 
 def torchsim_model(potential: Potential):
@@ -142,6 +139,7 @@ def torchsim_model(potential: Potential):
         device=potential.device,
         members=None if potential.member is None else [potential.member],
         skin_A=potential.skin_A,
+        committee_eval=potential.committee_eval,
     )
 
     class Committee(torch.nn.Module):
@@ -150,7 +148,7 @@ def torchsim_model(potential: Potential):
             self.members = torch.nn.ModuleList(ensemble.models)
 
         def forward(self, data: Dict) -> Dict:
-            return committee_forward(self.members, data)
+            return committee_forward(ensemble, data)
 
     class Calculator(NequIPTorchSimCalc):
         def save_extra_outputs(self, out: Dict, results: Dict) -> None:
