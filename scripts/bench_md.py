@@ -4,6 +4,7 @@ NoseHooverChainNVT loop with nequip's own ASE calculator, same model and box, on
 committee mean against one member (ASE calculator and torch-sim model) on ``--device``.
 
     .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400] [--device cuda] [--scale train]
+    .venv/bin/python scripts/bench_md.py --ensemble deepeut/models/ura --box .gpu/ura_production.extxyz --device cuda
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--calls", type=int, default=20, help="force calls timed for the committee comparison")
     ap.add_argument("--scale", default="tiny", help="box size: tiny (88-128 atoms), small, train (352-512), production")
+    ap.add_argument(
+        "--box",
+        help="an extxyz box (e.g. built here with stage=build and carried to a GPU machine without packmol): "
+        "time only the committee and the neighbour list on it, not the MD driver",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.box:
+        from ase.io import read
+
+        atoms = read(args.box)
+        committee_cost(args, atoms)
+        neighbour_list_cost(args, atoms)
+        return
     from ase import units
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
     from nequip.integrations.ase import NequIPCalculator

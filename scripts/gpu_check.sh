@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The GPU checks of the engine issue, as ONE script for a lent GPU (see ../shared/gpu/README.md):
-#   here, once:  printf "/.whl/\n/.site/\n" >> .git/info/exclude; bash ../shared/gpu/fetch-wheels.sh torch-sim-atomistic==0.3.0
-#   device tool: bash scripts/gpu_check.sh      (timeout ~480 s; results under $OUT)
-# It installs the carried wheels, runs `pytest -m gpu` and the MD benchmark (one member and the committee, torch-sim
-# and ASE engines, the embedded URA ensemble) and tees every log into $OUT.
+#   here, once:  bash ../shared/gpu/fetch-wheels.sh torch-sim-atomistic==0.3.0   (wheels into .whl/, ignored)
+#                bash scripts/gpu_check.sh prepare                                (boxes into .gpu/, ignored)
+#   device tool: bash scripts/gpu_check.sh   with carry [".whl", ".gpu"]        (timeout ~480 s; results under $OUT)
+# It installs the carried wheels, runs `pytest -m gpu`, then the MD benchmark: the engines' overhead at the tiny
+# box, and one member vs the committee (members one by one or vmapped) with nequip's vs the vesin-torch neighbour
+# list at the paper's training box (URA, 352 atoms) and production box (NMA, 8192 atoms); every log in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = prepare ]; then
+  mkdir -p .gpu
+  for item in ura:train nma:production; do
+    s=${item%%:*}; scale=${item##*:}
+    .venv/bin/python run.py stage=build system=$s scale=$scale output_dir=outputs/gpu_boxes/${s}_$scale
+    cp outputs/gpu_boxes/${s}_$scale/box.extxyz .gpu/${s}_$scale.extxyz
+  done
+  exit 0
+fi
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
@@ -14,5 +25,9 @@ if [ -d .whl ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
-timeout 200 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.log"
-timeout 240 python3 scripts/bench_md.py --ensemble deepeut/models/ura --steps 200 --device cuda 2>&1 | tee "$OUT/bench_md.log"
+timeout 120 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.log"
+timeout 120 python3 scripts/bench_md.py --ensemble deepeut/models/ura --steps 200 --device cuda 2>&1 | tee "$OUT/bench_md.log"
+timeout 90 python3 scripts/bench_md.py --ensemble deepeut/models/ura --box .gpu/ura_train.extxyz --device cuda \
+  2>&1 | tee "$OUT/bench_md_ura_train.log"
+timeout 150 python3 scripts/bench_md.py --ensemble deepeut/models/nma --box .gpu/nma_production.extxyz --device cuda \
+  --calls 10 2>&1 | tee "$OUT/bench_md_nma_production.log"
