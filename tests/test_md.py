@@ -513,6 +513,7 @@ def test_torchsim_batched_replicas_get_each_their_own_graph():
             ["md.engine=torchsim", "md.thermostat=langevin"],
             "md.thermostat: md.engine=torchsim has no 'langevin' thermostat",
         ),
+        (["md.engine=torchsim", "md.eval_chunks=4"], "md.eval_chunks: md.engine=torchsim evaluates the whole box"),
     ],
 )
 def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):

@@ -86,6 +86,26 @@ def test_chunked_evaluation_equals_the_whole_box():
     np.testing.assert_allclose(f, atoms.get_forces(), atol=1e-4)
 
 
+def test_md_calculator_with_eval_chunks_gives_the_whole_box_committee():
+    """md.eval_chunks=2 (the MD route for a model too large for the box) gives the committee mean forces, energy
+    and per-atom uncertainty of the whole-box evaluation."""
+    from conftest import built_box
+    from deepeut.md.engines import Potential
+    from deepeut.training.embedded import MODELS_DIR
+
+    atoms = built_box("ura")[1].atoms
+    results = []
+    for chunks in (1, 2):
+        a = atoms.copy()
+        a.calc = Potential(MODELS_DIR / "ura", None, chunks=chunks).ase_calculator()
+        a.get_forces()
+        results.append(a.calc.results)
+    whole, chunked = results
+    np.testing.assert_allclose(chunked["forces"], whole["forces"], atol=1e-4)
+    np.testing.assert_allclose(chunked["force_uncertainty"], whole["force_uncertainty"], atol=1e-4)
+    assert chunked["energy"] == pytest.approx(whole["energy"], abs=1e-3)
+
+
 def test_out_of_place_scatter_equals_nequips_and_batches_under_vmap():
     """The vmappable scatter of deepeut.training.stacked sums like nequip's (which writes in place) and, unlike it,
     runs under torch.func.vmap over a batch of sources."""

@@ -12,16 +12,19 @@ class EngineCapabilities:
     committee_mean: bool  # md.ensemble_member=null: forces are the mean of the ensemble's members
     truncate: bool  # md.on_unstable=truncate: keep the frames before a failed safety check
     devices: FrozenSet[str]  # device prefixes
+    chunked: bool = False  # md.eval_chunks > 1: the model evaluates each structure in slabs with halos
 
 
 ENGINES = {
-    "ase": EngineCapabilities(frozenset({"nose_hoover_chain", "langevin"}), True, True, frozenset({"cpu", "cuda"})),
+    "ase": EngineCapabilities(
+        frozenset({"nose_hoover_chain", "langevin"}), True, True, frozenset({"cpu", "cuda"}), chunked=True
+    ),
     "torchsim": EngineCapabilities(frozenset({"nose_hoover_chain"}), True, True, frozenset({"cpu", "cuda"})),
     "lammps": EngineCapabilities(frozenset({"nose_hoover_chain"}), False, False, frozenset({"cpu", "cuda"})),
 }
 
 
-def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: str) -> list:
+def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: str, eval_chunks: int = 1) -> list:
     """(key, message) pairs for every setting ``engine`` cannot honour; empty when all is supported."""
     cap = ENGINES[engine]
     out = []
@@ -48,6 +51,13 @@ def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: 
                 "md.on_unstable",
                 f"md.engine={engine} cannot truncate an unstable run (md.on_unstable="
                 "truncate): set md.on_unstable=stop or use md.engine=ase or torchsim",
+            )
+        )
+    if eval_chunks > 1 and not cap.chunked:
+        out.append(
+            (
+                "md.eval_chunks",
+                f"md.engine={engine} evaluates the whole box in one pass: set md.eval_chunks=1 or use md.engine=ase",
             )
         )
     return out

@@ -56,6 +56,10 @@ class MDConfig:
     #: faster on CPU, scripts/bench_md.py) or ``vmap`` (their weights stacked, one vmapped call: for GPUs,
     #: deepeut.training.stacked). Same forces either way.
     committee_eval: CommitteeEval = field(default=CommitteeEval.loop, metadata=EXECUTION)
+    #: > 1: the model evaluates each structure in this many slabs, each with a 2 r_max halo (Allegro is strictly
+    #: local, so energies and forces are those of the whole box; memory scales with a slab): the route for a model
+    #: too large for one pass over the box on a GPU (engine ase; deepeut.training.chunked). 1: the whole box.
+    eval_chunks: int = field(default=1, metadata=EXECUTION)
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
     #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)
@@ -80,5 +84,9 @@ class MDConfig:
         _choice(self.on_unstable, OnUnstable, "md.on_unstable")
         from deepeut.config.engines import engine_problems
 
-        for key, msg in engine_problems(self.engine, self.thermostat, self.ensemble_member, self.on_unstable)[:1]:
+        _at_least(self, "md", 1, "eval_chunks")
+        problems = engine_problems(
+            self.engine, self.thermostat, self.ensemble_member, self.on_unstable, self.eval_chunks
+        )
+        for key, msg in problems[:1]:
             raise ConfigError(f"{key}: {msg}")

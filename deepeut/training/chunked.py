@@ -7,7 +7,7 @@ Allegro is strictly local: the energy of atom i depends only on the atoms within
   environments lie within 2 r_max of the core; the sum runs over the cluster atoms within r_max of the slab.
 The box energy is the sum of the core energies over the slabs. Memory then scales with the slab plus its halo,
 not with the box. The slabs cut the first lattice direction; the box must be wider than 4 r_max along it for
-more than one slab to save memory (smaller boxes are evaluated whole).
+more than one slab to save memory. In MD: ``md.eval_chunks`` (engine ase, on the model's device).
 """
 
 from __future__ import annotations
@@ -55,18 +55,19 @@ def chunked_energy_forces(model, type_names, r_max: float, atoms, n_chunks: int)
         model_type_names=list(type_names), chemical_species_to_atom_type_map={t: t for t in type_names}
     )
     nl = NeighborListTransform(r_max=r_max)
+    device = next(model.parameters()).device
     energy, forces = 0.0, np.zeros((len(atoms), 3))
     edges = np.linspace(0.0, 1.0, n_chunks + 1)
     for lo, hi in zip(edges[:-1], edges[1:]):
         pos, num, core, origin = slab_cluster(atoms, lo, hi, 2 * r_max)
         near = near_slab(atoms.cell.array, pos, lo, hi, r_max)
-        data = AtomicDataDict.to_(nl(mapper(from_ase(Atoms(numbers=num, positions=pos, pbc=False)))), "cpu")
+        data = AtomicDataDict.to_(nl(mapper(from_ase(Atoms(numbers=num, positions=pos, pbc=False)))), device)
         pos_t = data[AtomicDataDict.POSITIONS_KEY].detach().clone().requires_grad_(True)
         data[AtomicDataDict.POSITIONS_KEY] = pos_t
         e_i = model.model.func(dict(data))[AtomicDataDict.PER_ATOM_ENERGY_KEY].reshape(-1)
-        energy += float(e_i[torch.as_tensor(core)].sum())
-        (grad,) = torch.autograd.grad(e_i[torch.as_tensor(near)].sum(), pos_t)
-        forces[origin[core]] = -grad.detach().numpy()[core]
+        energy += float(e_i[torch.as_tensor(core, device=device)].sum().detach())
+        (grad,) = torch.autograd.grad(e_i[torch.as_tensor(near, device=device)].sum(), pos_t)
+        forces[origin[core]] = -grad.detach().cpu().numpy()[core]
     return energy, forces
 
 

@@ -31,6 +31,7 @@ class Potential:
     device: str = "cpu"
     skin_A: float = 0.0  # Verlet skin of the MD neighbour list (0: rebuilt every step)
     committee_eval: str = "loop"  # the committee's members: one call each (loop) or one vmapped call (vmap)
+    chunks: int = 1  # > 1: each structure evaluated in this many slabs with halos (engine ase)
 
     @property
     def driver(self) -> str:
@@ -48,7 +49,12 @@ class Potential:
 
         members = None if self.member is None else [self.member]
         ensemble = Ensemble.load(
-            self.path, device=self.device, members=members, skin_A=self.skin_A, committee_eval=self.committee_eval
+            self.path,
+            device=self.device,
+            members=members,
+            skin_A=self.skin_A,
+            committee_eval=self.committee_eval,
+            chunks=self.chunks,
         )
         return ensemble.calculator(member=0 if members else None)
 
@@ -61,7 +67,7 @@ def resolve_potential(cfg, ensemble: str, member: Optional[int], out: Path) -> P
 
     path = Path(resolve_ensemble(ensemble, out, cfg.system))
     check_member(member, len(member_model_files(path)))
-    return Potential(path, member, cfg.device, cfg.md.neighbor_skin_A, cfg.md.committee_eval)
+    return Potential(path, member, cfg.device, cfg.md.neighbor_skin_A, cfg.md.committee_eval, cfg.md.eval_chunks)
 
 
 def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:
