@@ -119,3 +119,48 @@ def test_temperature_failure_catches_heating_but_not_canonical_fluctuations():
     assert 1.0 <= when <= 1.5 and why.startswith("temperature averaged over 1 ps is 4")
     short = temperature_window_failure(t[:80], hot[:80], 353.0, 88)  # 0.4 ps run: judged on its whole length
     assert short is not None and short[0] == pytest.approx(t[79])
+
+
+def test_validation_figures_and_captions_from_the_stage_records(tmp_path):
+    """The figure writer reads what run_driver leaves (trajectory, contacts.csv, li_o_rdf.csv) and the scores, and
+    writes the three figures and a caption for each; contacts.csv round-trips through the CSV writer."""
+    from deepeut.utils.io import write_csv
+    from deepeut.validation.figures import read_columns, write_validation_figures
+    from deepeut.validation.task import li_o_structure
+
+    cfg, box = built_box("ura")
+    pos = box.atoms.positions
+    drivers = []
+    for name in ("committee", "0"):
+        rdir = tmp_path / f"driver_{name}" / "replica_0"
+        rdir.mkdir(parents=True)
+        path = _trajectory(rdir / "trajectory.h5", [pos + 0.01 * k for k in range(12)], box)
+        write_csv(
+            rdir / "contacts.csv", ["time_ps", "closest_Li-O_A", "closest_H-O_A"], [[0.0, 0.1], [1.9, 1.4], [1.8, 1.7]]
+        )
+        li_o = li_o_structure(path, stride=1, curves_csv=rdir / "li_o_rdf.csv")
+        failed = 0.1 if name == "0" else None
+        drivers.append({"driver": name, "runs": [{"failed_at_ps": failed, "reason": "contact Li-O", "li_o": li_o}]})
+    np.testing.assert_allclose(
+        read_columns(tmp_path / "driver_0" / "replica_0" / "contacts.csv")["closest_Li-O_A"], [1.9, 1.4]
+    )
+    scores = {
+        "n_frames": 4,
+        "models": {
+            m: {"forces_rmse_eV_A": 0.2, "forces_rmse_by_element_eV_A": {"Li": 0.3, "O": 0.1}} for m in ("0", "mean")
+        },
+    }
+    summary = {
+        "system": "ura",
+        "scale": "tiny",
+        "temperature_K": 353.0,
+        "labeler": "xtb",
+        "drivers": drivers,
+        "scores": scores,
+        "min_contact_A": {"Li-O": 1.5, "H-O": 1.4},
+    }
+    captions = write_validation_figures(summary, tmp_path, cfg.validate)
+    assert set(captions) == {"validation_md.png", "validation_li_o_rdf.png", "validation_force_rmse.png"}
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in captions)
+    assert json.loads((tmp_path / "captions.json").read_text()) == captions
+    assert "353 K" in captions["validation_md.png"] and "4 fresh xtb labels" in captions["validation_force_rmse.png"]

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-
-def _write_csv(path: Path, header: List[str], columns: List) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(zip(*columns))
+from deepeut.utils.io import write_csv
 
 
 def _curves(ax, curves: Dict[str, tuple], xlabel: str, ylabel: str, title: str) -> None:
@@ -146,7 +139,7 @@ def write_figures(results: List[Dict], out: Path, system: str) -> None:
         fig.savefig(out / fname, dpi=120)
         plt.close(fig)
         for name, (x, y) in curves.items():
-            _write_csv(
+            write_csv(
                 curves_dir / f"{fname.rsplit('.', 1)[0]}_{name.replace(' ', '_').replace('/', '_')}.csv",
                 [xl, yl],
                 [x, y],

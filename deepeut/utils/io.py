@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
 _UMASK = os.umask(0)
@@ -39,6 +39,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence) -> Path:
+    """Columns (equal-length sequences) under ``header`` as a CSV file, written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(zip(*columns))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, buf.getvalue())
 
 
 def json_safe(obj: Any) -> Any:

@@ -11,7 +11,9 @@ held out in turn, q̂ from the others; deepeut.active_learning.conformal.held_ou
 
 Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O
 over the run and the fraction of its frames with such a contact below ``validate.min_contact_A``,
-Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, and ``<driver>/`` MD folders.
+Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, the figures of
+deepeut.validation.figures with ``captions.json``, and ``driver_<d>/`` MD folders (each replica with
+``contacts.csv``: closest contacts per checked frame, and ``li_o_rdf.csv``).
 Units: ps, Å, K, eV/Å (kcal/mol/Å beside), kcal/mol/atom/ns.
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from deepeut.config.schema import Config
 from deepeut.stage_io import EnsembleRef, Structures
-from deepeut.utils.io import json_safe, write_json_atomic, write_text_atomic
+from deepeut.utils.io import json_safe, write_csv, write_json_atomic, write_text_atomic
 from deepeut.utils.units import kcal_per_mol_to_ev
 from deepeut.utils.io import display_path
 
@@ -41,26 +43,30 @@ def driver_member(driver: str):
 def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int) -> Dict:
     """Intermolecular contacts over the whole run (every ``every``-th frame): the closest distance per pair (Å),
     the fraction of checked frames with a contact below its limit per pair (a graded measure beside the time of the
-    first one), and the time (ps) and reason of the first contact below its limit (None: none)."""
+    first one), the time (ps) and reason of the first contact below its limit (None: none), and the closest
+    distance of every checked frame (``series``: time_ps and one list per pair, Å)."""
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.geometry import closest_contacts, contact_violations
 
     closest: Dict[str, float] = {}
     below = {pair: 0 for pair in limits}
     first: Dict = {"time_ps": None, "reason": ""}
+    series: Dict[str, List[float]] = {"time_ps": [], **{pair: [] for pair in limits}}
     with H5MDTrajectory(traj_path) as tr:
         times = tr.times_ps
         checked = range(0, tr.n_frames, every)
         for k in checked:
             c = closest_contacts(tr.positions(slice(k, k + 1))[0], tr.numbers, tr.cell, tr.molecule)
+            series["time_ps"].append(float(times[k]))
             for pair, limit in limits.items():
                 closest[pair] = min(closest.get(pair, np.inf), c.get(pair, np.inf))
                 below[pair] += int(c.get(pair, np.inf) < limit)
+                series[pair].append(float(c.get(pair, np.inf)))
             bad = contact_violations(c, limits)
             if bad and first["time_ps"] is None:
                 first = {"time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
     fraction = {pair: n / max(len(checked), 1) for pair, n in below.items()}
-    return {"closest_A": closest, "frames_below_limit_fraction": fraction, **first}
+    return {"closest_A": closest, "frames_below_limit_fraction": fraction, **first, "series": series}
 
 
 def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
@@ -80,8 +86,9 @@ def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
         )
 
 
-def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
-    """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory."""
+def li_o_structure(traj_path: Path, stride: int = 5, curves_csv: Optional[Path] = None) -> Dict:
+    """Li–O (all O) intermolecular g(r) first peak (Å), first minimum r_c (Å) and N(r_c) from a trajectory; the
+    curves r (Å), g(r), N(r) into ``curves_csv`` when given."""
     from deepeut.analysis.base import Frame
     from deepeut.analysis.rdf import RDFAccumulator
     from deepeut.trajectory.h5md import H5MDTrajectory
@@ -95,6 +102,8 @@ def li_o_structure(traj_path: Path, stride: int = 5) -> Dict:
         frames = (Frame(tr.positions(slice(k, k + 1))[0], tr.cell) for k in range(0, tr.n_frames, stride))
         res = acc.run(frames)["Li-O"]
     peak = float(res.r[int(np.argmax(res.g))]) if np.any(res.g > 0) else float("nan")
+    if curves_csv is not None:
+        write_csv(curves_csv, ["r_A", "g", "N"], [res.r, res.g, res.cn])
     return {"first_peak_A": peak, "r_c_A": res.first_min_A, "cn": res.cn_first_min}
 
 
@@ -117,12 +126,16 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
     runs = []
     for r in range(v.replicas):
         s = json.loads((out / f"replica_{r}" / "md.json").read_text())
-        contact = first_contact_failure(out / f"replica_{r}" / "trajectory.h5", v.min_contact_A, v.contact_every_frames)
+        rdir = out / f"replica_{r}"
+        contact = first_contact_failure(rdir / "trajectory.h5", v.min_contact_A, v.contact_every_frames)
+        series = contact.pop("series")
+        header = ["time_ps", *[f"closest_{pair}_A" for pair in v.min_contact_A]]
+        write_csv(rdir / "contacts.csv", header, list(series.values()))
         stop = s.get("stopped_early")
         fails = [(stop["time_ps"], stop["reason"])] if stop else []
         if contact["time_ps"] is not None:
             fails.append((contact["time_ps"], contact["reason"]))
-        hot = temperature_failure(out / f"replica_{r}" / "trajectory.h5", cfg.md, v)
+        hot = temperature_failure(rdir / "trajectory.h5", cfg.md, v)
         if hot is not None:
             fails.append(hot)
         t_fail, reason = min(fails) if fails else (None, "")
@@ -140,7 +153,7 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
                 "energy_drift_kcal_mol_atom_ns": s["energy_drift_kcal_mol_atom_ns"],
                 "closest_A": contact["closest_A"],
                 "frames_below_limit_fraction": contact["frames_below_limit_fraction"],
-                "li_o": li_o_structure(out / f"replica_{r}" / "trajectory.h5"),
+                "li_o": li_o_structure(rdir / "trajectory.h5", curves_csv=rdir / "li_o_rdf.csv"),
             }
         )
     return {
@@ -295,6 +308,9 @@ def run_validate(cfg: Config, ensemble: EnsembleRef, origin: str, starts: Struct
         write_json_atomic(ensemble.path / f"validation_{cfg.scale.name}.json", json_safe(summary))
     except OSError as exc:
         log.warning("validation record not written beside the ensemble (%s)", exc)
+    from deepeut.validation.figures import write_validation_figures
+
+    write_validation_figures(json_safe(summary), out, v)
     text = validation_text(json_safe(summary))
     write_text_atomic(out / "validation.txt", text + "\n")
     print(text, flush=True)
