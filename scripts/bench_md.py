@@ -30,6 +30,9 @@ def main() -> None:
         help="an extxyz box (e.g. built here with stage=build and carried to a GPU machine without packmol): "
         "time only the committee and the neighbour list on it, not the MD driver",
     )
+    ap.add_argument(
+        "--replicas", type=int, default=1, help="with --box: also time this many replicas as one batched state"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.box:
@@ -38,6 +41,8 @@ def main() -> None:
         atoms = read(args.box)
         committee_cost(args, atoms)
         neighbour_list_cost(args, atoms)
+        if args.replicas > 1:
+            batched_replicas_cost(args, atoms)
         return
     from ase import units
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
@@ -154,6 +159,35 @@ def committee_cost(args, atoms) -> None:
     for name, t_ase, t_ts in rows[1:]:
         ratios = f"{t_ase / rows[0][1]:.2f}× (ASE), {t_ts / rows[0][2]:.2f}× (torch-sim)"
         print(f"  {name} / one member: {ratios}; target ≤ 2.5×")
+
+
+def batched_replicas_cost(args, atoms) -> None:
+    """Committee energy + forces of ``--replicas`` copies of the box (rattled apart) as one batched torch-sim state
+    (AL exploration's batch) vs one after another: the throughput ratio."""
+    import torch
+    import torch_sim as ts
+
+    from deepeut.md.engines import Potential
+    from deepeut.md.engines.torchsim import torchsim_model
+
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    copies = []
+    for k in range(args.replicas):
+        a = atoms.copy()
+        a.rattle(0.02, seed=k)
+        copies.append(a)
+    device = torch.device(args.device)
+    model = torchsim_model(Potential(Path(args.ensemble), None, args.device))
+    batch = ts.io.atoms_to_state(copies, device=device, dtype=torch.float64)
+    singles = [ts.io.atoms_to_state([a], device=device, dtype=torch.float64) for a in copies]
+    calls = max(2, args.calls // 4)
+    t_batch = timed(lambda k: model(batch), calls, sync)
+    t_seq = timed(lambda k: [model(s) for s in singles], calls, sync)
+    print(
+        f"{args.replicas} replicas of {len(atoms)} atoms, committee, {args.device}: "
+        f"one batched state {t_batch:.1f} ms, one after another {t_seq:.1f} ms: "
+        f"throughput × {t_seq / t_batch:.2f} (goal ≥ 5 on a GPU)"
+    )
 
 
 def neighbour_list_cost(args, atoms) -> None:

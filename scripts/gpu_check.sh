@@ -5,7 +5,8 @@
 #   device tool: bash scripts/gpu_check.sh   with carry [".whl", ".gpu"]        (timeout ~480 s; results under $OUT)
 # It installs the carried wheels, runs `pytest -m gpu`, then the MD benchmark: the engines' overhead at the tiny
 # box, and one member vs the committee (members one by one or vmapped) with nequip's vs the vesin-torch neighbour
-# list at the paper's training box (URA, 352 atoms) and production box (NMA, 8192 atoms); every log in $OUT.
+# list at the paper's training box (URA, 352 atoms; and 10 of them batched, as AL exploration) and production box
+# (NMA, 8192 atoms); every log in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = prepare ]; then
@@ -28,6 +29,6 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 timeout 120 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.log"
 timeout 120 python3 scripts/bench_md.py --ensemble deepeut/models/ura --steps 200 --device cuda 2>&1 | tee "$OUT/bench_md.log"
 timeout 90 python3 scripts/bench_md.py --ensemble deepeut/models/ura --box .gpu/ura_train.extxyz --device cuda \
-  2>&1 | tee "$OUT/bench_md_ura_train.log"
+  --replicas 10 2>&1 | tee "$OUT/bench_md_ura_train.log"
 timeout 150 python3 scripts/bench_md.py --ensemble deepeut/models/nma --box .gpu/nma_production.extxyz --device cuda \
   --calls 10 2>&1 | tee "$OUT/bench_md_nma_production.log"
