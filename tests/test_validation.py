@@ -121,6 +121,20 @@ def test_temperature_failure_catches_heating_but_not_canonical_fluctuations():
     assert short is not None and short[0] == pytest.approx(t[79])
 
 
+def test_window_mean_temperature_of_a_ramp_is_its_midpoint():
+    """A temperature rising 100 K/ps sampled every 10 fs: the 1 ps window ending at t has mean T(t − 0.5 ps); the
+    first full window ends at 1 ps; a 0.5 ps run is averaged whole."""
+    from deepeut.md.safety import temperature_bound_K, window_mean_temperature
+
+    t = np.round(np.arange(0, 3.0001, 0.01), 6)
+    ends, means = window_mean_temperature(t, 300.0 + 100.0 * t, 1.0)
+    assert t[ends[0]] == pytest.approx(1.0) and len(ends) == len(t) - 100
+    np.testing.assert_allclose(means, 300.0 + 100.0 * (t[ends] - 0.5), atol=1e-9)
+    ends, means = window_mean_temperature(t[:51], 300.0 + 100.0 * t[:51], 1.0)
+    assert list(ends) == [50] and means[0] == pytest.approx(325.0)
+    assert temperature_bound_K(353.0, 88, 2.0) == pytest.approx(2 * 353.0 * np.sqrt(2 / 261))
+
+
 def test_validation_figures_and_captions_from_the_stage_records(tmp_path):
     """The figure writer reads what run_driver leaves (trajectory, contacts.csv, li_o_rdf.csv) and the scores, and
     writes the three figures and a caption for each; contacts.csv round-trips through the CSV writer."""
