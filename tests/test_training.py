@@ -71,13 +71,13 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
 def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_without_a_logger(tmp_path):
     """A campaign resumed on a fresh machine warm-starts from committed packages (model.nequip.zip only); the
     manifest's test metrics come from the CSV metrics, which are written even with logger=none."""
-    res = run_cli(  # ACT: its packed ensemble was trained on the demo data this warm start trains on
+    res = run_cli(  # NMA: its packed ensemble was trained on the demo data this warm start trains on
         "stage=train",
-        "system=act",
+        "system=nma",
         "train.ensemble_size=1",
         "train.max_epochs=1",
         "train.package=false",
-        "train.init_from=deepeut/models/act",
+        "train.init_from=deepeut/models/nma",
         "train.lr_plateau_factor=0.5",  # nequip accepts the schedule (stepped after the epoch)
         "train.lr_plateau_patience=0",
         "logger=none",
@@ -85,7 +85,7 @@ def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_witho
     )
     assert res.returncode == 0, res.stderr[-3000:]
     member = json.loads((tmp_path / "ensemble.json").read_text())["members"][0]
-    shipped = json.loads((ROOT / "deepeut/models/act/ensemble.json").read_text())["members"][0]
+    shipped = json.loads((ROOT / "deepeut/models/nma/ensemble.json").read_text())["members"][0]
     assert member["test_metrics"]["forces_rmse"] < 1.5 * shipped["test_metrics"]["forces_rmse"]
 
 
