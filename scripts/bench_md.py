@@ -115,9 +115,12 @@ def main() -> None:
     neighbour_list_cost(args, atoms)
 
 
-def timed(call, calls: int, sync) -> float:
-    """Median ms of ``call(k)``, k = 0 … calls − 1, after one warm-up call; ``sync`` waits for the device."""
+def timed(call, calls: int, device: str) -> float:
+    """Median ms of ``call(k)``, k = 0 … calls − 1, after one warm-up call, waiting for ``device`` around each."""
     import numpy as np
+    import torch
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     call(0)
     times = []
@@ -140,7 +143,6 @@ def committee_cost(args, atoms) -> None:
     from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.potential import Ensemble
 
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     rows = []
     for name, member, how in (("one member", 0, "loop"), ("committee", None, "loop"), ("committee vmap", None, "vmap")):
         a = atoms.copy()
@@ -152,7 +154,9 @@ def committee_cost(args, atoms) -> None:
 
         model = torchsim_model(Potential(Path(args.ensemble), member, args.device, committee_eval=how))
         state = ts.io.atoms_to_state([atoms], device=torch.device(args.device), dtype=torch.float64)
-        rows.append((name, timed(ase_call, args.calls, sync), timed(lambda k: model(state), args.calls, sync)))
+        rows.append(
+            (name, timed(ase_call, args.calls, args.device), timed(lambda k: model(state), args.calls, args.device))
+        )
     print(f"energy + forces, {len(atoms)} atoms, {args.device}: ms per call (ASE calculator | torch-sim model)")
     for name, t_ase, t_ts in rows:
         print(f"  {name:<15} {t_ase:8.1f} | {t_ts:8.1f}")
@@ -170,7 +174,6 @@ def batched_replicas_cost(args, atoms) -> None:
     from deepeut.md.engines import Potential
     from deepeut.md.engines.torchsim import torchsim_model
 
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     copies = []
     for k in range(args.replicas):
         a = atoms.copy()
@@ -181,8 +184,8 @@ def batched_replicas_cost(args, atoms) -> None:
     batch = ts.io.atoms_to_state(copies, device=device, dtype=torch.float64)
     singles = [ts.io.atoms_to_state([a], device=device, dtype=torch.float64) for a in copies]
     calls = max(2, args.calls // 4)
-    t_batch = timed(lambda k: model(batch), calls, sync)
-    t_seq = timed(lambda k: [model(s) for s in singles], calls, sync)
+    t_batch = timed(lambda k: model(batch), calls, args.device)
+    t_seq = timed(lambda k: [model(s) for s in singles], calls, args.device)
     print(
         f"{args.replicas} replicas of {len(atoms)} atoms, committee, {args.device}: "
         f"one batched state {t_batch:.1f} ms, one after another {t_seq:.1f} ms: "
@@ -195,12 +198,10 @@ def neighbour_list_cost(args, atoms) -> None:
     (matscipy, on the CPU) and deepeut's vesin-torch list on the device, rebuilt at every call or with a 1 Å Verlet
     skin, beside one model call."""
     import numpy as np
-    import torch
     from nequip.data.transforms import NeighborListTransform
 
     from deepeut.training.potential import Ensemble
 
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     rows = []
     for name, skin in (("nequip (matscipy)", None), ("vesin-torch, rebuilt", 0.0), ("vesin-torch, skin 1 Å", 1.0)):
         ens = Ensemble.load(args.ensemble, device=args.device, members=[0], skin_A=skin or 0.0)
@@ -213,10 +214,10 @@ def neighbour_list_cost(args, atoms) -> None:
             a.positions += rng.normal(scale=0.01, size=a.positions.shape)
             ens.graphs([a])
 
-        rows.append((name, timed(build, args.calls, sync)))
+        rows.append((name, timed(build, args.calls, args.device)))
     ens = Ensemble.load(args.ensemble, device=args.device, members=[0])
     graph = ens.graphs([atoms])
-    model_ms = timed(lambda k: ens.models[0](dict(graph)), args.calls, sync)
+    model_ms = timed(lambda k: ens.models[0](dict(graph)), args.calls, args.device)
     print(f"graph build, {len(atoms)} atoms, {args.device}: ms per call (one model call: {model_ms:.1f} ms)")
     for name, ms in rows:
         print(f"  {name:<22} {ms:8.2f} ms   {100 * ms / model_ms:5.1f} % of a model call")

@@ -138,8 +138,8 @@ def test_window_mean_temperature_of_a_ramp_is_its_midpoint():
 def test_validation_figures_and_captions_from_the_stage_records(tmp_path):
     """The figure writer reads what run_driver leaves (trajectory, contacts.csv, li_o_rdf.csv) and the scores, and
     writes the three figures and a caption for each; contacts.csv round-trips through the CSV writer."""
-    from deepeut.utils.io import write_csv
-    from deepeut.validation.figures import read_columns, write_validation_figures
+    from deepeut.utils.io import read_csv_columns, write_csv
+    from deepeut.validation.figures import write_validation_figures
     from deepeut.validation.task import li_o_structure
 
     cfg, box = built_box("ura")
@@ -156,7 +156,7 @@ def test_validation_figures_and_captions_from_the_stage_records(tmp_path):
         failed = 0.1 if name == "0" else None
         drivers.append({"driver": name, "runs": [{"failed_at_ps": failed, "reason": "contact Li-O", "li_o": li_o}]})
     np.testing.assert_allclose(
-        read_columns(tmp_path / "driver_0" / "replica_0" / "contacts.csv")["closest_Li-O_A"], [1.9, 1.4]
+        read_csv_columns(tmp_path / "driver_0" / "replica_0" / "contacts.csv")["closest_Li-O_A"], [1.9, 1.4]
     )
     scores = {
         "n_frames": 4,

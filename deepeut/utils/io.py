@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Dict, Iterator, Sequence
 
 
 _UMASK = os.umask(0)
@@ -52,6 +52,17 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence)
     w.writerows(zip(*columns))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(path, buf.getvalue())
+
+
+def read_csv_columns(path: str | os.PathLike) -> Dict[str, Any]:
+    """The numeric columns (numpy arrays) of a CSV file written by :func:`write_csv`, by header."""
+    import csv
+
+    import numpy as np
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return {name: np.array([float(r[k]) for r in rows[1:]]) for k, name in enumerate(rows[0])}
 
 
 def json_safe(obj: Any) -> Any:

@@ -10,23 +10,15 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-from deepeut.utils.io import write_json_atomic
+from deepeut.utils.io import read_csv_columns, write_json_atomic
 
 #: force RMSE targets (eV/Å) of the potentials campaign: ≤ 0.10, goal 2 kcal/mol/Å
 FORCE_TARGETS_EV_A = (0.10, 0.0867)
-
-
-def read_columns(path: Path) -> Dict[str, np.ndarray]:
-    """The columns of a CSV file written by deepeut.utils.io.write_csv, by header."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return {name: np.array([float(r[k]) for r in rows[1:]]) for k, name in enumerate(rows[0])}
 
 
 def _replica0(out: Path, driver: str) -> Path:
@@ -51,7 +43,7 @@ def md_figure(plt, summary: Dict, out: Path, v) -> str:
         row[0].plot(t[ends], means, color="C0", label=f"{v.temperature_window_ps:g} ps mean")
         row[0].axhspan(target - bound, target + bound, color="C2", alpha=0.15, label="allowed band of the mean")
         row[0].set_ylabel("T (K)")
-        contacts = read_columns(rdir / "contacts.csv")
+        contacts = read_csv_columns(rdir / "contacts.csv")
         for k, (pair, limit) in enumerate(summary["min_contact_A"].items()):
             row[1].plot(contacts["time_ps"], contacts[f"closest_{pair}_A"], color=f"C{k}", lw=0.8, label=pair)
             row[1].axhline(limit, color=f"C{k}", ls="--", lw=0.8)
@@ -80,7 +72,7 @@ def rdf_figure(plt, summary: Dict, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     twin = ax.twinx()
     for k, d in enumerate(summary["drivers"]):
-        c = read_columns(_replica0(out, d["driver"]) / "li_o_rdf.csv")
+        c = read_csv_columns(_replica0(out, d["driver"]) / "li_o_rdf.csv")
         li_o = d["runs"][0]["li_o"]
         ax.plot(c["r_A"], c["g"], color=f"C{k}", label=f"{d['driver']}: CN {li_o['cn']:.2f}")
         twin.plot(c["r_A"], c["N"], color=f"C{k}", ls=":")

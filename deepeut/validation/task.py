@@ -48,24 +48,21 @@ def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int)
     from deepeut.trajectory.h5md import H5MDTrajectory
     from deepeut.utils.geometry import closest_contacts, contact_violations
 
-    closest: Dict[str, float] = {}
-    below = {pair: 0 for pair in limits}
     first: Dict = {"time_ps": None, "reason": ""}
     series: Dict[str, List[float]] = {"time_ps": [], **{pair: [] for pair in limits}}
     with H5MDTrajectory(traj_path) as tr:
         times = tr.times_ps
-        checked = range(0, tr.n_frames, every)
-        for k in checked:
+        for k in range(0, tr.n_frames, every):
             c = closest_contacts(tr.positions(slice(k, k + 1))[0], tr.numbers, tr.cell, tr.molecule)
             series["time_ps"].append(float(times[k]))
-            for pair, limit in limits.items():
-                closest[pair] = min(closest.get(pair, np.inf), c.get(pair, np.inf))
-                below[pair] += int(c.get(pair, np.inf) < limit)
+            for pair in limits:
                 series[pair].append(float(c.get(pair, np.inf)))
             bad = contact_violations(c, limits)
             if bad and first["time_ps"] is None:
                 first = {"time_ps": float(times[k]), "reason": f"contact {bad[0]}"}
-    fraction = {pair: n / max(len(checked), 1) for pair, n in below.items()}
+    closest = {pair: min(series[pair]) for pair in limits if series[pair]}
+    n_checked = max(len(series["time_ps"]), 1)
+    fraction = {pair: sum(d < limit for d in series[pair]) / n_checked for pair, limit in limits.items()}
     return {"closest_A": closest, "frames_below_limit_fraction": fraction, **first, "series": series}
 
 
@@ -125,8 +122,8 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
     run_md(dataclasses.replace(cfg, md=md_cfg), potential, out, starts)
     runs = []
     for r in range(v.replicas):
-        s = json.loads((out / f"replica_{r}" / "md.json").read_text())
         rdir = out / f"replica_{r}"
+        s = json.loads((rdir / "md.json").read_text())
         contact = first_contact_failure(rdir / "trajectory.h5", v.min_contact_A, v.contact_every_frames)
         series = contact.pop("series")
         header = ["time_ps", *[f"closest_{pair}_A" for pair in v.min_contact_A]]
