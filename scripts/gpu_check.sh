@@ -6,7 +6,8 @@
 # It installs the carried wheels, runs `pytest -m gpu`, then the MD benchmark: the engines' overhead at the tiny
 # box, and one member vs the committee (members one by one or vmapped) with nequip's vs the vesin-torch neighbour
 # list at the paper's training box (URA, 352 atoms; and 10 of them batched, as AL exploration) and production box
-# (NMA, 8192 atoms); every log in $OUT.
+# (NMA, 8192 atoms), and Allegro's contraction vs the matmul one for the small and the paper model at 8192 atoms
+# (time and peak memory); every log in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = prepare ]; then
@@ -32,3 +33,5 @@ timeout 90 python3 scripts/bench_md.py --ensemble deepeut/models/ura --box .gpu/
   --replicas 10 2>&1 | tee "$OUT/bench_md_ura_train.log"
 timeout 150 python3 scripts/bench_md.py --ensemble deepeut/models/nma --box .gpu/nma_production.extxyz --device cuda \
   --calls 10 2>&1 | tee "$OUT/bench_md_nma_production.log"
+timeout 150 python3 scripts/bench_contraction.py --system nma --box .gpu/nma_production.extxyz --device cuda \
+  --calls 3 2>&1 | tee "$OUT/bench_contraction_nma_production.log"

@@ -123,3 +123,56 @@ def test_out_of_place_scatter_equals_nequips_and_batches_under_vmap():
     np.testing.assert_array_equal(out[1], 2 * out[0])
     with pytest.raises(RuntimeError):
         torch.func.vmap(lambda s: scatter(s, index, 0, dim_size=3))(batch)
+
+
+@pytest.mark.parametrize("l_max", [1, 2])
+@pytest.mark.parametrize("coupling", [True, False])
+@pytest.mark.parametrize("scalar_out", [True, False])
+def test_matmul_contraction_equals_allegros_own(l_max, coupling, scalar_out):
+    """deepeut.training.contract: the tensor product as batched matrix products gives Allegro's outputs and
+    gradients (inputs and path weights), for the 3j-diagonal (scalar output) and the full contraction."""
+    import copy
+
+    import torch
+    from allegro.nn._strided._contract import Contracter
+    from e3nn.o3 import Irreps
+
+    from deepeut.training.contract import use_matmul_contractions
+
+    irreps = Irreps("+".join(f"1x{l}{'eo'[l % 2]}" for l in range(l_max + 1)))
+    torch.manual_seed(l_max)
+    out = Irreps("1x0e") if scalar_out else irreps
+    stock = Contracter(irreps, irreps, out, mul=8, path_channel_coupling=coupling)
+    ours = copy.deepcopy(stock)
+    assert use_matmul_contractions(ours) == 1 and use_matmul_contractions(ours) == 0
+    assert stock.w3j_is_ij_diagonal == scalar_out
+    dim = (l_max + 1) ** 2
+    x1 = torch.randn(50, 8 * dim, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(7, 8 * dim, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, 7, (50,))
+    outs = []
+    for module in (stock, ours):
+        module.double()
+        y = module(x1, x2, idx)
+        grads = torch.autograd.grad((y**2).sum(), [x1, x2, module.weights])
+        outs.append((y, *grads))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_embedded_member_gives_the_same_energy_and_forces_with_the_matmul_contraction():
+    """An embedded (packaged) allegro_small member loaded with deepeut's contraction and with Allegro's own gives
+    the same energy and forces on a packed URA box, to float32 rounding."""
+    from conftest import built_box
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    atoms = built_box("ura")[1].atoms
+    results = []
+    for matmul in (True, False):
+        a = atoms.copy()
+        a.calc = Ensemble.load(MODELS_DIR / "ura", members=[0], matmul_contractions=matmul).calculator(member=0)
+        results.append((a.get_potential_energy(), a.get_forces()))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-3)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=2e-4)
+    assert np.abs(results[0][1]).max() > 0.1

@@ -195,12 +195,17 @@ class Ensemble:
         skin_A: float = 0.0,
         committee_eval: str = "loop",
         chunks: int = 1,
+        matmul_contractions: bool = True,
     ) -> "Ensemble":
         """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
-        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), 0: rebuilt every call."""
+        ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), 0: rebuilt every call;
+        ``matmul_contractions``: Allegro's tensor products as batched matrix products (deepeut.training.contract;
+        same results, faster), False keeps Allegro's own."""
         from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state
+
+        from deepeut.training.contract import use_matmul_contractions
 
         set_global_state(allow_tf32=False)
         files = member_model_files(path)
@@ -217,6 +222,8 @@ class Ensemble:
                     "corrupted or not a nequip model: retrain the member or pass another ensemble"
                 ) from None
             model.eval()
+            if matmul_contractions:
+                use_matmul_contractions(model)
             models.append(model)
         meta = models[0].metadata
         return cls(
