@@ -4,7 +4,8 @@ One command, run where the target toolchain exists (a GPU node for LAMMPS/Kokkos
 
     python -m deepeut.training.compile outputs/.../train --target pair_allegro --device cuda
 
-It calls ``nequip-compile --mode aotinductor`` on each member's best.ckpt and writes
+It calls ``nequip-compile --mode aotinductor`` on each member's best.ckpt (with Allegro's contraction as batched
+matrix products, deepeut.training.contract) and writes
 ``member_<k>/compiled_<target>.nequip.pt2``. On CPU this works but was slower than the eager model on the
 2-core test machine, so the default MD path (md.engine=ase) keeps using the eager packaged model.
 """
@@ -40,6 +41,7 @@ def compile_commands(ensemble: str | Path, target: str, device: str) -> List[Lis
             [
                 sys.executable,
                 "-m",
+                "deepeut.training.nequip_entry",
                 "nequip.scripts.compile",
                 str(d / m["checkpoint"]),
                 str(compiled_path(d, target)),

@@ -12,8 +12,9 @@ Two ways in, one function:
 
 - :func:`use_matmul_contractions` switches the ``Contracter`` modules of a loaded model (packaged models carry
   their own copy of Allegro's classes, so they are matched by class name); :class:`Ensemble` does it at load;
-- :func:`patch_allegro` replaces the method on Allegro's class itself, for models built from source in a training
-  process (``python -m deepeut.training.nequip_train``); the trained weights and checkpoints are unchanged.
+- :func:`patch_allegro` replaces the method on Allegro's class itself, for models built from source in a nequip
+  tool's process (training, ``nequip-compile``: deepeut.training.nequip_entry); the trained weights and
+  checkpoints are unchanged.
 
 Contracters already replaced by Allegro's Triton or cuEquivariance kernels (other class names) are left alone.
 """

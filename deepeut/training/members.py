@@ -71,7 +71,13 @@ def check_resumable(ckpt: Path, k: int) -> None:
 def nequip_train_command(mdir: Path, resume: bool) -> List[str]:
     """``nequip-train`` on ``<mdir>/nequip.yaml`` with Hydra's run dir = ``mdir``; resume from last.ckpt."""
     cmd = _python_module(
-        "deepeut.training.nequip_train", "-cp", str(mdir.resolve()), "-cn", "nequip", f"hydra.run.dir={mdir.resolve()}"
+        "deepeut.training.nequip_entry",
+        "nequip.scripts.train",
+        "-cp",
+        str(mdir.resolve()),
+        "-cn",
+        "nequip",
+        f"hydra.run.dir={mdir.resolve()}",
     )
     if resume:
         cmd.append(f"++ckpt_path={(mdir / 'last.ckpt').resolve()}")
