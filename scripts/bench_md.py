@@ -4,6 +4,7 @@ NoseHooverChainNVT loop with nequip's own ASE calculator, same model and box, on
 committee mean against one member (ASE calculator and torch-sim model) on ``--device``.
 
     .venv/bin/python scripts/bench_md.py --ensemble outputs/ura_ensemble [--steps 400] [--device cuda] [--scale train]
+        [--compiled]
     .venv/bin/python scripts/bench_md.py --ensemble deepeut/models/ura --box .gpu/ura_production.extxyz --device cuda
 """
 
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument(
         "--replicas", type=int, default=1, help="with --box: also time this many replicas as one batched state"
     )
+    ap.add_argument("--compiled", action="store_true", help="also time members compiled ahead of time (md.compiled)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.box:
@@ -156,15 +158,19 @@ def committee_cost(args, atoms) -> None:
     from deepeut.training.potential import Ensemble
 
     rows = []
-    cases = (
-        ("one member", 0, "loop", True),
-        ("committee", None, "loop", True),
-        ("committee vmap", None, "vmap", True),
-        ("member, stock", 0, "loop", False),
-    )
-    for name, member, how, matmul in cases:
+    cases = [
+        ("one member", 0, "loop", True, False),
+        ("committee", None, "loop", True, False),
+        ("committee vmap", None, "vmap", True, False),
+        ("member, stock", 0, "loop", False, False),
+    ]
+    if args.compiled:  # members compiled ahead of time (md.compiled; the first use compiles, ~1.5 min per member)
+        cases += [("member, compiled", 0, "loop", True, True), ("committee, compiled", None, "loop", True, True)]
+    for name, member, how, matmul, compiled in cases:
         a = atoms.copy()
-        ensemble = Ensemble.load(args.ensemble, device=args.device, committee_eval=how, matmul_contractions=matmul)
+        ensemble = Ensemble.load(
+            args.ensemble, device=args.device, committee_eval=how, matmul_contractions=matmul, compiled=compiled
+        )
         a.calc = ensemble.calculator(member=member)
 
         def ase_call(k, a=a):
@@ -172,7 +178,7 @@ def committee_cost(args, atoms) -> None:
             a.get_forces()
 
         t_ts = float("nan")
-        if matmul:  # torch-sim loads its members with the matmul contraction
+        if matmul and not compiled:  # torch-sim loads its members eager with the matmul contraction
             model = torchsim_model(Potential(Path(args.ensemble), member, args.device, committee_eval=how))
             state = ts.io.atoms_to_state([atoms], device=torch.device(args.device), dtype=torch.float64)
             t_ts = timed(lambda k: model(state), args.calls, args.device)
@@ -188,6 +194,11 @@ def committee_cost(args, atoms) -> None:
         ", the stock committee would cost "
         f"{(rows[1][1] + 3 * (rows[3][1] - rows[0][1])) / rows[0][1]:.2f}× this member"
     )
+    if args.compiled:
+        print(
+            f"  compiled / eager: member {rows[4][1] / rows[0][1]:.2f}×, committee {rows[5][1] / rows[1][1]:.2f}× "
+            f"(ASE); compiled committee / compiled member {rows[5][1] / rows[4][1]:.2f}×"
+        )
 
 
 def batched_replicas_cost(args, atoms) -> None:

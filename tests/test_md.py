@@ -514,6 +514,8 @@ def test_torchsim_batched_replicas_get_each_their_own_graph():
             "md.thermostat: md.engine=torchsim has no 'langevin' thermostat",
         ),
         (["md.engine=torchsim", "md.eval_chunks=4"], "md.eval_chunks: md.engine=torchsim evaluates the whole box"),
+        (["md.engine=torchsim", "md.compiled=true"], "md.compiled: md.engine=torchsim runs the members' eager"),
+        (["md.compiled=true", "md.committee_eval=vmap"], "md.compiled: compiled members cannot be vmapped"),
     ],
 )
 def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):
@@ -706,3 +708,27 @@ def test_md_output_of_another_potential_is_not_resumed(ensemble_dir, tmp_path):
     model.write_bytes(model.read_bytes() + b"\0")  # other bytes: other weights as far as the digest can tell
     with pytest.raises(ConfigError, match="pass a new output_dir"):
         claim_output_for(out, Potential(retrained, None))
+
+
+@pytest.mark.slow
+def test_compiled_members_give_the_eager_forces_and_are_compiled_once(tmp_path, monkeypatch):
+    """md.compiled: a packaged member compiled ahead of time (AOTInductor, ASE target, batched contraction; ~1.5
+    min) gives the eager model's energy and forces; a second load takes it from the cache without compiling."""
+    from conftest import built_box
+    from deepeut.training import compile as compile_mod
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    monkeypatch.setenv("DEEPEUT_COMPILE_CACHE", str(tmp_path / "cache"))
+    atoms = built_box("ura")[1].atoms
+    results = []
+    for compiled in (True, False):
+        a = atoms.copy()
+        a.calc = Ensemble.load(MODELS_DIR / "ura", members=[1], compiled=compiled).calculator(member=0)
+        results.append((a.get_potential_energy(), a.get_forces()))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-3)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=2e-4)
+    (cached,) = (tmp_path / "cache").glob("*.nequip.pt2")
+    monkeypatch.setattr(compile_mod.subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
+    Ensemble.load(MODELS_DIR / "ura", members=[1], compiled=True)
+    assert compile_mod.compiled_member_path(MODELS_DIR / "ura" / "member_1" / "model.nequip.zip", "cpu") == cached

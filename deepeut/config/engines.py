@@ -13,18 +13,26 @@ class EngineCapabilities:
     truncate: bool  # md.on_unstable=truncate: keep the frames before a failed safety check
     devices: FrozenSet[str]  # device prefixes
     chunked: bool = False  # md.eval_chunks > 1: the model evaluates each structure in slabs with halos
+    compiled: bool = False  # md.compiled: members compiled ahead of time (nequip-compile, ASE target, one structure)
 
 
 ENGINES = {
     "ase": EngineCapabilities(
-        frozenset({"nose_hoover_chain", "langevin"}), True, True, frozenset({"cpu", "cuda"}), chunked=True
+        frozenset({"nose_hoover_chain", "langevin"}),
+        True,
+        True,
+        frozenset({"cpu", "cuda"}),
+        chunked=True,
+        compiled=True,
     ),
     "torchsim": EngineCapabilities(frozenset({"nose_hoover_chain"}), True, True, frozenset({"cpu", "cuda"})),
     "lammps": EngineCapabilities(frozenset({"nose_hoover_chain"}), False, False, frozenset({"cpu", "cuda"})),
 }
 
 
-def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: str, eval_chunks: int = 1) -> list:
+def engine_problems(
+    engine: str, thermostat: str, ensemble_member, on_unstable: str, eval_chunks: int = 1, compiled: bool = False
+) -> list:
     """(key, message) pairs for every setting ``engine`` cannot honour; empty when all is supported."""
     cap = ENGINES[engine]
     out = []
@@ -58,6 +66,13 @@ def engine_problems(engine: str, thermostat: str, ensemble_member, on_unstable: 
             (
                 "md.eval_chunks",
                 f"md.engine={engine} evaluates the whole box in one pass: set md.eval_chunks=1 or use md.engine=ase",
+            )
+        )
+    if compiled and not cap.compiled:
+        out.append(
+            (
+                "md.compiled",
+                f"md.engine={engine} runs the members' eager models: set md.compiled=false or use md.engine=ase",
             )
         )
     return out

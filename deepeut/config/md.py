@@ -60,6 +60,11 @@ class MDConfig:
     #: local, so energies and forces are those of the whole box; memory scales with a slab): the route for a model
     #: too large for one pass over the box on a GPU (engine ase; deepeut.training.chunked). 1: the whole box.
     eval_chunks: int = field(default=1, metadata=EXECUTION)
+    #: members compiled ahead of time (``nequip-compile --mode aotinductor --target ase`` with the batched
+    #: contraction, once per member file, device and torch version, cached in $DEEPEUT_COMPILE_CACHE or
+    #: ~/.cache/deepeut/compiled; ~1.5 min per member on 2 cores): faster MD on engine ase (scripts/bench_md.py),
+    #: same forces to float32 rounding. False: the eager models.
+    compiled: bool = field(default=False, metadata=EXECUTION)
     #: when a check fails: ``stop`` (the stage fails with one line; checkpoint and bad frame kept) or
     #: ``truncate`` (engine ase: the replica ends at its last frame that passed every check, md.json says
     #: why and when, and the analysis uses the frames kept; the main job and the pipeline use this)
@@ -85,8 +90,13 @@ class MDConfig:
         from deepeut.config.engines import engine_problems
 
         _at_least(self, "md", 1, "eval_chunks")
+        _require(
+            not (self.compiled and self.committee_eval == CommitteeEval.vmap),
+            "md.compiled",
+            "compiled members cannot be vmapped: set md.committee_eval=loop or md.compiled=false",
+        )
         problems = engine_problems(
-            self.engine, self.thermostat, self.ensemble_member, self.on_unstable, self.eval_chunks
+            self.engine, self.thermostat, self.ensemble_member, self.on_unstable, self.eval_chunks, self.compiled
         )
         for key, msg in problems[:1]:
             raise ConfigError(f"{key}: {msg}")

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import runpy
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
-from deepeut.training.contract import patch_allegro
+from deepeut.training.contract import patch_allegro, use_matmul_contractions
 
 NEQUIP_TOOLS = ("nequip.scripts.train", "nequip.scripts.compile")
+
+
+def with_matmul_contractions(load: Callable) -> Callable:
+    """``load`` (nequip's load_saved_model) followed by :func:`use_matmul_contractions` on the loaded model."""
+
+    def loader(*args, **kwargs):
+        out = load(*args, **kwargs)
+        use_matmul_contractions(out[0] if isinstance(out, tuple) else out)
+        return out
+
+    return loader
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -24,6 +35,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not argv or argv[0] not in NEQUIP_TOOLS:
         sys.exit(f"usage: python -m deepeut.training.nequip_entry {{{','.join(NEQUIP_TOOLS)}}} [its arguments]")
     patch_allegro()
+    if argv[0] == "nequip.scripts.compile":  # a packaged model carries its own copy of Allegro's classes
+        from nequip.model.saved_models import load_utils
+
+        load_utils.load_saved_model = with_matmul_contractions(load_utils.load_saved_model)
     sys.argv = list(argv)
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 

@@ -196,11 +196,13 @@ class Ensemble:
         committee_eval: str = "loop",
         chunks: int = 1,
         matmul_contractions: bool = True,
+        compiled: bool = False,
     ) -> "Ensemble":
         """Load the finished members of the ensemble at ``path`` (folder or ensemble.json) onto ``device``;
         ``skin_A`` > 0: MD neighbour lists with a Verlet skin (deepeut.training.neighbors), 0: rebuilt every call;
         ``matmul_contractions``: Allegro's tensor products as batched matrix products (deepeut.training.contract;
-        same results, faster), False keeps Allegro's own."""
+        same results, faster), False keeps Allegro's own; ``compiled``: each member compiled ahead of time
+        (deepeut.training.compile.compiled_member, cached)."""
         from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state
@@ -211,6 +213,21 @@ class Ensemble:
         files = member_model_files(path)
         if members is not None:
             files = [files[k] for k in members]
+        if compiled:
+            from deepeut.training.compile import load_compiled_member
+
+            loaded = [load_compiled_member(f, device) for f in files]
+            meta = loaded[0][1]
+            return cls(
+                [m for m, _ in loaded],
+                meta[graph_model.TYPE_NAMES_KEY],
+                meta[graph_model.R_MAX_KEY],
+                device,
+                files,
+                skin_A,
+                committee_eval,
+                chunks,
+            )
         models = []
         for f in files:
             try:

@@ -32,6 +32,7 @@ class Potential:
     skin_A: float = 0.0  # Verlet skin of the MD neighbour list (0: rebuilt every step)
     committee_eval: str = "loop"  # the committee's members: one call each (loop) or one vmapped call (vmap)
     chunks: int = 1  # > 1: each structure evaluated in this many slabs with halos (engine ase)
+    compiled: bool = False  # members compiled ahead of time (engine ase; deepeut.training.compile)
 
     @property
     def driver(self) -> str:
@@ -55,6 +56,7 @@ class Potential:
             skin_A=self.skin_A,
             committee_eval=self.committee_eval,
             chunks=self.chunks,
+            compiled=self.compiled,
         )
         return ensemble.calculator(member=0 if members else None)
 
@@ -67,7 +69,8 @@ def resolve_potential(cfg, ensemble: str, member: Optional[int], out: Path) -> P
 
     path = Path(resolve_ensemble(ensemble, out, cfg.system))
     check_member(member, len(member_model_files(path)))
-    return Potential(path, member, cfg.device, cfg.md.neighbor_skin_A, cfg.md.committee_eval, cfg.md.eval_chunks)
+    md = cfg.md
+    return Potential(path, member, cfg.device, md.neighbor_skin_A, md.committee_eval, md.eval_chunks, md.compiled)
 
 
 def h5md_parameters(md, engine: str, seed: int, driver: str) -> Dict:
