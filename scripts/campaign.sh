@@ -13,7 +13,8 @@
 #                continues a finished loop under the current settings from its newest committee);
 #   4. validate: stage=validate of the final ensemble (VALIDATE_PS at scale=tiny) into validate_<its digest>;
 #   5. pack:     the validated ensemble becomes deepeut/models/<system>/ (PACK=1; commit it).
-# Every step resumes (kill at any point, rerun the same command).     SYSTEM=ura bash scripts/campaign.sh
+# Every step resumes (kill at any point, rerun the same command). MD (exploration, validation) runs the members
+# compiled ahead of time (md.compiled; COMPILED=false for the eager models).     SYSTEM=ura bash scripts/campaign.sh
 source "$(dirname "$0")/campaign_env.sh"
 snapshot() {
   $py -m deepeut.active_learning.snapshot $root/al $packed --store $root/data \
@@ -51,12 +52,13 @@ if [ "$initial" = "$root/train" ] && [ ! -f $root/al/al_state.json ]; then  # th
   $py run.py stage=train system=$s train=campaign data.store=$root/data output_dir=$root/train
 fi
 $py run.py stage=al system=$s scale=tiny al=campaign data.store=$root/data al.initial_ensemble=$initial \
-  "md.starts=[$starts]" train=campaign train.max_epochs=${AL_EPOCHS:-12} output_dir=$root/al
+  "md.starts=[$starts]" train=campaign train.max_epochs=${AL_EPOCHS:-12} md.compiled=${COMPILED:-true} \
+  output_dir=$root/al
 snapshot
 final=$($py -c "import json,sys; print(json.load(open('$root/al/al_state.json'))['final_ensemble'])")
 digest=$($py -c "from deepeut.training.potential import ensemble_digest; print(ensemble_digest('$final'))")
 $py run.py stage=validate system=$s scale=tiny committee=$final validate.duration_ps=${VALIDATE_PS:-10} \
-  "md.starts=[$starts]" output_dir=$root/validate_$digest  # one folder per committee: its MD is never reused
+  "md.starts=[$starts]" md.compiled=${COMPILED:-true} output_dir=$root/validate_$digest  # one folder per committee
 if [ "${PACK:-0}" = 1 ]; then
   $py -m deepeut.training.embedded pack $final deepeut/models/$s --origin campaign:$s
 fi
