@@ -176,3 +176,24 @@ def test_embedded_member_gives_the_same_energy_and_forces_with_the_matmul_contra
     assert results[0][0] == pytest.approx(results[1][0], abs=1e-3)
     np.testing.assert_allclose(results[0][1], results[1][1], atol=2e-4)
     assert np.abs(results[0][1]).max() > 0.1
+
+
+def test_nequip_compile_loads_packaged_models_with_the_matmul_contraction():
+    """deepeut.training.nequip_entry: for nequip-compile, nequip's model loader is wrapped so that a packaged model
+    (its own copy of Allegro's classes, which patching Allegro's class does not reach) is switched too, whether the
+    loader returns the model or (model, data); an unknown tool is refused in one line."""
+    from allegro.nn._strided._contract import Contracter
+    from e3nn.o3 import Irreps
+
+    from deepeut.training.contract import contract_matmul
+    from deepeut.training.nequip_entry import main, with_matmul_contractions
+
+    irreps = Irreps("1x0e+1x1o")
+    for wrap in (lambda m: m, lambda m: (m, {"pos": None})):
+        model = Contracter(irreps, irreps, irreps, mul=4)
+        out = with_matmul_contractions(lambda path, wrap=wrap, model=model: wrap(model))("model.nequip.zip")
+        loaded = out[0] if isinstance(out, tuple) else out
+        assert loaded is model and type(model) is not Contracter and isinstance(model, Contracter)
+        assert type(model)._contract_conv is contract_matmul
+    with pytest.raises(SystemExit, match="usage: python -m deepeut.training.nequip_entry"):
+        main(["nequip.scripts.foo"])
