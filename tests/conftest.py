@@ -42,6 +42,27 @@ def built_box(system: str, scale: str = "tiny"):
     return _BOXES[key]
 
 
+def ura_member_forces_agree(member: int, **variants) -> float:
+    """Energy and forces of embedded URA member ``member`` on the packed tiny URA box, loaded with
+    ``Ensemble.load(**{key: True})`` and ``(**{key: False})`` for the one keyword in ``variants``, agree to float32
+    rounding (1 meV, 2e-4 eV/Å); returns the largest force component (eV/Å)."""
+    import numpy as np
+
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+
+    ((key, _),) = variants.items()
+    atoms = built_box("ura")[1].atoms
+    results = []
+    for value in (True, False):
+        a = atoms.copy()
+        a.calc = Ensemble.load(MODELS_DIR / "ura", members=[member], **{key: value}).calculator(member=0)
+        results.append((a.get_potential_energy(), a.get_forces()))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-3)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=2e-4)
+    return float(np.abs(results[0][1]).max())
+
+
 def _cli(args) -> list:
     return [sys.executable, str(ROOT / "run.py"), *args]
 
