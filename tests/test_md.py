@@ -516,6 +516,7 @@ def test_torchsim_batched_replicas_get_each_their_own_graph():
         (["md.engine=torchsim", "md.eval_chunks=4"], "md.eval_chunks: md.engine=torchsim evaluates the whole box"),
         (["md.engine=torchsim", "md.compiled=true"], "md.compiled: md.engine=torchsim runs the members' eager"),
         (["md.compiled=true", "md.committee_eval=vmap"], "md.compiled: compiled members cannot be vmapped"),
+        (["md.compiled=true", "md.eval_chunks=2"], "md.compiled: the chunked evaluation"),
     ],
 )
 def test_engines_refuse_what_they_cannot_honour_at_start(overrides, needle):

@@ -95,6 +95,12 @@ class MDConfig:
             "md.compiled",
             "compiled members cannot be vmapped: set md.committee_eval=loop or md.compiled=false",
         )
+        _require(
+            not (self.compiled and self.eval_chunks > 1),
+            "md.compiled",
+            "the chunked evaluation (md.eval_chunks > 1) needs the eager members' per-atom energies: "
+            "set md.eval_chunks=1 or md.compiled=false",
+        )
         problems = engine_problems(
             self.engine, self.thermostat, self.ensemble_member, self.on_unstable, self.eval_chunks, self.compiled
         )
