@@ -726,3 +726,14 @@ def test_compiled_members_give_the_eager_forces_and_are_compiled_once(tmp_path, 
     monkeypatch.setattr(compile_mod.subprocess, "run", lambda *a, **k: pytest.fail("compiled again"))
     Ensemble.load(MODELS_DIR / "ura", members=[1], compiled=True)
     assert compile_mod.compiled_member_path(MODELS_DIR / "ura" / "member_1" / "model.nequip.zip", "cpu") == cached
+
+
+def test_an_unwritable_compile_cache_is_one_line(tmp_path, monkeypatch):
+    from deepeut.training.compile import CompileError, compiled_member
+    from deepeut.training.embedded import MODELS_DIR
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DEEPEUT_COMPILE_CACHE", str(blocker / "cache"))
+    with pytest.raises(CompileError, match="cannot create the compile cache .*DEEPEUT_COMPILE_CACHE"):
+        compiled_member(MODELS_DIR / "ura" / "member_0" / "model.nequip.zip", "cpu")

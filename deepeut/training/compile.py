@@ -58,7 +58,13 @@ def compiled_member(model_file: Path, device: str) -> Path:
     out = compiled_member_path(model_file, device)
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CompileError(
+            f"cannot create the compile cache {out.parent} ({exc.strerror}): set DEEPEUT_COMPILE_CACHE to a "
+            "writable folder or run with md.compiled=false"
+        ) from None
     tmp = out.with_name(f"{out.name[: -len('.nequip.pt2')]}.{os.getpid()}.tmp.nequip.pt2")
     logfile = out.with_suffix(".log")
     cmd = [sys.executable, "-m", "deepeut.training.nequip_entry", "nequip.scripts.compile", str(model_file), str(tmp)]
