@@ -96,3 +96,20 @@ def test_li_oxygen_contacts_are_not_bonds():
     pos[li] = pos[o] + [0.0, 0.0, 1.9]
     r = _recognizer(box).recognise(pos, atoms.numbers, atoms.cell.array)
     assert r.counts()["Li"] == 2
+
+
+def test_a_bond_between_elements_never_bonded_in_that_way_is_flagged():
+    """A urea H moved onto its own carbon (1.10 Å, still 1.3 Å from its N) makes a C–H bond, which no species of
+    URA has: the molecule no longer matches urea (the graph counts bonds between any two covalently bonded
+    elements, not only the pairs of the templates)."""
+    _, box = built_box("ura")
+    atoms, topo = box.atoms, box.topology
+    h = int(np.nonzero(np.char.startswith(topo.label.astype(str), "H_U"))[0][0])
+    mol = topo.molecule[h]
+    c = int(np.nonzero((topo.molecule == mol) & (topo.label == "C_U"))[0][0])
+    pos = atoms.positions.copy()
+    u = pos[h] - pos[c]
+    pos[h] = pos[c] + 1.10 * u / np.linalg.norm(u)
+    r = _recognizer(box).recognise(pos, atoms.numbers, atoms.cell.array, expected_molecule=topo.molecule)
+    assert not r.ok and any(f"{mol}" in p for p in r.problems), r.problems
+    assert _recognizer(box).recognise(atoms.positions, atoms.numbers, atoms.cell.array).ok

@@ -178,3 +178,22 @@ def test_validation_figures_and_captions_from_the_stage_records(tmp_path):
     assert all((tmp_path / f).stat().st_size > 10_000 for f in captions)
     assert json.loads((tmp_path / "captions.json").read_text()) == captions
     assert "353 K" in captions["validation_md.png"] and "4 fresh xtb labels" in captions["validation_force_rmse.png"]
+
+
+def test_the_stored_run_is_rechecked_for_changed_molecules(tmp_path):
+    """The validation judges every stored run by the current molecule definition: a urea H moved onto its carbon
+    from frame 4 (0.04 ps) on fails the run there, whatever the MD's own checks saw; an intact run does not."""
+    from deepeut.systems import MoleculeRecognizer
+    from deepeut.validation.task import molecule_failure
+
+    cfg, box = built_box("ura")
+    topo, pos = box.topology, box.atoms.positions
+    h = int(np.nonzero(np.char.startswith(topo.label.astype(str), "H_U"))[0][0])
+    c = int(np.nonzero((topo.molecule == topo.molecule[h]) & (topo.label == "C_U"))[0][0])
+    frames = [pos.copy() for _ in range(8)]
+    for k in range(4, 8):
+        frames[k][h] = pos[c] + 1.10 * (pos[h] - pos[c]) / np.linalg.norm(pos[h] - pos[c])
+    rec = MoleculeRecognizer.for_system(cfg.system)
+    t, reason = molecule_failure(_trajectory(tmp_path / "bad.h5", frames, box), rec, every=1)
+    assert t == pytest.approx(0.04) and "urea but not its bonds" in reason
+    assert molecule_failure(_trajectory(tmp_path / "good.h5", [pos.copy()] * 8, box), rec, every=1) is None

@@ -25,7 +25,7 @@ class ValidateConfig:
     #: energy has risen 10 kT (353 K) above its relaxed minimum (scripts/contact_wall.py on a URA liquid frame: minimum
     #: 1.77 Å; +0.017 eV at 1.70 Å, +0.105 at 1.60, +0.31 at 1.50), so the reference itself visits 1.7 Å thermally
     min_contact_A: Dict[str, float] = field(default_factory=lambda: {"Li-O": 1.5, "H-O": 1.4})
-    contact_every_frames: int = 5  # contact check on every n-th saved frame
+    contact_every_frames: int = 5  # contact and molecule checks of the stored run on every n-th saved frame
     #: a run fails when its temperature averaged over this window (ps) leaves the target by more than
     #: temperature_sigmas × T √(2/N_f) (the canonical fluctuation of the instantaneous temperature)
     temperature_window_ps: float = 1.0

@@ -36,6 +36,15 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 
 
+def covalent_pairs(templates: Sequence[SpeciesTemplate]) -> set:
+    """Element pairs (Z_a ≤ Z_b) that can form a covalent bond: every pair of the elements bonded in some species,
+    not only the pairs bonded there, so that a new kind of bond (a urea H moved onto its carbon, a proton on an
+    amide O) changes the graph. Elements only found as single-atom ions (Li⁺) bond to nothing: a Li–O contact is
+    coordination, not a bond."""
+    elements = sorted({int(z) for t in templates for bond in t.bonds for z in t.numbers[bond]})
+    return {(za, zb) for k, za in enumerate(elements) for zb in elements[k:]}
+
+
 def _mix(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: a well-spread 64-bit hash of unsigned integers (vectorised, wrapping)."""
     with np.errstate(over="ignore"):
@@ -115,12 +124,8 @@ class MoleculeRecognizer:
         self.templates = list(templates)
         self.bond_factor = bond_factor
         self.radii = covalent_radii
-        bonded = set()
-        for t in self.templates:
-            for a, b in t.bonds:
-                za, zb = sorted((int(t.numbers[a]), int(t.numbers[b])))
-                bonded.add((za, zb))
-        self.bonded_pairs = bonded
+        self.bonded_pairs = covalent_pairs(self.templates)
+        bonded = self.bonded_pairs
         zmax = 119
         self._bond_cut = np.zeros((zmax, zmax))
         for za, zb in bonded:

@@ -66,6 +66,21 @@ def first_contact_failure(traj_path: Path, limits: Dict[str, float], every: int)
     return {"closest_A": closest, "frames_below_limit_fraction": fraction, **first, "series": series}
 
 
+def molecule_failure(traj_path: Path, recognizer, every: int) -> Optional[tuple]:
+    """(time ps, reason) of the first stored frame (every ``every``-th) whose molecules ``recognizer`` (deepeut's
+    MoleculeRecognizer) does not find intact, else None: the whole run judged by the current definition of a
+    changed molecule, also where the MD ran or was resumed under another version of it or checked fewer frames."""
+    from deepeut.trajectory.h5md import H5MDTrajectory
+
+    with H5MDTrajectory(traj_path) as tr:
+        times = tr.times_ps
+        for k in range(0, tr.n_frames, every):
+            rec = recognizer.recognise(tr.positions(slice(k, k + 1))[0], tr.numbers, tr.cell, tr.molecule)
+            if not rec.ok:
+                return float(times[k]), f"molecules changed: {'; '.join(rec.problems[:2])}"
+    return None
+
+
 def temperature_failure(traj_path: Path, md, v) -> Optional[tuple]:
     """(time ps, reason) when a ``validate.temperature_window_ps`` mean leaves the target by more than
     ``validate.temperature_sigmas`` × T √(2/N_f) (deepeut.md.safety.temperature_window_failure), else None."""
@@ -108,6 +123,7 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
     """NVT MD of one driver from the classical starts; failure time, reason and observables."""
     from deepeut.md.engines import resolve_potential
     from deepeut.md.task import run_md
+    from deepeut.systems import MoleculeRecognizer
 
     v = cfg.validate
     md_cfg = dataclasses.replace(
@@ -120,6 +136,7 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
     )
     potential = resolve_potential(cfg, str(ensemble.path), driver_member(driver), out)
     run_md(dataclasses.replace(cfg, md=md_cfg), potential, out, starts)
+    recognizer = MoleculeRecognizer.for_system(cfg.system)
     runs = []
     for r in range(v.replicas):
         rdir = out / f"replica_{r}"
@@ -132,9 +149,12 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
         fails = [(stop["time_ps"], stop["reason"])] if stop else []
         if contact["time_ps"] is not None:
             fails.append((contact["time_ps"], contact["reason"]))
-        hot = temperature_failure(rdir / "trajectory.h5", cfg.md, v)
-        if hot is not None:
-            fails.append(hot)
+        for found in (
+            temperature_failure(rdir / "trajectory.h5", cfg.md, v),
+            molecule_failure(rdir / "trajectory.h5", recognizer, v.contact_every_frames),
+        ):
+            if found is not None:
+                fails.append(found)
         t_fail, reason = min(fails) if fails else (None, "")
         # stable: up to the last frame known good (a molecule check runs every md.check_molecules_every frames,
         # so a failure found at t_fail may have happened after the last kept frame)
