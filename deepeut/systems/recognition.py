@@ -1,7 +1,8 @@
 """Molecule recognition in periodic frames (replaces TRAVIS's molecule recognition).
 
 1. Bond graph: atoms i, j are bonded when r_ij < ``bond_factor`` × (r_cov,i + r_cov,j) (minimum image,
-   cell list), for element pairs that are bonded in some species of the system; so Li⁺···O contacts
+   cell list) for element pairs that are bonded in some species of the system, and below ``NEW_BOND_FACTOR``
+   × (r_cov,i + r_cov,j) for the other pairs of those elements (a new kind of bond); so Li⁺···O contacts
    or hydrogen bonds are never taken for covalent bonds.
 2. Fragments are the connected components of that graph.
 3. Each fragment is matched to the system's species by graph isomorphism of element-labelled graphs:
@@ -30,10 +31,19 @@ from deepeut.utils.geometry import neighbor_pairs
 
 #: bonded when closer than this factor times the sum of covalent radii
 BOND_FACTOR = 1.2
+#: the same for element pairs bonded in no species (a new kind of bond: C–H in URA, O–H in the amides, S–S): a
+#: tighter factor, so that two atoms bent towards each other across a shared neighbour (TFSI's S···S at 2.48 Å
+#: when its S–N–S angle closes to ~100°) are not a bond, while an H on urea's carbon at 1.15 Å is
+NEW_BOND_FACTOR = 1.1
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
+
+
+def template_pairs(templates: Sequence[SpeciesTemplate]) -> set:
+    """Element pairs (Z_a ≤ Z_b) bonded in at least one species."""
+    return {tuple(sorted(int(z) for z in t.numbers[bond])) for t in templates for bond in t.bonds}
 
 
 def covalent_pairs(templates: Sequence[SpeciesTemplate]) -> set:
@@ -125,13 +135,14 @@ class MoleculeRecognizer:
         self.bond_factor = bond_factor
         self.radii = covalent_radii
         self.bonded_pairs = covalent_pairs(self.templates)
-        bonded = self.bonded_pairs
+        in_species = template_pairs(self.templates)
         zmax = 119
         self._bond_cut = np.zeros((zmax, zmax))
-        for za, zb in bonded:
-            cut = bond_factor * (covalent_radii[za] + covalent_radii[zb])
+        for za, zb in self.bonded_pairs:
+            factor = bond_factor if (za, zb) in in_species else min(bond_factor, NEW_BOND_FACTOR)
+            cut = factor * (covalent_radii[za] + covalent_radii[zb])
             self._bond_cut[za, zb] = self._bond_cut[zb, za] = cut
-        self.max_cut = float(self._bond_cut.max()) if bonded else 0.0
+        self.max_cut = float(self._bond_cut.max()) if self.bonded_pairs else 0.0
         self.n_iter = max(t.n_atoms for t in self.templates)
         self._signatures: Dict[int, int] = {}  # multiset hash → template index
         self._colour_maps: List[Dict[int, int]] = []  # per template: colour → template atom index
