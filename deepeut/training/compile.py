@@ -9,8 +9,8 @@ matrix products, deepeut.training.contract) and writes ``member_<k>/compiled_<ta
 
 For MD on engine ase, ``md.compiled=true`` compiles each member file (packaged or checkpoint) for the ASE target
 on first use (:func:`compiled_member`) into a cache shared by every run on the machine, keyed by the file's
-content, the device type and the torch version, so that a compiled model is never used with another member,
-device or torch than its own.
+content, the device and the torch version, so that a compiled model is never used with another member, device or
+torch than its own.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ def compile_cache() -> Path:
 
 
 def compiled_member_path(model_file: Path, device: str) -> Path:
-    """The cache file of ``model_file`` compiled for the ASE target on ``device``'s type with this torch."""
+    """The cache file of ``model_file`` compiled for the ASE target on ``device`` (``cpu``, ``cuda``, ``cuda:1``:
+    a compiled model runs only on the device it was compiled for) with this torch."""
     import torch
 
     digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:16]
-    kind = torch.device(device).type
-    return compile_cache() / f"{digest}_{kind}_torch{torch.__version__.replace('+', '-')}.nequip.pt2"
+    where = str(torch.device(device)).replace(":", "")
+    return compile_cache() / f"{digest}_{where}_torch{torch.__version__.replace('+', '-')}.nequip.pt2"
 
 
 def compiled_member(model_file: Path, device: str) -> Path:
