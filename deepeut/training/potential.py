@@ -203,11 +203,8 @@ class Ensemble:
         ``matmul_contractions``: Allegro's tensor products as batched matrix products (deepeut.training.contract;
         same results, faster), False keeps Allegro's own; ``compiled``: each member compiled ahead of time
         (deepeut.training.compile.compiled_member, cached)."""
-        from nequip.model.saved_models.load_utils import load_saved_model
         from nequip.nn import graph_model
         from nequip.utils.global_state import set_global_state
-
-        from deepeut.training.contract import use_matmul_contractions
 
         set_global_state(allow_tf32=False)
         files = member_model_files(path)
@@ -217,42 +214,33 @@ class Ensemble:
             from deepeut.training.compile import load_compiled_member
 
             loaded = [load_compiled_member(f, device) for f in files]
-            meta = loaded[0][1]
-            return cls(
-                [m for m, _ in loaded],
-                meta[graph_model.TYPE_NAMES_KEY],
-                meta[graph_model.R_MAX_KEY],
-                device,
-                files,
-                skin_A,
-                committee_eval,
-                chunks,
-            )
-        models = []
-        for f in files:
-            try:
-                model = load_saved_model(str(f), compile_mode="eager")
-            except Exception as exc:  # a truncated zip, a foreign file, a checkpoint of another nequip version
-                msg = (str(exc).strip().splitlines() or [""])[0]
-                raise EnsembleError(
-                    f"{f}: cannot load this model ({type(exc).__name__}: {msg}); the file is "
-                    "corrupted or not a nequip model: retrain the member or pass another ensemble"
-                ) from None
-            model.eval()
-            if matmul_contractions:
-                use_matmul_contractions(model)
-            models.append(model)
-        meta = models[0].metadata
-        return cls(
-            models,
-            meta[graph_model.TYPE_NAMES_KEY].split(" "),
-            float(meta[graph_model.R_MAX_KEY]),
-            device,
-            files,
-            skin_A,
-            committee_eval,
-            chunks,
-        )
+            models, meta = [m for m, _ in loaded], loaded[0][1]
+            type_names, r_max = meta[graph_model.TYPE_NAMES_KEY], meta[graph_model.R_MAX_KEY]
+        else:
+            models = [cls._load_eager_member(f, matmul_contractions) for f in files]
+            meta = models[0].metadata
+            type_names, r_max = meta[graph_model.TYPE_NAMES_KEY].split(" "), float(meta[graph_model.R_MAX_KEY])
+        return cls(models, type_names, r_max, device, files, skin_A, committee_eval, chunks)
+
+    @staticmethod
+    def _load_eager_member(f: Path, matmul_contractions: bool):
+        """One packaged or checkpointed member in eval mode (one clear line for a file that is not a model)."""
+        from nequip.model.saved_models.load_utils import load_saved_model
+
+        from deepeut.training.contract import use_matmul_contractions
+
+        try:
+            model = load_saved_model(str(f), compile_mode="eager")
+        except Exception as exc:  # a truncated zip, a foreign file, a checkpoint of another nequip version
+            msg = (str(exc).strip().splitlines() or [""])[0]
+            raise EnsembleError(
+                f"{f}: cannot load this model ({type(exc).__name__}: {msg}); the file is "
+                "corrupted or not a nequip model: retrain the member or pass another ensemble"
+            ) from None
+        model.eval()
+        if matmul_contractions:
+            use_matmul_contractions(model)
+        return model
 
     def graphs(self, frames: Sequence) -> Dict:
         """One batched nequip graph of ``frames`` (ase.Atoms) with neighbour lists, on the device."""
