@@ -194,11 +194,42 @@ def committee_cost(args, atoms) -> None:
         ", the stock committee would cost "
         f"{(rows[1][1] + 3 * (rows[3][1] - rows[0][1])) / rows[0][1]:.2f}× this member"
     )
+    concurrent_members_cost(args, atoms)
     if args.compiled:
         print(
             f"  compiled / eager: member {rows[4][1] / rows[0][1]:.2f}×, committee {rows[5][1] / rows[1][1]:.2f}× "
             f"(ASE); compiled committee / compiled member {rows[5][1] / rows[4][1]:.2f}×"
         )
+
+
+def concurrent_members_cost(args, atoms) -> None:
+    """ms of the members' networks alone on one shared graph: one member, the three one after another, and the three
+    from concurrent Python threads (torch ops release the GIL), so the committee's floor on this device shows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from nequip.data import AtomicDataDict
+
+    from deepeut.training.potential import Ensemble
+
+    ensemble = Ensemble.load(args.ensemble, device=args.device)
+    graph = ensemble.graphs([atoms])
+
+    def member_call(model):  # each call differentiates its own copy of the positions
+        data = dict(graph)
+        data[AtomicDataDict.POSITIONS_KEY] = graph[AtomicDataDict.POSITIONS_KEY].detach().clone()
+        return model(data)
+
+    models = ensemble.models
+    with ThreadPoolExecutor(len(models)) as pool:
+        t_one = timed(lambda k: member_call(models[0]), args.calls, args.device)
+        t_loop = timed(lambda k: [member_call(m) for m in models], args.calls, args.device)
+        t_pool = timed(lambda k: list(pool.map(member_call, models)), args.calls, args.device)
+    print(
+        f"  networks only, shared graph ({torch.get_num_threads()} torch threads): one member {t_one:.1f} ms, "
+        f"{len(models)} one after another {t_loop:.1f} ({t_loop / t_one:.2f}×), "
+        f"{len(models)} from concurrent threads {t_pool:.1f} ({t_pool / t_one:.2f}×)"
+    )
 
 
 def batched_replicas_cost(args, atoms) -> None:
