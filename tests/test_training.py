@@ -71,7 +71,11 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
 def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_without_a_logger(tmp_path):
     """A campaign resumed on a fresh machine warm-starts from committed packages (model.nequip.zip only); the
     manifest's test metrics come from the CSV metrics, which are written even with logger=none."""
-    res = run_cli(  # NMA: its packed ensemble was trained on the demo data this warm start trains on
+    from ase.io import read
+
+    from deepeut.training.potential import Ensemble
+
+    res = run_cli(  # NMA's shipped (campaign) ensemble, warm-started on the shipped demo data
         "stage=train",
         "system=nma",
         "train.ensemble_size=1",
@@ -85,8 +89,12 @@ def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_witho
     )
     assert res.returncode == 0, res.stderr[-3000:]
     member = json.loads((tmp_path / "ensemble.json").read_text())["members"][0]
-    shipped = json.loads((ROOT / "deepeut/models/nma/ensemble.json").read_text())["members"][0]
-    assert member["test_metrics"]["forces_rmse"] < 1.5 * shipped["test_metrics"]["forces_rmse"]
+    # the shipped member 0 on the same test frames: one epoch from its weights stays near it (from random weights
+    # one epoch gives several times its error)
+    frames = read(tmp_path / "data" / "test.extxyz", ":")
+    shipped = Ensemble.load(ROOT / "deepeut/models/nma", members=[0]).predict(frames).forces
+    errors = np.concatenate([(f[0] - a.get_forces()).ravel() for f, a in zip(shipped, frames)])
+    assert member["test_metrics"]["forces_rmse"] < 1.5 * np.sqrt(np.mean(errors**2))
 
 
 def test_plateau_schedule_is_off_for_the_paper_and_on_for_the_campaign(tmp_path):
