@@ -129,14 +129,16 @@ def bare_md_seconds(atoms, calc, steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def timed(call, calls: int, device: str) -> float:
-    """Median ms of ``call(k)``, k = 0 … calls − 1, after one warm-up call, waiting for ``device`` around each."""
+def timed(call, calls: int, device: str, warmup: int = 3) -> float:
+    """Median ms of ``call(k)``, k = 0 … calls − 1, after ``warmup`` calls (k = calls, …: the first calls of a
+    fresh model pay for allocations and thread start-up), waiting for ``device`` around each."""
     import numpy as np
     import torch
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    call(0)
+    for k in range(warmup):
+        call(calls + k)
     times = []
     for k in range(calls):
         sync()
@@ -157,6 +159,11 @@ def committee_cost(args, atoms) -> None:
     from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.potential import Ensemble
 
+    warm = atoms.copy()  # the process's first model calls are slower (thread pools, allocator): pay them here
+    warm.calc = Ensemble.load(args.ensemble, device=args.device).calculator()
+    for k in range(5):
+        warm.rattle(1e-4, seed=1000 + k)
+        warm.get_forces()
     rows = []
     cases = [
         ("one member", 0, "loop", True, False),
