@@ -171,11 +171,18 @@ def test_md_choice_without_stage_is_the_main_job():
     assert paper.md.ensemble_member == 0  # one potential drives the paper's MD
 
 
-def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tmp_path):
+def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tmp_path, tmp_path_factory, monkeypatch):
     import os
 
     from deepeut.pipeline.workflow import find_ensemble
-    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training import embedded
+
+    # the shipped manifests without their validation records (those change with every campaign)
+    MODELS_DIR = tmp_path_factory.mktemp("shipped")  # outside the searched outputs
+    for system in ("nma", "act"):
+        (MODELS_DIR / system).mkdir(parents=True)
+        shutil.copy(embedded.MODELS_DIR / system / "ensemble.json", MODELS_DIR / system)
+    monkeypatch.setattr(embedded, "MODELS_DIR", MODELS_DIR)
 
     def manifest(path: Path, system: str, complete: bool, mtime: float, rmse=None):
         path.mkdir(parents=True)
