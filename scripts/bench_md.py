@@ -159,8 +159,9 @@ def committee_cost(args, atoms) -> None:
     from deepeut.md.engines.torchsim import torchsim_model
     from deepeut.training.potential import Ensemble
 
+    committee = Ensemble.load(args.ensemble, device=args.device)
     warm = atoms.copy()  # the process's first model calls are slower (thread pools, allocator): pay them here
-    warm.calc = Ensemble.load(args.ensemble, device=args.device).calculator()
+    warm.calc = committee.calculator()
     for k in range(5):
         warm.rattle(1e-4, seed=1000 + k)
         warm.get_forces()
@@ -201,7 +202,7 @@ def committee_cost(args, atoms) -> None:
         ", the stock committee would cost "
         f"{(rows[1][1] + 3 * (rows[3][1] - rows[0][1])) / rows[0][1]:.2f}× this member"
     )
-    concurrent_members_cost(args, atoms)
+    concurrent_members_cost(args, committee, atoms)
     if args.compiled:
         print(
             f"  compiled / eager: member {rows[4][1] / rows[0][1]:.2f}×, committee {rows[5][1] / rows[1][1]:.2f}× "
@@ -209,7 +210,7 @@ def committee_cost(args, atoms) -> None:
         )
 
 
-def concurrent_members_cost(args, atoms) -> None:
+def concurrent_members_cost(args, ensemble, atoms) -> None:
     """ms of the members' networks alone on one shared graph: one member, the three one after another, and the three
     from concurrent Python threads (torch ops release the GIL), so the committee's floor on this device shows."""
     from concurrent.futures import ThreadPoolExecutor
@@ -217,9 +218,6 @@ def concurrent_members_cost(args, atoms) -> None:
     import torch
     from nequip.data import AtomicDataDict
 
-    from deepeut.training.potential import Ensemble
-
-    ensemble = Ensemble.load(args.ensemble, device=args.device)
     graph = ensemble.graphs([atoms])
 
     def member_call(model):  # each call differentiates its own copy of the positions
