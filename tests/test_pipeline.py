@@ -226,6 +226,40 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
     assert find_ensemble(load_config("system=act", "committee=embedded"))[0] == MODELS_DIR / "act"
 
 
+def rewrite_package_entry(package: Path, suffix: str, change) -> None:
+    """Rewrite the entry of the zip ``package`` whose name ends with ``suffix`` by ``change`` (bytes → bytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(package) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    with zipfile.ZipFile(package, "w") as zout:
+        for info, data in entries:
+            zout.writestr(info, change(data) if info.filename.endswith(suffix) else data)
+
+
+def test_a_packed_committee_hashes_as_its_training_folder_so_its_validation_runs_are_found_again(tmp_path):
+    """Packing cuts machine paths from each member's training config and rewrites the manifest; what the committee
+    computes is unchanged, and so is its digest (the key of its MD and validation runs)."""
+    from deepeut.training.embedded import MODELS_DIR, pack
+    from deepeut.training.potential import ensemble_digest
+
+    trained = tmp_path / "al" / "iter_3" / "train"
+    shutil.copytree(MODELS_DIR / "ura", trained)
+    for member in ("member_0", "member_1", "member_2"):  # as a training folder has it: absolute paths of the machine
+        rewrite_package_entry(
+            trained / member / "model.nequip.zip",
+            "model/config.yaml",
+            lambda b: b + f"\nsave_dir: {tmp_path}/machine/only/{member}\n".encode(),
+        )
+    packed = pack(trained, tmp_path / "models" / "ura")
+    assert ensemble_digest(packed) == ensemble_digest(trained) != ensemble_digest(MODELS_DIR / "ura")
+    import zipfile
+
+    with zipfile.ZipFile(packed / "member_2" / "model.nequip.zip") as z:
+        config = z.read(next(n for n in z.namelist() if n.endswith("model/config.yaml"))).decode()
+    assert str(tmp_path) not in config and "save_dir: only/member_2" in config
+
+
 def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_used(tmp_path):
 
     from deepeut.training.embedded import MODELS_DIR
@@ -237,8 +271,9 @@ def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_
     copy = tmp_path / "ura"
     shutil.copytree(MODELS_DIR / "ura", copy)
     before = ensemble_digest(copy)
-    with open(copy / "member_1" / "model.nequip.zip", "ab") as f:
-        f.write(b"\0")
+    rewrite_package_entry(
+        copy / "member_1" / "model.nequip.zip", ".data/7.storage", lambda b: bytes([b[0] ^ 1]) + b[1:]
+    )
     assert ensemble_digest(copy) != before  # cached MD of the old weights is not reused
     m = json.loads((copy / "ensemble.json").read_text())
     m["type_names"] = ["C", "H", "N", "O"]

@@ -22,7 +22,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 from deepeut.training.members import MANIFEST
 from deepeut.utils.io import atomic_path, write_json_atomic
@@ -60,15 +60,22 @@ def relative_or_short(path: str, root: Path = REPO_ROOT) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else without_machine_path(path)
 
 
-def copy_package_without_machine_paths(src: Path, dest: Path, root: Path = REPO_ROOT) -> None:
-    """Copy the nequip package ``src`` (``*.nequip.zip``) to ``dest`` entry by entry, with every absolute path in its
+def package_entries(src: Path, root: Path = REPO_ROOT) -> Iterator[Tuple[zipfile.ZipInfo, bytes]]:
+    """The entries of the nequip package ``src`` (``*.nequip.zip``) in stored order, with every absolute path in its
     training config (``model/config.yaml``: data files, save dirs, the warm-start package) made relative to ``root``
-    or cut to its last two components; weights and code are copied byte for byte."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+    or cut to its last two components; weights and code byte for byte."""
+    with zipfile.ZipFile(src) as zin:
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename.endswith("model/config.yaml"):
                 data = ABSOLUTE_PATH.sub(lambda m: relative_or_short(m.group(0), root), data.decode()).encode()
+            yield info, data
+
+
+def copy_package_without_machine_paths(src: Path, dest: Path, root: Path = REPO_ROOT) -> None:
+    """Copy the nequip package ``src`` to ``dest`` as :func:`package_entries` gives it."""
+    with zipfile.ZipFile(dest, "w") as zout:
+        for info, data in package_entries(src, root):
             zout.writestr(info, data, compress_type=info.compress_type)
 
 

@@ -103,15 +103,26 @@ def check_ensemble_system(path: str | Path, system) -> None:
 
 
 def ensemble_digest(path: str | Path) -> str:
-    """Content hash (16 hex digits) of the manifest and every member's model file: a changed or damaged member
-    changes it, so cached MD is never reused for other weights."""
+    """Content hash (16 hex digits) of what the ensemble computes: its member folders, atom types and cutoff, and
+    every member's model (a package entry by entry, its training config's machine paths cut as packing cuts them).
+    Changed weights change it, so cached MD is never reused for other weights; a committee hashes alike in its
+    training folder and packed into ``deepeut/models``, so its validation runs are found again after packing."""
     import hashlib
+    import zipfile
 
-    h = hashlib.sha256(manifest_path(path).read_bytes())
+    from deepeut.training.embedded import package_entries
+
+    manifest = json.loads(manifest_path(path).read_text())
+    computes = {k: manifest.get(k) for k in ("type_names", "r_max_A")}
+    computes["members"] = [m["dir"] for m in manifest["members"]]
+    h = hashlib.sha256(json.dumps(computes, sort_keys=True).encode())
     for f in member_model_files(path):
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        if zipfile.is_zipfile(f):
+            for info, data in package_entries(f):
+                h.update(info.filename.encode())
+                h.update(data)
+        else:
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
