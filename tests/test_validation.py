@@ -197,3 +197,59 @@ def test_the_stored_run_is_rechecked_for_changed_molecules(tmp_path):
     t, reason = molecule_failure(_trajectory(tmp_path / "bad.h5", frames, box), rec, every=1)
     assert t == pytest.approx(0.04) and "urea but not its bonds" in reason
     assert molecule_failure(_trajectory(tmp_path / "good.h5", [pos.copy()] * 8, box), rec, every=1) is None
+
+
+def _record(scale: str, stable: dict, rmse: float, coverage: float = 0.9, cn: float = 4.0) -> dict:
+    """A validation record of the shape stage=validate writes (values made up for this test)."""
+    drivers = []
+    for driver, (ran, failed_at) in stable.items():
+        run = {
+            "ps_run": ran,
+            "stable_ps": failed_at if failed_at is not None else ran,
+            "failed_at_ps": failed_at,
+            "reason": "" if failed_at is None else "molecules changed: a urea H bonded to its carbon",
+            "closest_A": {"Li-O": 1.6, "H-O": 1.6},
+            "li_o": {"first_peak_A": 1.9, "r_c_A": 2.6, "cn": cn},
+        }
+        drivers.append({"driver": driver, "runs": [run]})
+    models = {f"member_{k}": {"forces_rmse_eV_A": rmse + 0.01 * k} for k in range(3)}
+    return {"scale": scale, "drivers": drivers, "scores": {"models": models, "conformal": {"coverage": coverage}}}
+
+
+def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
+    """README's targets table from the shipped records: a record meeting every target shows none missed; a failed
+    member 0, a short run, a force error, a coverage or CN outside its range and a box never validated are named;
+    the loop's verdict comes from its history."""
+    from deepeut.validation.targets import al_verdict, targets_table
+
+    models = tmp_path / "models" / "ura"
+    models.mkdir(parents=True)
+    records = {
+        "tiny": _record("tiny", {"committee": (10.0, None), "0": (10.0, None)}, rmse=0.07),
+        "small": _record("small", {"committee": (5.0, None), "0": (5.0, 0.8)}, rmse=0.12, coverage=0.97),
+    }
+    records["train"] = _record("train", {"committee": (1.5, None)}, rmse=0.05, cn=3.2)
+    for scale, rec in records.items():
+        (models / f"validation_{scale}.json").write_text(json.dumps(rec))
+    (tmp_path / "models" / "act").mkdir()
+    history = {"segments": [{"iterations": [{"iteration": 0, "explored": 606, "calibration_excluded": 12,
+                                             "selected": 97}]}]}  # fmt: skip
+    campaign = tmp_path / "campaign" / "ura"
+    campaign.mkdir(parents=True)
+    (campaign / "al_history.json").write_text(json.dumps(history))
+
+    rows = {
+        (line.split(" | ")[0][2:], line.split(" | ")[1]): line.split(" | ")[-1].rstrip(" |")
+        for line in targets_table(["ura", "act"], tmp_path / "models", tmp_path / "campaign").splitlines()
+        if line.startswith("| ura") or line.startswith("| act")
+    }
+    assert rows[("ura", "tiny (2 ion pairs)")] == "—"
+    small = rows[("ura", "4 ion pairs")]
+    assert "member 0 fails at 0.8 ps (molecules changed" in small
+    assert "force RMSE up to 0.140 > 0.1 eV/Å" in small and "coverage 0.97 outside 0.85–0.95" in small
+    train = rows[("ura", "training box (8 ion pairs)")]
+    assert "committee ran 1.5 of 2 ps" in train and "member 0 not run" in train and "CN committee 3.20" in train
+    assert rows[("act", "tiny (2 ion pairs)")] == "not validated at this box"
+    assert "selected 97 of 594 explored frames (16 %)" in al_verdict(history)
+    history["segments"].append({"iterations": [{"iteration": 0, "stop": "3 of 594 (0.5 %) < 5 %"}]})
+    assert al_verdict(history) == "stopped by its rule (segment 2, iteration 0: 3 of 594 (0.5 %) < 5 %)"
