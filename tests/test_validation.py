@@ -253,3 +253,16 @@ def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
     assert "selected 97 of 594 explored frames (16 %)" in al_verdict(history)
     history["segments"].append({"iterations": [{"iteration": 0, "stop": "3 of 594 (0.5 %) < 5 %"}]})
     assert al_verdict(history) == "stopped by its rule (segment 2, iteration 0: 3 of 594 (0.5 %) < 5 %)"
+
+
+def test_readme_shows_the_targets_table_of_the_shipped_records():
+    """README's targets table is the one the shipped records give (regenerate it with the command in its marker
+    after committing new validation records or loop histories); writing it twice changes nothing."""
+    from conftest import ROOT
+
+    from deepeut.validation.targets import replace_between_markers, targets_table
+
+    readme = (ROOT / "README.md").read_text()
+    table = targets_table()
+    assert replace_between_markers(readme, table) == readme
+    assert replace_between_markers(replace_between_markers(readme, "old"), table) == readme

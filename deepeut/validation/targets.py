@@ -7,7 +7,8 @@ box); a total Li–O coordination number in 3.5–5.0; conformal coverage of ũ 
 every member ≤ 0.10 eV/Å on fresh reference labels of the runs' own frames. Per system, the active-learning history
 (``deepeut/data/campaign/<system>/al_history.json``): did a loop segment stop by its rule? Nothing is recomputed.
 
-    python -m deepeut.validation.targets            # the table README shows, from the shipped records
+    python -m deepeut.validation.targets                    # print the table, from the shipped records
+    python -m deepeut.validation.targets --readme README.md  # rewrite it between README's markers
 """
 
 from __future__ import annotations
@@ -148,13 +149,30 @@ def targets_table(
     return "\n".join(lines + [""] + verdicts)
 
 
+MARKERS = ("<!-- targets table: python -m deepeut.validation.targets --readme README.md -->", "<!-- end targets -->")
+
+
+def replace_between_markers(text: str, table: str) -> str:
+    """``text`` with what stands between the two :data:`MARKERS` replaced by ``table``."""
+    begin, end = MARKERS
+    if begin not in text or end not in text:
+        raise SystemExit(f"the markers {begin} … {end} are not in the file")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--systems", nargs="+", default=["ura", "act", "nma"])
     p.add_argument("--models", type=Path, default=MODELS_DIR, help="folder of <system>/validation_<scale>.json")
     p.add_argument("--campaign", type=Path, default=CAMPAIGN_DIR, help="folder of <system>/al_history.json")
+    p.add_argument("--readme", type=Path, help="write the table between the markers of this file instead")
     a = p.parse_args(argv)
-    print(targets_table(a.systems, a.models, a.campaign))
+    table = targets_table(a.systems, a.models, a.campaign)
+    if a.readme:
+        a.readme.write_text(replace_between_markers(a.readme.read_text(), table))
+    else:
+        print(table)
 
 
 if __name__ == "__main__":
