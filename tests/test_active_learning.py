@@ -343,3 +343,36 @@ def test_a_packed_committee_keeps_its_test_rmse_in_the_loop_record():
 
     rmse = objective(committee_members(ROOT / "deepeut" / "models" / "ura"))
     assert 0.05 < rmse < 1.0
+
+
+def test_a_loop_resumed_from_a_snapshot_first_retrains_on_labels_its_committee_never_saw(tmp_path, monkeypatch):
+    """A campaign snapshot can hold labels of an iteration whose retraining never finished; iteration 0 then
+    retrains the committed committee (warm) instead of exploring again with it, and links it when it saw them all."""
+    import json
+
+    import deepeut.training.task
+    from conftest import ROOT, load_config
+    from deepeut.active_learning.loop import step_train, train_labels_unseen_by
+    from deepeut.data.demo import unpack
+    from deepeut.stage_io import EnsembleRef
+
+    store = tmp_path / "store"
+    unpack(ROOT / "deepeut" / "data" / "demo" / "ura", store)  # the 45 + 15 shipped demo labels
+    committee = tmp_path / "committee"
+    committee.mkdir()
+    manifest = committee / "ensemble.json"
+    trained = []
+    monkeypatch.setattr(deepeut.training.task, "run_train", lambda cfg, data, out, init: trained.append(init))
+    cfg = load_config("stage=al", "al=campaign")
+
+    manifest.write_text(json.dumps({"dataset": {"n_train": 45}}))
+    assert train_labels_unseen_by(committee, store) == 0
+    step_train(cfg, tmp_path / "a" / "iter_0", store, 0, EnsembleRef(committee))
+    assert (tmp_path / "a" / "iter_0" / "train").resolve() == committee.resolve() and trained == []
+
+    manifest.write_text(json.dumps({"dataset": {"n_train": 40}}))
+    assert train_labels_unseen_by(committee, store) == 5
+    step_train(cfg, tmp_path / "b" / "iter_0", store, 0, EnsembleRef(committee))
+    assert trained and trained[0].path == committee  # warm from the committed committee
+    manifest.write_text(json.dumps({}))  # a manifest that does not say what it trained on: linked as before
+    assert train_labels_unseen_by(committee, store) == 0

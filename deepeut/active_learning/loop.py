@@ -5,7 +5,8 @@ Layout (``out`` = the stage folder)::
     al_state.json           {"iteration", "step", "stopped", "history"} — rewritten atomically after every step
     data/                   the dataset store (initial data imported once, then calibration and selected labels)
     iter_<k>/train/         the ensemble of iteration k (stage=train layout; iteration 0 trains on the initial data,
-                            or is a link to al.initial_ensemble)
+                            or is a link to al.initial_ensemble, retrained first when the store holds training
+                            labels it never saw)
     iter_<k>/explore/       exploration MD (stage=md layout, al.explore_* settings; a run that fails a safety check
                             keeps its frames up to the failure: md.on_unstable=truncate)
     iter_<k>/uncertainty.npz  per exploration frame: run, frame, max u and per-atom u (eV/Å)
@@ -85,18 +86,40 @@ def initial_store(cfg: Config, dataset: Dataset, out: Path) -> Path:
     return root
 
 
+def train_labels_unseen_by(ensemble: Path, store: Path) -> int:
+    """Training structures of the store beyond those ``ensemble`` trained on (its manifest's ``dataset.n_train``;
+    0 when it does not say): labels of a loop that was killed after labeling, restored from a campaign snapshot."""
+    from deepeut.data.store import open_store
+    from deepeut.training.members import MANIFEST
+
+    seen = json.loads((Path(ensemble) / MANIFEST).read_text()).get("dataset", {}).get("n_train")
+    if seen is None:
+        return 0
+    s = open_store(store)
+    try:
+        return max(0, len(s.rows("train")) - int(seen))
+    finally:
+        s.close()
+
+
 def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int, initial: Optional[EnsembleRef] = None) -> None:
     """Train iteration k's ensemble on the store; ``al.retrain=warm`` starts from iteration k−1's members.
-    Iteration 0 links ``initial`` when given (an ensemble trained on the loop's initial data)."""
+    Iteration 0 links ``initial`` when given, unless the store holds training labels ``initial`` never saw: then it
+    is retrained on them first (warm from ``initial`` with ``al.retrain=warm``), so that the loop does not explore
+    again with a committee that ignores its last labels."""
     from deepeut.training.task import run_train
 
-    if iteration == 0 and initial is not None:
-        it_dir.mkdir(parents=True, exist_ok=True)
-        if not (it_dir / "train").exists():
-            (it_dir / "train").symlink_to(Path(initial.path).resolve())
-        return
     init = None
-    if cfg.al.retrain == "warm" and iteration > 0:
+    if iteration == 0 and initial is not None:
+        unseen = train_labels_unseen_by(initial.path, store) if not (it_dir / "train").is_symlink() else 0
+        if unseen == 0:
+            it_dir.mkdir(parents=True, exist_ok=True)
+            if not (it_dir / "train").exists():
+                (it_dir / "train").symlink_to(Path(initial.path).resolve())
+            return
+        log.info("%s trained on %d fewer training labels than the store holds: retraining first", initial.path, unseen)
+        init = initial if cfg.al.retrain == "warm" else None
+    elif cfg.al.retrain == "warm" and iteration > 0:
         init = EnsembleRef(it_dir.parent / f"iter_{iteration - 1}" / "train")
     run_train(cfg, Dataset(store), it_dir / "train", init)
 
