@@ -5,7 +5,8 @@
 #                it or goes on labeling its committed sources (classical liquids + GFN2-xTB);
 #   2. train:    3 × allegro_small on it (train=campaign), unless the committed snapshot has an ensemble
 #                (deepeut/data/campaign/<system>/ensemble/, from an earlier session): then the loop warm-starts
-#                from it and nothing is trained from scratch again;
+#                from it and nothing is trained from scratch again (its iteration 0 retrains it first when the
+#                snapshot holds training labels it never saw);
 #   3. al:       the active-learning loop (al=campaign) at scale=tiny (AL_SCALE=small: the 4-ion-pair box) from the
 #                classical liquids, warm-started retraining (AL_EPOCHS per member per iteration); the store, the newest complete iteration's
 #                ensemble and the history are packed into deepeut/data/campaign/<system>/ after the loop (commit
