@@ -115,3 +115,22 @@ def ensemble_dir(tmp_path_factory) -> Path:
     res = run_cli("stage=train", "train.max_epochs=2", f"output_dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
     return out
+
+
+def rewrite_zip_entry(archive: Path, suffix: str, change) -> None:
+    """Rewrite the entry of the zip ``archive`` (a nequip package or a checkpoint) whose name ends with ``suffix``
+    by ``change`` (bytes → bytes); an empty ``suffix`` rewrites the largest entry."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    target = max(entries, key=lambda e: len(e[1]))[0].filename if not suffix else None
+    with zipfile.ZipFile(archive, "w") as zout:
+        for info, data in entries:
+            hit = info.filename == target if target else info.filename.endswith(suffix)
+            zout.writestr(info, change(data) if hit else data)
+
+
+def change_weights(model_file: Path) -> None:
+    """Flip one bit of the largest tensor of a saved model: other weights, same layout."""
+    rewrite_zip_entry(model_file, "", lambda b: bytes([b[0] ^ 1]) + b[1:])

@@ -696,6 +696,7 @@ def test_md_output_of_another_potential_is_not_resumed(ensemble_dir, tmp_path):
     from deepeut.config.schema import ConfigError
     from deepeut.md.engines import Potential
     from deepeut.md.task import claim_output_for
+    from conftest import change_weights
     from deepeut.training.potential import member_model_files
 
     out = tmp_path / "md"
@@ -706,7 +707,7 @@ def test_md_output_of_another_potential_is_not_resumed(ensemble_dir, tmp_path):
     retrained = tmp_path / "retrained"
     shutil.copytree(ensemble_dir, retrained)
     model = member_model_files(retrained)[0]
-    model.write_bytes(model.read_bytes() + b"\0")  # other bytes: other weights as far as the digest can tell
+    change_weights(model)  # other weights
     with pytest.raises(ConfigError, match="pass a new output_dir"):
         claim_output_for(out, Potential(retrained, None))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import kill_when, load_config, run_cli, start_cli
+from conftest import change_weights, kill_when, load_config, rewrite_zip_entry, run_cli, start_cli
 from deepeut.pipeline.cache import DONE, StageCache, stage_key
 
 
@@ -226,17 +226,6 @@ def test_main_job_picks_the_most_accurate_complete_ensemble_by_a_printed_rule(tm
     assert find_ensemble(load_config("system=act", "committee=embedded"))[0] == MODELS_DIR / "act"
 
 
-def rewrite_package_entry(package: Path, suffix: str, change) -> None:
-    """Rewrite the entry of the zip ``package`` whose name ends with ``suffix`` by ``change`` (bytes → bytes)."""
-    import zipfile
-
-    with zipfile.ZipFile(package) as zin:
-        entries = [(info, zin.read(info)) for info in zin.infolist()]
-    with zipfile.ZipFile(package, "w") as zout:
-        for info, data in entries:
-            zout.writestr(info, change(data) if info.filename.endswith(suffix) else data)
-
-
 def test_a_packed_committee_hashes_as_its_training_folder_so_its_validation_runs_are_found_again(tmp_path):
     """Packing cuts machine paths from each member's training config and rewrites the manifest; what the committee
     computes is unchanged, and so is its digest (the key of its MD and validation runs)."""
@@ -246,7 +235,7 @@ def test_a_packed_committee_hashes_as_its_training_folder_so_its_validation_runs
     trained = tmp_path / "al" / "iter_3" / "train"
     shutil.copytree(MODELS_DIR / "ura", trained)
     for member in ("member_0", "member_1", "member_2"):  # as a training folder has it: absolute paths of the machine
-        rewrite_package_entry(
+        rewrite_zip_entry(
             trained / member / "model.nequip.zip",
             "model/config.yaml",
             lambda b: b + f"\nsave_dir: {tmp_path}/machine/only/{member}\n".encode(),
@@ -271,9 +260,7 @@ def test_an_ensemble_of_another_system_or_with_a_changed_member_is_not_silently_
     copy = tmp_path / "ura"
     shutil.copytree(MODELS_DIR / "ura", copy)
     before = ensemble_digest(copy)
-    rewrite_package_entry(
-        copy / "member_1" / "model.nequip.zip", ".data/7.storage", lambda b: bytes([b[0] ^ 1]) + b[1:]
-    )
+    change_weights(copy / "member_1" / "model.nequip.zip")
     assert ensemble_digest(copy) != before  # cached MD of the old weights is not reused
     m = json.loads((copy / "ensemble.json").read_text())
     m["type_names"] = ["C", "H", "N", "O"]
