@@ -111,7 +111,9 @@ def step_train(cfg: Config, it_dir: Path, store: Path, iteration: int, initial: 
 
     init = None
     if iteration == 0 and initial is not None:
-        unseen = train_labels_unseen_by(initial.path, store) if not (it_dir / "train").is_symlink() else 0
+        if (it_dir / "train").is_symlink():  # linked already
+            return
+        unseen = train_labels_unseen_by(initial.path, store)
         if unseen == 0:
             it_dir.mkdir(parents=True, exist_ok=True)
             if not (it_dir / "train").exists():

@@ -39,11 +39,15 @@ class Section:
     blocks: List[Block] = field(default_factory=list)
 
 
+def markdown_table(table: Table) -> str:
+    lines = ["| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
 def _md_block(b: Block, base: Path) -> str:
     if isinstance(b, Table):
-        lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in b.rows]
-        return "\n".join(lines)
+        return markdown_table(b)
     if isinstance(b, Figure):
         return f"![{b.caption}]({os.path.relpath(b.path, base)})\n\n*{b.caption}*"
     if isinstance(b, Pre):

@@ -7,7 +7,6 @@ Everything is read from the stages' own output files (documented in their module
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 from deepeut.config.schema import Config
 from deepeut.report.document import Figure, Pre, Section, Table, to_html, to_markdown
-from deepeut.utils.io import write_text_atomic
+from deepeut.utils.io import read_json, write_text_atomic
 from deepeut.utils.units import ev_to_kcal_per_mol
 
 TABLE_TITLES = {
@@ -23,10 +22,6 @@ TABLE_TITLES = {
     "II": "Table II: self-diffusion (Green–Kubo, 1e-11 m²/s), t+, τ_Li-amide and τ_R (ns)",
     "III": "Table III: ionic conductivity (S/m), σ/σ_NE",
 }
-
-
-def _read(path: Path) -> Optional[Dict]:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _num(x, fmt: str = ".3g") -> str:
@@ -53,7 +48,7 @@ def run_section(cfg: Config, extra: Dict) -> Section:
 def trust_section(cfg: Config, extra: Dict, an_dir: Optional[Path]) -> Section:
     """What this run can and cannot tell you: reference method, size, length, and how many numbers converged."""
     items = []
-    manifest = _read(Path(extra["ensemble"]) / "ensemble.json") if extra.get("ensemble") else None
+    manifest = read_json(Path(extra["ensemble"]) / "ensemble.json") if extra.get("ensemble") else None
     origin = str((manifest or {}).get("dataset", {}).get("origin", ""))
     rmse = [m.get("test_metrics", {}).get("forces_rmse") for m in (manifest or {}).get("members", [])]
     rmse = [r for r in rmse if r is not None]
@@ -72,7 +67,7 @@ def trust_section(cfg: Config, extra: Dict, an_dir: Optional[Path]) -> Section:
         f"Box: {cfg.scale.n_ion_pairs} ion pairs (the paper's MD: 128); MD: {cfg.md.replicas} replica(s) "
         f"of {cfg.md.duration_ps:g} ps (the paper: 3 × 2–3 ns)."
     )
-    tabs = _read(an_dir / "tables.json") if an_dir is not None else None
+    tabs = read_json(an_dir / "tables.json") if an_dir is not None else None
     if tabs:
         rows = [(k, r) for t in tabs.values() for k, r in t.items() if r.get("ours") is not None]
         bad = [k for k, r in rows if r.get("converged") is False]
@@ -87,7 +82,7 @@ def trust_section(cfg: Config, extra: Dict, an_dir: Optional[Path]) -> Section:
         )
         from deepeut.analysis.convergence import short_contacts
 
-        results = [r for p in sorted(an_dir.glob("replica_*/results.json")) if (r := _read(p))]
+        results = [r for p in sorted(an_dir.glob("replica_*/results.json")) if (r := read_json(p))]
         items += [f"**WARNING: {w}.**" for w in short_contacts(results, cfg.validate.min_contact_A)]
     return Section("What this run can and cannot tell you", items)
 
@@ -98,7 +93,7 @@ def stages_section(records: Sequence) -> Section:
 
 
 def model_sections(ensemble: Path, scale: str) -> List[Section]:
-    m = _read(ensemble / "ensemble.json")
+    m = read_json(ensemble / "ensemble.json")
     if m is None:
         return []
     d = m.get("dataset", {})
@@ -147,7 +142,7 @@ def model_sections(ensemble: Path, scale: str) -> List[Section]:
 def validation_section(ensemble: Path, scale: str) -> Section:
     """The ensemble's validation records (``validation_<scale>.json`` beside its manifest, from stage=validate),
     and a warning when it was never validated at the box size being run."""
-    records = {p.stem.split("_", 1)[1]: _read(p) for p in sorted(Path(ensemble).glob("validation_*.json"))}
+    records = {p.stem.split("_", 1)[1]: read_json(p) for p in sorted(Path(ensemble).glob("validation_*.json"))}
     items = []
     for sc, v in records.items():
         for d in v.get("drivers", []):
@@ -168,7 +163,7 @@ def validation_section(ensemble: Path, scale: str) -> Section:
 
 
 def al_section(al_dir: Path) -> Optional[Section]:
-    state = _read(al_dir / "al_state.json")
+    state = read_json(al_dir / "al_state.json")
     if state is None:
         return None
     rows = [
@@ -213,7 +208,7 @@ def al_section(al_dir: Path) -> Optional[Section]:
 
 
 def md_section(md_dir: Path) -> Optional[Section]:
-    md = _read(md_dir / "md.json")
+    md = read_json(md_dir / "md.json")
     if md is None:
         return None
     rows = [
@@ -264,7 +259,7 @@ def md_section(md_dir: Path) -> Optional[Section]:
 def tables_sections(an_dir: Path) -> List[Section]:
     """Tables I–III: converged numbers beside the paper's; numbers that are not converged (or not computed) apart,
     without the paper's value, each with its reason."""
-    tabs = _read(an_dir / "tables.json")
+    tabs = read_json(an_dir / "tables.json")
     if tabs is None:
         return []
     out = []
@@ -304,7 +299,7 @@ def tables_sections(an_dir: Path) -> List[Section]:
                 ),
             ]
         out.append(Section(TABLE_TITLES.get(name, name), blocks))
-    captions = _read(an_dir / "captions.json") or {}
+    captions = read_json(an_dir / "captions.json") or {}
     figs = [Figure(p, captions.get(p.name, p.stem.replace("_", " "))) for p in sorted(an_dir.glob("*.png"))]
     if figs:
         out.append(Section("Figures", figs))

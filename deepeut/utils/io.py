@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 
 _UMASK = os.umask(0)
@@ -39,6 +39,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Optional[Dict]:
+    """The JSON object in ``path``, or None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence) -> Path:

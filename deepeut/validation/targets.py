@@ -14,11 +14,12 @@ every member ≤ 0.10 eV/Å on fresh reference labels of the runs' own frames. P
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from deepeut.report.document import Table, markdown_table
 from deepeut.training.embedded import MODELS_DIR
+from deepeut.utils.io import read_json, write_text_atomic
 
 CAMPAIGN_DIR = MODELS_DIR.parent / "data" / "campaign"
 #: stability target per box size (ps without failure, committee mean and member 0)
@@ -45,6 +46,12 @@ def driver_stability(driver: Dict, target_ps: float) -> tuple[str, List[str]]:
     return f"{stable:.3g} of {ran:.3g} ps", short
 
 
+def outside(name: str, value: float, bounds: tuple[float, float]) -> List[str]:
+    """The miss of a value outside its target range (none when inside)."""
+    lo, hi = bounds
+    return [] if lo <= value <= hi else [f"{name} {value:.2f} outside {lo:g}–{hi:g}"]
+
+
 def mean_cn(driver: Dict) -> float:
     cns = [r["li_o"]["cn"] for r in driver["runs"]]
     return sum(cns) / len(cns)
@@ -66,8 +73,7 @@ def scale_row(scale: str, record: Optional[Dict]) -> Dict[str, str]:
         misses += missed
         cn = mean_cn(drivers[key])
         row[f"CN {name}"] = f"{cn:.2f}"
-        if not CN_RANGE[0] <= cn <= CN_RANGE[1]:
-            misses.append(f"CN {name} {cn:.2f} outside {CN_RANGE[0]:g}–{CN_RANGE[1]:g}")
+        misses += outside(f"CN {name}", cn, CN_RANGE)
     closest = min(r["closest_A"].get("Li-O", float("inf")) for d in record["drivers"] for r in d["runs"])
     row["closest Li–O (Å)"] = f"{closest:.2f}"
     scores = record.get("scores") or {}
@@ -82,8 +88,7 @@ def scale_row(scale: str, record: Optional[Dict]) -> Dict[str, str]:
     coverage = (scores.get("conformal") or {}).get("coverage")
     if coverage is not None:
         row["ũ coverage"] = f"{coverage:.2f}"
-        if not COVERAGE_RANGE[0] <= coverage <= COVERAGE_RANGE[1]:
-            misses.append(f"coverage {coverage:.2f} outside {COVERAGE_RANGE[0]:g}–{COVERAGE_RANGE[1]:g}")
+        misses += outside("coverage", coverage, COVERAGE_RANGE)
     row["misses"] = "; ".join(misses) or "—"
     return row
 
@@ -106,10 +111,6 @@ def al_verdict(history: Optional[Dict]) -> str:
         f"not stopped yet: its last iteration ({last['iteration']} of segment {len(segments)}) selected "
         f"{last['selected']} of {screened} explored frames ({100 * last['selected'] / screened:.0f} %)"
     )
-
-
-def read_json(path: Path) -> Optional[Dict]:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 COLUMNS = [
@@ -135,18 +136,16 @@ def targets_table(
         f"(tiny / 4 ion pairs / training box), Li–O CN {CN_RANGE[0]:g}–{CN_RANGE[1]:g}, ũ coverage "
         f"{COVERAGE_RANGE[0]:g}–{COVERAGE_RANGE[1]:g}, force RMSE ≤ {FORCE_RMSE_MAX_EV_A:g} eV/Å per member.",
         "",
-        "| system | " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * (len(COLUMNS) + 1),
     ]
-    verdicts = []
+    rows, verdicts = [], []
     for system in systems:
         for scale in STABLE_PS:
             row = scale_row(scale, read_json(Path(models) / system / f"validation_{scale}.json"))
-            lines.append(f"| {system} | " + " | ".join(row.get(c, "") for c in COLUMNS) + " |")
+            rows.append([system] + [row.get(c, "") for c in COLUMNS])
         verdicts.append(
             f"- {system} active learning: {al_verdict(read_json(Path(campaign) / system / 'al_history.json'))}"
         )
-    return "\n".join(lines + [""] + verdicts)
+    return "\n".join(lines + [markdown_table(Table(["system"] + COLUMNS, rows)), ""] + verdicts)
 
 
 MARKERS = ("<!-- targets table: python -m deepeut.validation.targets --readme README.md -->", "<!-- end targets -->")
@@ -170,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     a = p.parse_args(argv)
     table = targets_table(a.systems, a.models, a.campaign)
     if a.readme:
-        a.readme.write_text(replace_between_markers(a.readme.read_text(), table))
+        write_text_atomic(a.readme, replace_between_markers(a.readme.read_text(), table))
     else:
         print(table)
 
