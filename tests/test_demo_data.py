@@ -52,6 +52,8 @@ def test_packed_dataset_restores_into_a_store_with_its_keys_and_provenance(tmp_p
     time.sleep(1.1)  # a gzip header would carry another second
     pack(tmp_path / "store", tmp_path / "again")  # the same content gives the same bytes: no spurious commit
     assert (tmp_path / "again" / "train.extxyz.gz").read_bytes() == first
+    # the manifest too: rows keep the creation times the packed one recorded (no whole-file diff per snapshot)
+    assert (tmp_path / "again" / "manifest.jsonl").read_text() == (src / "manifest.jsonl").read_text()
     store = open_store(tmp_path / "store")
     rows = {r["key"]: r for r in store.rows()}
     store.close()

@@ -12,7 +12,7 @@ import gzip
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 from deepeut.errors import StageError
@@ -71,16 +71,28 @@ def unpack(src: Path, store_dir: Path) -> int:
     from deepeut.data.store import open_store
 
     store = open_store(store_dir)
-    added = 0
+    added = set()
     try:
         for path in (Path(src) / f"{split}.extxyz.gz" for split in ("train", "test", "calibration")):
             if path.exists():
                 for atoms in iread(str(path), index=":", format="extxyz"):
-                    added += store.add(str(atoms.info["key"]), *stored_label(atoms))
+                    key = str(atoms.info["key"])
+                    if store.add(key, *stored_label(atoms)):
+                        added.add(key)
+        store.restore_recorded([r for r in recorded_rows(Path(src) / "manifest.jsonl") if r["key"] in added])
         store.export()
     finally:
         store.close()
-    return added
+    return len(added)
+
+
+def recorded_rows(manifest: Path) -> List[Dict]:
+    """The rows of a packed ``manifest.jsonl`` (empty when there is none)."""
+    import json
+
+    if not manifest.exists():
+        return []
+    return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
 def stored_label(atoms) -> tuple:

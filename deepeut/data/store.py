@@ -222,6 +222,17 @@ class DatasetStore:
         )
         self._db.commit()
 
+    def restore_recorded(self, rows: List[Dict]) -> None:
+        """Give stored keys the manifest values a packed manifest recorded for them (creation time, force
+        statistics computed before the extxyz round trip), so row order and a re-packed manifest stay the original
+        store's (rows of keys not stored are left out)."""
+        for r in rows:
+            cols = [c for c in r if c in COLUMNS and c != "key"]
+            if cols and self.has(r["key"]):
+                sets = ", ".join(f"{c}=?" for c in cols)
+                self._db.execute(f"UPDATE structures SET {sets} WHERE key=?", (*[r[c] for c in cols], r["key"]))
+        self._db.commit()
+
     def recover(self) -> int:
         """Index structure/failure files that workers wrote but the manifest never recorded."""
         n = 0
