@@ -102,13 +102,13 @@ def al_verdict(history: Optional[Dict]) -> str:
         for it in seg["iterations"]:
             if it.get("stop"):
                 return f"stopped by its rule (segment {k + 1}, iteration {it['iteration']}: {it['stop']})"
-    explored = [it for seg in segments for it in seg["iterations"] if it.get("explored")]
+    explored = [(k, it) for k, seg in enumerate(segments) for it in seg["iterations"] if it.get("explored")]
     if not explored:
         return "not stopped; no iteration explored yet"
-    last = explored[-1]
+    k, last = explored[-1]
     screened = last["explored"] - last.get("calibration_excluded", 0)  # the rule's denominator
     return (
-        f"not stopped yet: its last iteration ({last['iteration']} of segment {len(segments)}) selected "
+        f"not stopped yet: its last iteration ({last['iteration']} of segment {k + 1}) selected "
         f"{last['selected']} of {screened} explored frames ({100 * last['selected'] / screened:.0f} %)"
     )
 
