@@ -12,7 +12,7 @@ import gzip
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from deepeut.errors import StageError
@@ -69,6 +69,7 @@ def unpack(src: Path, store_dir: Path) -> int:
     from ase.io import iread
 
     from deepeut.data.store import open_store
+    from deepeut.utils.io import read_jsonl
 
     store = open_store(store_dir)
     added = set()
@@ -79,20 +80,11 @@ def unpack(src: Path, store_dir: Path) -> int:
                     key = str(atoms.info["key"])
                     if store.add(key, *stored_label(atoms)):
                         added.add(key)
-        store.restore_recorded([r for r in recorded_rows(Path(src) / "manifest.jsonl") if r["key"] in added])
+        store.restore_recorded([r for r in read_jsonl(Path(src) / "manifest.jsonl") if r["key"] in added])
         store.export()
     finally:
         store.close()
     return len(added)
-
-
-def recorded_rows(manifest: Path) -> List[Dict]:
-    """The rows of a packed ``manifest.jsonl`` (empty when there is none)."""
-    import json
-
-    if not manifest.exists():
-        return []
-    return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
 def stored_label(atoms) -> tuple:

@@ -7,14 +7,13 @@ saw) and returns their paths with the dataset's manifest hash. Energies are in e
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 from deepeut.data.store import StoreError, manifest_hash, open_store
-from deepeut.utils.io import atomic_path
+from deepeut.utils.io import atomic_path, read_jsonl
 from deepeut.utils.io import display_path
 
 
@@ -84,7 +83,7 @@ def from_demo(system: str, dest: Path, kind: str = "demo") -> DatasetFiles:
     from deepeut.data.demo import demo_files
 
     src = demo_files(system, kind)
-    rows = [json.loads(line) for line in src["manifest"].read_text().splitlines() if line.strip()]
+    rows = read_jsonl(src["manifest"])
     train, test = _copy(src["train"], dest / "train.extxyz"), _copy(src["test"], dest / "test.extxyz")
     return DatasetFiles(
         train, test, None, manifest_hash(rows), f"{kind}:{system}", _count_frames(train), _count_frames(test)

@@ -228,7 +228,7 @@ class DatasetStore:
         store's (rows of keys not stored are left out)."""
         for r in rows:
             cols = [c for c in r if c in COLUMNS and c != "key"]
-            if cols and self.has(r["key"]):
+            if cols:
                 sets = ", ".join(f"{c}=?" for c in cols)
                 self._db.execute(f"UPDATE structures SET {sets} WHERE key=?", (*[r[c] for c in cols], r["key"]))
         self._db.commit()

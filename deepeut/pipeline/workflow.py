@@ -38,7 +38,7 @@ from deepeut.pipeline.plan import (
     training_seconds,
 )
 from deepeut.training.members import MANIFEST
-from deepeut.utils.io import write_json_atomic, write_text_atomic
+from deepeut.utils.io import read_jsonl, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def dataset_input(cfg: Config) -> Tuple[Optional[str], str, int]:
     from deepeut.data.demo import demo_files
 
     files = demo_files(cfg.system.name)
-    rows = [json.loads(line) for line in files["manifest"].read_text().splitlines() if line.strip()]
+    rows = read_jsonl(files["manifest"])
     return None, file_digest(files["manifest"]), sum(1 for r in rows if r.get("split") == "train")
 
 

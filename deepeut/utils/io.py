@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 
 _UMASK = os.umask(0)
@@ -45,6 +45,15 @@ def read_json(path: str | os.PathLike) -> Optional[Dict]:
     """The JSON object in ``path``, or None when there is no such file."""
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_jsonl(path: str | os.PathLike) -> List[Dict]:
+    """The JSON objects of the lines of ``path`` (a manifest.jsonl), blank lines skipped; empty when there is no
+    such file."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], columns: Sequence) -> Path:
