@@ -68,3 +68,33 @@ def test_packed_dataset_restores_into_a_store_with_its_keys_and_provenance(tmp_p
             r["source"],
         )
         assert got["energy_eV"] == pytest.approx(r["energy_eV"], abs=1e-6)
+
+
+def test_a_non_ascii_source_survives_repeated_pack_and_unpack(tmp_path):
+    """An AL frame's source names its trigger in Å; pack → unpack → pack keeps it byte for byte (an ASCII-escaped
+    \\u00c5 lost its backslash to extxyz quoting on every round trip)."""
+    import json
+
+    import numpy as np
+    from ase.build import molecule
+
+    from deepeut.data.demo import pack, unpack
+    from deepeut.data.label import Label
+    from deepeut.data.store import DatasetStore, open_store
+
+    store = DatasetStore(tmp_path / "a")
+    label = Label(  # unit-test values, not a labeler's output
+        energy=-10.0, forces=np.zeros((3, 3)), labeler="test", method="unit", version="0", settings={}
+    )
+    source = {"kind": "al", "trigger": "contact Li-O 1.69 Å < 1.7 Å"}
+    store.add("k1", molecule("H2O", vacuum=3.0, pbc=True), label, "train", source)
+    store.export()
+    store.close()
+    for i in range(2):
+        pack(tmp_path / "a", tmp_path / "packed")
+        unpack(tmp_path / "packed", tmp_path / f"b{i}")
+        open_store(tmp_path / f"b{i}").export()
+        (tmp_path / "a").rename(tmp_path / f"old{i}")
+        (tmp_path / f"b{i}").rename(tmp_path / "a")
+    store = open_store(tmp_path / "a")
+    assert [json.loads(r["source"]) for r in store.rows()] == [source]

@@ -78,7 +78,7 @@ def label_to_atoms(atoms, label: Label, key: str, split: str, source: Dict):
         "labeler_version": label.version or "unknown",  # an empty value would swallow the next extxyz key
         "settings_hash": label.settings_hash,
         "labeler_settings": json.dumps(label.settings, sort_keys=True, default=str),
-        "source": json.dumps(source, sort_keys=True),
+        "source": json.dumps(source, sort_keys=True, ensure_ascii=False),  # Å survives extxyz quoting
         "attempts": label.attempts,
         "energy_unit": "eV",
         "force_unit": "eV/A",
