@@ -151,6 +151,19 @@ def test_active_learning_settings_fail_at_start_naming_the_key(override, key):
 
 
 @pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["train.lr_final=0.01"], "train.lr_final"),  # an anneal that rises above train.lr
+        (["train=campaign", "train.lr_final=1e-5"], "train.lr_final"),  # cosine and plateau at once
+        (["train.ema_decay=1"], "train.ema_decay"),
+    ],
+)
+def test_learning_rate_schedule_settings_fail_at_start_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(*overrides)
+
+
+@pytest.mark.parametrize(
     "override",
     [
         "seed=-1",

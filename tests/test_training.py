@@ -68,9 +68,18 @@ def test_warm_start_loads_the_previous_members_weights(ensemble_dir, tmp_path):
     assert warm < cold * 1.1  # one more epoch from trained weights is not worse than starting over
 
 
-def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_without_a_logger(tmp_path):
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ("train.lr_plateau_factor=0.5", "train.lr_plateau_patience=0"),  # stepped after the epoch on val
+        ("train.lr_final=1e-5", "train.ema_decay=0.99"),  # the finishing anneal: cosine + EMA weights
+    ],
+    ids=["plateau", "cosine-ema"],
+)
+def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_without_a_logger(tmp_path, schedule):
     """A campaign resumed on a fresh machine warm-starts from committed packages (model.nequip.zip only); the
-    manifest's test metrics come from the CSV metrics, which are written even with logger=none."""
+    manifest's test metrics come from the CSV metrics, which are written even with logger=none. nequip accepts
+    both learning-rate schedules the campaign uses."""
     from ase.io import read
 
     from deepeut.training.evaluate import evaluate_frames
@@ -83,8 +92,7 @@ def test_warm_start_from_a_packed_ensemble_trains_and_records_test_metrics_witho
         "train.max_epochs=1",
         "train.package=false",
         "train.init_from=deepeut/models/nma",
-        "train.lr_plateau_factor=0.5",  # nequip accepts the schedule (stepped after the epoch)
-        "train.lr_plateau_patience=0",
+        *schedule,
         "logger=none",
         f"output_dir={tmp_path}",
     )
@@ -105,6 +113,19 @@ def test_plateau_schedule_is_off_for_the_paper_and_on_for_the_campaign(tmp_path)
     sched = c["lr_scheduler"]
     assert sched["scheduler"]["_target_"].endswith("ReduceLROnPlateau") and sched["scheduler"]["factor"] == 0.5
     assert sched["monitor"].startswith("val") and sched["interval"] == "epoch"
+
+
+def test_finishing_anneal_is_a_cosine_to_lr_final_with_ema_weights(tmp_path):
+    from deepeut.training.nequip_config import member_config
+
+    overrides = ("train=campaign", "train.lr_plateau_factor=null", "train.lr_final=1e-5", "train.ema_decay=0.999")
+    c = member_config(member=0, **member_kwargs(load_config(*overrides), tmp_path))["training_module"]
+    sched = c["lr_scheduler"]["scheduler"]
+    assert sched["_target_"].endswith("CosineAnnealingLR") and sched["eta_min"] == 1e-5
+    assert sched["T_max"] == 30  # train=campaign's max_epochs: the rate reaches lr_final at the last epoch
+    assert c["_target_"] == "nequip.train.EMALightningModule" and c["ema_decay"] == 0.999
+    plain = member_config(member=0, **member_kwargs(load_config(), tmp_path))["training_module"]
+    assert plain["_target_"] == "nequip.train.NequIPLightningModule" and "ema_decay" not in plain
 
 
 def test_device_maps_to_lightning_accelerator():

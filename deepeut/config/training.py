@@ -79,6 +79,12 @@ class TrainConfig:
     #: metric (ReduceLROnPlateau); null: constant (the paper)
     lr_plateau_factor: Optional[float] = None
     lr_plateau_patience: int = 3
+    #: when set, the learning rate follows a cosine from ``lr`` down to this value over ``max_epochs``
+    #: (CosineAnnealingLR; replaces the plateau rule): the finishing anneal of a warm-started member
+    lr_final: Optional[float] = None
+    #: when set, validation, test and the packaged model use an exponential moving average of the weights with
+    #: this decay per optimizer step (nequip's EMALightningModule); null: the raw weights (the paper)
+    ema_decay: Optional[float] = None
     batch_size: int = MISSING  # structures per step (paper: 1)
     val_batch_size: int = MISSING
     max_epochs: int = MISSING  # paper: at most 200
@@ -106,6 +112,15 @@ class TrainConfig:
             "train.lr_plateau_factor",
             "must be in (0, 1) (or null for a constant learning rate)",
         )
+        _require(
+            self.lr_final is None or 0 < self.lr_final <= self.lr, "train.lr_final", "must be in (0, train.lr]"
+        )
+        _require(
+            self.lr_final is None or self.lr_plateau_factor is None,
+            "train.lr_final",
+            "a cosine anneal and train.lr_plateau_factor exclude each other: set one of them to null",
+        )
+        _require(self.ema_decay is None or 0 < self.ema_decay < 1, "train.ema_decay", "must be in (0, 1)")
         _require(self.lr_plateau_patience >= 0, "train.lr_plateau_patience", "must be >= 0 epochs")
         _require(0 < self.val_fraction < 1, "train.val_fraction", "must be in (0, 1)")
         _require(self.batch_size >= 1 and self.val_batch_size >= 1, "train.batch_size", "must be >= 1")

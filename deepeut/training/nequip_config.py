@@ -102,8 +102,21 @@ def logger_section(logger: LoggerConfig, member_dir: Path, run_name: str, group:
 
 
 def lr_schedule_section(train: TrainConfig) -> Dict[str, Any]:
-    """``train.lr_plateau_factor``: the learning rate × this factor after ``train.lr_plateau_patience`` epochs
-    without a better validation metric (ReduceLROnPlateau, the schedule nequip supports everywhere); else none."""
+    """``train.lr_final``: a cosine from ``train.lr`` to it over ``train.max_epochs`` (CosineAnnealingLR);
+    ``train.lr_plateau_factor``: the learning rate × this factor after ``train.lr_plateau_patience`` epochs
+    without a better validation metric (ReduceLROnPlateau); neither: none (a constant rate)."""
+    if train.lr_final is not None:
+        return {
+            "lr_scheduler": {
+                "scheduler": {
+                    "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                    "T_max": train.max_epochs,
+                    "eta_min": train.lr_final,
+                },
+                "interval": "epoch",
+                "frequency": 1,
+            }
+        }
     if train.lr_plateau_factor is None:
         return {}
     return {
@@ -178,6 +191,13 @@ def warm_start_model(member_dir: Path) -> Dict:
     raise TrainingError(f"warm start: {member_dir} has neither best.ckpt nor model.nequip.zip")
 
 
+def training_module_target(train: TrainConfig) -> Dict[str, Any]:
+    """nequip's plain LightningModule, or its EMA variant with ``train.ema_decay``."""
+    if train.ema_decay is None:
+        return {"_target_": "nequip.train.NequIPLightningModule"}
+    return {"_target_": "nequip.train.EMALightningModule", "ema_decay": train.ema_decay}
+
+
 def member_config(
     *,
     model: ModelConfig,
@@ -223,7 +243,7 @@ def member_config(
             "callbacks": callbacks_section(member_dir, train),
         },
         "training_module": {
-            "_target_": "nequip.train.NequIPLightningModule",
+            **training_module_target(train),
             "loss": loss_section(train, type_names),
             "val_metrics": metric,
             "test_metrics": metric,
