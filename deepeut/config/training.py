@@ -112,9 +112,7 @@ class TrainConfig:
             "train.lr_plateau_factor",
             "must be in (0, 1) (or null for a constant learning rate)",
         )
-        _require(
-            self.lr_final is None or 0 < self.lr_final <= self.lr, "train.lr_final", "must be in (0, train.lr]"
-        )
+        _require(self.lr_final is None or 0 < self.lr_final <= self.lr, "train.lr_final", "must be in (0, train.lr]")
         _require(
             self.lr_final is None or self.lr_plateau_factor is None,
             "train.lr_final",
