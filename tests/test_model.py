@@ -11,7 +11,10 @@ from deepeut.training.model import allegro_kwargs, build_allegro
 TYPES = ["C", "F", "H", "Li", "N", "O", "S"]
 
 
-@pytest.mark.parametrize("name,l_max,widths", [("allegro_paper", 2, (256, 32)), ("allegro_small", 1, (64, 8))])
+@pytest.mark.parametrize(
+    "name,l_max,widths",
+    [("allegro_paper", 2, (256, 32)), ("allegro_small", 1, (64, 8)), ("allegro_medium", 1, (128, 16))],
+)
 def test_model_config_builds_expected_allegro(name, l_max, widths):
     cfg = load_config(f"model={name}").model
     model = build_allegro(cfg, TYPES, avg_num_neighbors=40.0)
