@@ -369,3 +369,8 @@ def test_packed_ensemble_names_the_shipped_dataset_it_was_trained_on(ensemble_di
     for bad, why in (("campaign:nma", "of system 'ura'"), ("cluster:ura", "one of demo, campaign")):
         with pytest.raises(SystemExit, match=why):
             pack(ensemble_dir, tmp_path / "other", origin=bad)
+    demo = json.loads((pack(ensemble_dir, tmp_path / "demo", origin="demo:ura") / "ensemble.json").read_text())
+    assert demo["embedded"]["regenerate"] == (
+        "python run.py stage=train system=ura train=embedded output_dir=outputs/embedded/ura && "
+        "python -m deepeut.training.embedded pack outputs/embedded/ura deepeut/models/ura --origin demo:ura"
+    )

@@ -1,17 +1,18 @@
 """The default ensembles shipped in ``deepeut/models/<system>/``: what ``stage=main`` runs when no ensemble of
 the system exists in earlier outputs.
 
-Each is a 3-member ``allegro_small`` ensemble trained by this project's own ``stage=train``: either the
-potentials campaign's committee (``scripts/campaign.sh`` with ``PACK=1``, trained on the shipped campaign data
-``deepeut/data/campaign/<system>``; manifest ``dataset.origin`` ``campaign:<system>``) or, where the campaign has
-not yet produced one, ``train=embedded`` on the shipped GFN2-xTB demo dataset (``deepeut/data/demo/<system>``,
-``scripts/make_default_ensembles.sh``, about an hour per system on one CPU core). Only the packaged models
-(``member_<k>/model.nequip.zip``) and the manifest travel::
+Each is a 3-member ``allegro_small`` ensemble trained by this project's own ``stage=train``: the potentials
+campaign's committee (``scripts/make_default_ensembles.sh`` runs ``scripts/campaign.sh`` with ``PACK=1`` for each
+system, on the shipped campaign data ``deepeut/data/campaign/<system>``; manifest ``dataset.origin``
+``campaign:<system>``), with the validation records of that committee beside it. Any finished ``stage=train``
+folder can be packed the same way, e.g. ``train=embedded`` on the shipped GFN2-xTB demo dataset. Only the packaged
+models (``member_<k>/model.nequip.zip``), the manifest and the validation records travel::
 
-    python run.py stage=train system=nma train=embedded output_dir=outputs/embedded/nma
-    python -m deepeut.training.embedded pack outputs/embedded/nma deepeut/models/nma
+    SYSTEMS=nma bash scripts/make_default_ensembles.sh
     python -m deepeut.training.embedded pack outputs/campaign/ura/al/iter_3/train deepeut/models/ura \
         --origin campaign:ura
+    python run.py stage=train system=nma train=embedded output_dir=outputs/embedded/nma
+    python -m deepeut.training.embedded pack outputs/embedded/nma deepeut/models/nma
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ REPO_ROOT = MODELS_DIR.parents[1]
 #: an absolute path in a YAML text: after a blank, quote, '=' or ':' (``store:/a/b``), up to a blank or quote
 ABSOLUTE_PATH = re.compile(r"(?<=[\s'\"=:])/[^\s'\"]+")
 REGENERATE = "scripts/make_default_ensembles.sh"
+
+
+def regenerate_command(system: str, kind: str) -> str:
+    """The command that makes an embedded ensemble of ``system`` again: its campaign for ``kind`` ``campaign``,
+    else ``train=embedded`` on the shipped demo dataset and its pack."""
+    if kind == "campaign":
+        return f"SYSTEM={system} PACK=1 bash scripts/campaign.sh"
+    out = f"outputs/embedded/{system}"
+    return (
+        f"python run.py stage=train system={system} train=embedded output_dir={out} && "
+        f"python -m deepeut.training.embedded pack {out} deepeut/models/{system} --origin demo:{system}"
+    )
 
 
 def embedded_ensemble(system: str) -> Path:
@@ -122,7 +135,7 @@ def pack(src: Path, dest: Path, note: Optional[Dict] = None, origin: Optional[st
         shutil.copyfile(record, dest / record.name)
     if note is None:  # how to make it again, without machine paths
         kind = (origin or manifest["dataset"].get("origin", "")).partition(":")[0]
-        again = f"SYSTEM={manifest.get('system')} PACK=1 bash scripts/campaign.sh" if kind == "campaign" else REGENERATE
+        again = regenerate_command(manifest.get("system"), kind)
         note = {"regenerate": again, "trained_in": "/".join(Path(src).parts[-3:])}
     manifest["embedded"] = note
     write_json_atomic(dest / MANIFEST, manifest)
