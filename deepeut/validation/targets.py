@@ -106,11 +106,22 @@ def al_verdict(history: Optional[Dict]) -> str:
     if not explored:
         return "not stopped; no iteration explored yet"
     k, last = explored[-1]
-    screened = last["explored"] - last.get("calibration_excluded", 0)  # the rule's denominator
+    trend = " → ".join(f"{selected_percent(it):.0f}" for _, it in explored)
     return (
         f"not stopped yet: its last iteration ({last['iteration']} of segment {k + 1}) selected "
-        f"{last['selected']} of {screened} explored frames ({100 * last['selected'] / screened:.0f} %)"
+        f"{last['selected']} of {screened_frames(last)} explored frames ({selected_percent(last):.0f} %); "
+        f"selected per explored iteration, in order: {trend} %"
     )
+
+
+def screened_frames(iteration: Dict) -> int:
+    """Explored frames the stop rule counts: those not taken for calibration."""
+    return iteration["explored"] - iteration.get("calibration_excluded", 0)
+
+
+def selected_percent(iteration: Dict) -> float:
+    """The stop rule's quantity: selected frames in percent of the screened ones."""
+    return 100.0 * iteration["selected"] / screened_frames(iteration)
 
 
 COLUMNS = [
