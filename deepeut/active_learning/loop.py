@@ -448,7 +448,7 @@ def run_active_learning(
 ) -> ALOutput:
     """Run (or resume) the loop on ``dataset`` from the ensemble ``initial`` (none: iteration 0 trains its own),
     exploring from ``starts``; returns the history and the final ensemble."""
-    from deepeut.active_learning.selection import count_reasons, stop_reason
+    from deepeut.active_learning.selection import count_reasons, screened_frames, stop_reason
     from deepeut.data.store import open_store
     from deepeut.training.members import objective
 
@@ -507,7 +507,7 @@ def run_active_learning(
             rec.update(labeled=lab["n_labeled"] + lab["n_skipped"], failed=lab["n_failed"])
             why = stop_reason(
                 rec["selected"],
-                rec["explored"] - rec.get("calibration_excluded", 0),
+                screened_frames(rec),
                 cfg.al.stop_below,
                 cfg.al.stop_below_fraction,
             )

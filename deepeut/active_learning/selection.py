@@ -73,6 +73,12 @@ def selection_threshold(
     )
 
 
+def screened_frames(record: Dict) -> int:
+    """The stop rule's denominator for one iteration record of the loop's history: its explored frames less those
+    taken for calibration (which never become candidates)."""
+    return record["explored"] - record.get("calibration_excluded", 0)
+
+
 def stop_reason(selected: int, explored: int, stop_below: int, stop_below_fraction: Optional[float]) -> str:
     """Why the loop stops after this iteration ('' = go on): fewer frames passed the screening than
     ``stop_below``, or than ``stop_below_fraction`` of the explored frames when that is set."""

@@ -17,7 +17,7 @@ from deepeut.config.schema import Config, ConfigError
 #: seconds per atom of one model call on 2 CPU cores: inference (energy + forces) and one training step
 CPU_COST_S_PER_ATOM = {
     "allegro_small": {"infer": 0.45e-3, "train_step": 1.6e-3},
-    "allegro_medium": {"infer": 0.9e-3, "train_step": 3.3e-3},  # 2.1x allegro_small per training step, measured
+    "allegro_medium": {"infer": 0.9e-3, "train_step": 3.3e-3},  # training step measured (2.1x small); infer scaled
     "allegro_paper": {"infer": 11e-3, "train_step": 50e-3},
 }
 #: the same on one A30-class GPU: the paper's MD (0.65 ns/day, 8192 atoms, 8 GPUs) gives 6.5e-5 s per atom-step

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from deepeut.active_learning.selection import screened_frames
 from deepeut.report.document import Table, markdown_table
 from deepeut.training.embedded import MODELS_DIR
 from deepeut.utils.io import read_json, write_text_atomic
@@ -112,11 +113,6 @@ def al_verdict(history: Optional[Dict]) -> str:
         f"{last['selected']} of {screened_frames(last)} explored frames ({selected_percent(last):.0f} %); "
         f"selected per explored iteration, in order: {trend} %"
     )
-
-
-def screened_frames(iteration: Dict) -> int:
-    """Explored frames the stop rule counts: those not taken for calibration."""
-    return iteration["explored"] - iteration.get("calibration_excluded", 0)
 
 
 def selected_percent(iteration: Dict) -> float:
