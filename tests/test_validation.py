@@ -256,6 +256,12 @@ def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
     history["segments"].append({"iterations": [{"iteration": 0, "explored": 606, "selected": 115}]})
     assert al_verdict(history).endswith("selected 115 of 606 explored frames (19 %); "
                                         "selected per explored iteration, in order: 16 → 19 %")  # fmt: skip
+    first, last = history["segments"][0]["iterations"][0], history["segments"][2]["iterations"][0]
+    first.update(threshold_eV_A=1.2, test_force_rmse=0.15)
+    last.update(threshold_eV_A=0.7, test_force_rmse=float("nan"))  # no test split: no ratio
+    assert "test force RMSE" not in al_verdict(history)
+    last["test_force_rmse"] = 0.14
+    assert "in units of the members' test force RMSE: 8.0 → 5.0 (falling" in al_verdict(history)
     history["segments"].append({"iterations": [{"iteration": 0, "stop": "3 of 594 (0.5 %) < 5 %"}]})
     assert al_verdict(history) == "stopped by its rule (segment 4, iteration 0: 3 of 594 (0.5 %) < 5 %)"
 

@@ -14,6 +14,7 @@ every member ≤ 0.10 eV/Å on fresh reference labels of the runs' own frames. P
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -108,11 +109,33 @@ def al_verdict(history: Optional[Dict]) -> str:
         return "not stopped; no iteration explored yet"
     k, last = explored[-1]
     trend = " → ".join(f"{selected_percent(it):.0f}" for _, it in explored)
-    return (
+    verdict = (
         f"not stopped yet: its last iteration ({last['iteration']} of segment {k + 1}) selected "
         f"{last['selected']} of {screened_frames(last)} explored frames ({selected_percent(last):.0f} %); "
         f"selected per explored iteration, in order: {trend} %"
     )
+    ratios = [r for r in (threshold_in_test_rmse(it) for _, it in explored) if r is not None]
+    if len(ratios) < 2:
+        return verdict
+    why = (
+        " (falling: the threshold is the committee's largest ũ on held-out liquid frames, and it tightens as the "
+        "members improve there)"
+        if ratios[-1] < ratios[0]
+        else ""
+    )
+    return (
+        f"{verdict}; the ũ threshold in units of the members' test force RMSE: "
+        f"{' → '.join(f'{r:.1f}' for r in ratios)}{why}"
+    )
+
+
+def threshold_in_test_rmse(iteration: Dict) -> Optional[float]:
+    """The iteration's ũ threshold (eV/Å) over its committee's mean member test force RMSE (eV/Å); None when
+    either is missing or the RMSE is not a positive number."""
+    threshold, rmse = iteration.get("threshold_eV_A"), iteration.get("test_force_rmse")
+    if threshold is None or rmse is None or not math.isfinite(rmse) or rmse <= 0:
+        return None
+    return threshold / rmse
 
 
 def selected_percent(iteration: Dict) -> float:
