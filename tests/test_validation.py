@@ -199,6 +199,29 @@ def test_the_stored_run_is_rechecked_for_changed_molecules(tmp_path):
     assert molecule_failure(_trajectory(tmp_path / "good.h5", [pos.copy()] * 8, box), rec, every=1) is None
 
 
+def test_the_committee_uncertainty_before_a_failure_comes_from_the_frames_before_it(tmp_path):
+    """A urea H moved onto its carbon from frame 4 (0.04 ps) on, the run failed at 0.05 ps: the record holds the
+    last 3 saved frames up to 0.05 ps (not the frames after), and the embedded URA committee is less sure of the
+    broken frames than of the intact one before them."""
+    from deepeut.training.embedded import MODELS_DIR
+    from deepeut.training.potential import Ensemble
+    from deepeut.validation.task import uncertainty_before_failure
+
+    cfg, box = built_box("ura")
+    topo, pos = box.topology, box.atoms.positions
+    h = int(np.nonzero(np.char.startswith(topo.label.astype(str), "H_U"))[0][0])
+    c = int(np.nonzero((topo.molecule == topo.molecule[h]) & (topo.label == "C_U"))[0][0])
+    frames = [pos.copy() for _ in range(8)]
+    for k in range(4, 8):
+        frames[k][h] = pos[c] + 1.10 * (pos[h] - pos[c]) / np.linalg.norm(pos[h] - pos[c])
+    path = _trajectory(tmp_path / "bad.h5", frames, box)
+    w = uncertainty_before_failure(Ensemble.load(MODELS_DIR / "ura"), path, 0.05, 3)
+    assert w["time_ps"] == pytest.approx([0.03, 0.04, 0.05])
+    intact, broken = w["max_u_eV_A"][0], w["max_u_eV_A"][1:]
+    assert broken[0] == pytest.approx(broken[1]) and broken[0] > 2 * intact
+    assert w["atom"][1] in (h, c)
+
+
 def _record(scale: str, stable: dict, rmse: float, coverage: float = 0.9, cn: float = 4.0) -> dict:
     """A validation record of the shape stage=validate writes (values made up for this test)."""
     drivers = []
@@ -229,6 +252,8 @@ def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
         "small": _record("small", {"committee": (5.0, None), "0": (5.0, 0.8)}, rmse=0.12, coverage=0.97),
     }
     records["train"] = _record("train", {"committee": (1.5, None)}, rmse=0.05, cn=3.2)
+    warning = {"time_ps": [0.78, 0.79, 0.8], "max_u_eV_A": [0.3, 0.7, 1.4], "atom": [5, 5, 5]}
+    records["small"]["drivers"][1]["runs"][0]["u_before_failure"] = warning
     for scale, rec in records.items():
         (models / f"validation_{scale}.json").write_text(json.dumps(rec))
     (tmp_path / "models" / "act").mkdir()
@@ -246,6 +271,7 @@ def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
     assert rows[("ura", "tiny (2 ion pairs)")] == "—"
     small = rows[("ura", "4 ion pairs")]
     assert "member 0 fails at 0.8 ps (molecules changed" in small
+    assert "committee u 0.30–1.40 eV/Å over the 3 frames before, last 1.40)" in small
     assert "force RMSE up to 0.140 > 0.1 eV/Å" in small and "coverage 0.97 outside 0.85–0.95" in small
     train = rows[("ura", "training box (8 ion pairs)")]
     assert "committee ran 1.5 of 2 ps" in train and "member 0 not run" in train and "CN committee 3.20" in train

@@ -30,6 +30,9 @@ class ValidateConfig:
     #: temperature_sigmas × T √(2/N_f) (the canonical fluctuation of the instantaneous temperature)
     temperature_window_ps: float = 1.0
     temperature_sigmas: float = 2.0
+    #: of a failed run, the committee's force uncertainty u (Eq. 6) on this many saved frames before the failure
+    #: (0: not computed): whether the committee saw the failure coming
+    warning_frames: int = 10
 
     def __post_init__(self) -> None:
         from deepeut.config.base import _require
@@ -50,3 +53,4 @@ class ValidateConfig:
         _require(self.n_label_frames >= 2, "validate.n_label_frames", "must be >= 2 (half calibrate, half test)")
         _require(0 < self.alpha < 1, "validate.alpha", "must be in (0, 1)")
         _require(self.contact_every_frames >= 1, "validate.contact_every_frames", "must be >= 1")
+        _require(self.warning_frames >= 0, "validate.warning_frames", "must be >= 0")

@@ -43,9 +43,20 @@ def driver_stability(driver: Dict, target_ps: float) -> tuple[str, List[str]]:
     if failed:
         reason = failed[0]["reason"]
         reason = reason if len(reason) <= 60 else reason[:60].rsplit(" ", 1)[0] + " …"
-        return f"fails at {stable:.3g} ps", [f"{name} fails at {stable:.3g} ps ({reason})"]
+        miss = f"{name} fails at {stable:.3g} ps ({reason}{warning_before(failed[0])})"
+        return f"fails at {stable:.3g} ps", [miss]
     short = [f"{name} ran {ran:.3g} of {target_ps:g} ps"] if ran < target_ps else []
     return f"{stable:.3g} of {ran:.3g} ps", short
+
+
+def warning_before(run: Dict) -> str:
+    """``; committee u …`` from a failed run's ``u_before_failure`` record: how the committee's uncertainty
+    (eV/Å) went over the saved frames before the failure; empty when not recorded."""
+    w = run.get("u_before_failure") or {}
+    u = w.get("max_u_eV_A") or []
+    if not u:
+        return ""
+    return f"; committee u {min(u):.2f}–{max(u):.2f} eV/Å over the {len(u)} frames before, last {u[-1]:.2f}"
 
 
 def outside(name: str, value: float, bounds: tuple[float, float]) -> List[str]:

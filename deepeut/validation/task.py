@@ -11,7 +11,8 @@ held out in turn, q̂ from the others; deepeut.active_learning.conformal.held_ou
 
 Output: ``validation.json`` (per driver: time to failure and reason, ps run, ⟨T⟩, drift, closest Li–O and H···O
 over the run and the fraction of its frames with such a contact below ``validate.min_contact_A``,
-Li–O first peak and coordination number; force errors; coverage), ``validation.txt``, the figures of
+Li–O first peak and coordination number, and for a failed run the committee's uncertainty on its last
+``validate.warning_frames`` frames; force errors; coverage), ``validation.txt``, the figures of
 deepeut.validation.figures with ``captions.json``, and ``driver_<d>/`` MD folders (each replica with
 ``contacts.csv``: closest contacts per checked frame, and ``li_o_rdf.csv``).
 Units: ps, Å, K, eV/Å (kcal/mol/Å beside), kcal/mol/atom/ns.
@@ -181,6 +182,41 @@ def run_driver(cfg: Config, ensemble: EnsembleRef, driver: str, starts: Structur
     }
 
 
+def uncertainty_before_failure(ensemble, traj_path: Path, failed_at_ps: float, n_frames: int) -> Dict:
+    """The committee's force uncertainty u (Eq. 6, eV/Å, largest over the atoms) on the last ``n_frames`` saved
+    frames at or before ``failed_at_ps`` of a failed run, and the atom that carries it: a rise before the failure
+    means the committee saw it coming (and an exploration run would select those frames)."""
+    from deepeut.trajectory.h5md import H5MDTrajectory
+
+    with H5MDTrajectory(traj_path) as tr:
+        times = np.asarray(tr.times_ps)
+        keep = np.nonzero(times <= failed_at_ps + 1e-9)[0][-n_frames:]
+        frames = [tr.atoms(int(k)) for k in keep]
+    if not frames:
+        return {"time_ps": [], "max_u_eV_A": [], "atom": []}
+    u = ensemble.predict(frames).uncertainty()
+    return {
+        "time_ps": [float(times[k]) for k in keep],
+        "max_u_eV_A": [float(x.max()) for x in u],
+        "atom": [int(np.argmax(x)) for x in u],
+    }
+
+
+def attach_uncertainty_before_failure(cfg: Config, ensemble_path: Path, drivers: List[Dict], out: Path) -> None:
+    """``u_before_failure`` (uncertainty_before_failure) on every failed run of ``drivers``, in place."""
+    failed = [(d, r, run) for d in drivers for r, run in enumerate(d["runs"]) if run["failed_at_ps"] is not None]
+    if not failed or cfg.validate.warning_frames == 0:
+        return
+    from deepeut.training.potential import Ensemble
+
+    ens = Ensemble.load(ensemble_path, device=cfg.device)
+    for d, r, run in failed:
+        traj = out / f"driver_{d['driver']}" / f"replica_{r}" / "trajectory.h5"
+        run["u_before_failure"] = uncertainty_before_failure(
+            ens, traj, run["failed_at_ps"], cfg.validate.warning_frames
+        )
+
+
 def held_out_frames(cfg: Config, folders: List[Path], n: int) -> List:
     """``n`` frames evenly spaced over the runs' frames after their first 10 %."""
     from deepeut.trajectory.h5md import H5MDTrajectory
@@ -249,6 +285,7 @@ def score_frames(cfg: Config, ensemble_path: Path, frames: List, out: Path) -> D
             "coverage": cov,
             "coverage_rule": "each frame held out in turn, q̂ from the other frames' atoms",
             "n_frames": len(labeled),
+            "max_u_median_eV_A": float(np.median([x.max() for x in u])),
         },
     }
 
@@ -278,6 +315,18 @@ def validation_text(summary: Dict) -> str:
         "Li-O min, H-O min: closest intermolecular contact over the run (Å); Li-O<lim: fraction of its checked "
         "frames with a Li-O below validate.min_contact_A"
     )
+    median_u = ((summary.get("scores") or {}).get("conformal") or {}).get("max_u_median_eV_A")
+    typical_u = f" (median over the scored frames: {median_u:.2f})" if median_u is not None else ""
+    for d in summary["drivers"]:
+        for r, run in enumerate(d["runs"]):
+            w = run.get("u_before_failure")
+            if w and w["max_u_eV_A"]:
+                lines.append(
+                    f"{d['driver']} run {r}: committee u (max over atoms, eV/Å) on its last {len(w['time_ps'])} "
+                    f"frames before the failure ({w['time_ps'][0]:.2f}–{w['time_ps'][-1]:.2f} ps): "
+                    + " ".join(f"{x:.2f}" for x in w["max_u_eV_A"])
+                    + typical_u
+                )
     sc = summary.get("scores")
     if sc:
         lines += [
@@ -305,6 +354,7 @@ def run_validate(cfg: Config, ensemble: EnsembleRef, origin: str, starts: Struct
     validation.txt (and ``validation_<scale>.json`` beside the ensemble). ``origin`` says how it was chosen."""
     v = cfg.validate
     drivers = [run_driver(cfg, ensemble, d, starts, out / f"driver_{d}") for d in v.drivers]
+    attach_uncertainty_before_failure(cfg, ensemble.path, drivers, out)
     frames = held_out_frames(cfg, [out / f"driver_{d}" for d in v.drivers], v.n_label_frames)
     scores_ = score_frames(cfg, ensemble.path, frames, out) if frames else None
     summary = {
