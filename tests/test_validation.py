@@ -279,6 +279,7 @@ def test_targets_table_names_every_missed_target_and_the_loops_stop(tmp_path):
     assert "selected 97 of 594 explored frames (16 %)" in al_verdict(history)
     history["segments"].append({"iterations": [{"iteration": 0, "test_force_rmse": 0.14}]})  # retrained, not explored
     assert "(0 of segment 1) selected 97 of 594" in al_verdict(history)
+    assert al_verdict(history).startswith("not stopped after 1 explored iteration over 2 segments")
     history["segments"].append({"iterations": [{"iteration": 0, "explored": 606, "selected": 115}]})
     assert al_verdict(history).endswith("selected 115 of 606 explored frames (19 %); "
                                         "selected per explored iteration, in order: 16 → 19 %")  # fmt: skip

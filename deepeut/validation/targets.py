@@ -121,7 +121,9 @@ def al_verdict(history: Optional[Dict]) -> str:
     k, last = explored[-1]
     trend = " → ".join(f"{selected_percent(it):.0f}" for _, it in explored)
     verdict = (
-        f"not stopped yet: its last iteration ({last['iteration']} of segment {k + 1}) selected "
+        f"not stopped after {plural(len(explored), 'explored iteration')} over {plural(len(segments), 'segment')} "
+        "(a segment is one run of the loop, al.max_iterations each): its last iteration "
+        f"({last['iteration']} of segment {k + 1}) selected "
         f"{last['selected']} of {screened_frames(last)} explored frames ({selected_percent(last):.0f} %); "
         f"selected per explored iteration, in order: {trend} %"
     )
@@ -138,6 +140,10 @@ def al_verdict(history: Optional[Dict]) -> str:
         f"{verdict}; the ũ threshold in units of the members' test force RMSE: "
         f"{' → '.join(f'{r:.1f}' for r in ratios)}{why}"
     )
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def threshold_in_test_rmse(iteration: Dict) -> Optional[float]:
